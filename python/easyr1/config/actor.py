@@ -1,0 +1,175 @@
+"""``worker.actor`` and ``worker.ref``: the FSDP2 policy and its frozen reference (EasyR1 layout)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .base import ConfigError, check_choice, check_non_negative, check_positive, check_range
+
+LOSS_AGG_MODES = ["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
+
+
+@dataclass
+class ModelConfig:
+    model_path: str = "tiny/policy"
+    """Local directory of the policy (a Hugging Face model folder: tiny or Qwen2.5-VL-7B)."""
+    tokenizer_path: str | None = None
+    """Tokenizer/processor directory; ``None`` means ``model_path``."""
+    trust_remote_code: bool = False
+    """Passed to transformers' ``from_pretrained``."""
+    dtype: str = "auto"
+    """Weights dtype: ``auto`` (bf16 on GPU, fp32 on CPU), ``float32``, ``bfloat16`` or ``float16``."""
+    attn_implementation: str = "auto"
+    """``auto`` (flash_attention_2 on GPU when installed, else sdpa), ``sdpa``, ``eager`` or ``flash_attention_2``."""
+    freeze_vision_tower: bool = False
+    """Do not train the vision encoder."""
+    enable_gradient_checkpointing: bool = True
+    """Recompute activations in the backward pass (memory for compute)."""
+
+    def validate(self, path: str) -> Iterator[ConfigError]:
+        yield from check_choice(f"{path}.dtype", self.dtype, ["auto", "float32", "bfloat16", "float16"])
+        yield from check_choice(
+            f"{path}.attn_implementation", self.attn_implementation, ["auto", "sdpa", "eager", "flash_attention_2"]
+        )
+
+
+@dataclass
+class OptimConfig:
+    strategy: str = "adamw"
+    """Optimizer: ``adamw`` (``adamw_bf16`` is accepted as an alias of adamw for EasyR1 scripts)."""
+    lr: float = 1e-6
+    """Peak learning rate."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """AdamW betas."""
+    weight_decay: float = 1e-2
+    """AdamW weight decay."""
+    lr_warmup_ratio: float = 0.0
+    """Fraction of the total steps used for linear warm-up (ignored when ``lr_warmup_steps`` is set)."""
+    lr_warmup_steps: int | None = None
+    """Warm-up steps; overrides ``lr_warmup_ratio``."""
+    lr_scheduler_type: str = "constant"
+    """After warm-up: ``constant`` or ``cosine`` decay to ``min_lr_ratio`` × lr."""
+    min_lr_ratio: float = 0.0
+    """Floor of the cosine decay relative to ``lr``."""
+
+    def validate(self, path: str) -> Iterator[ConfigError]:
+        yield from check_choice(f"{path}.strategy", self.strategy, ["adamw", "adamw_bf16"])
+        yield from check_positive(f"{path}.lr", self.lr)
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            yield ConfigError(f"{path}.betas", self.betas, "must be two numbers in [0, 1)")
+        yield from check_non_negative(f"{path}.weight_decay", self.weight_decay)
+        yield from check_range(f"{path}.lr_warmup_ratio", self.lr_warmup_ratio, low=0.0, high=1.0)
+        if self.lr_warmup_steps is not None:
+            yield from check_non_negative(f"{path}.lr_warmup_steps", self.lr_warmup_steps)
+        yield from check_choice(f"{path}.lr_scheduler_type", self.lr_scheduler_type, ["constant", "cosine"])
+        yield from check_range(f"{path}.min_lr_ratio", self.min_lr_ratio, low=0.0, high=1.0)
+
+
+@dataclass
+class FSDPConfig:
+    enable_full_shard: bool = True
+    """Shard parameters, gradients and optimizer state (FSDP2 ``reshard_after_forward=True``)."""
+    enable_cpu_offload: bool = False
+    """FSDP2 ``CPUOffloadPolicy`` (parameters and gradients live on CPU between uses)."""
+    enable_rank0_init: bool = False
+    """Load weights on rank 0 only and broadcast (saves host memory on big models)."""
+    mixed_precision: bool = False
+    """bf16 compute with fp32 gradient reduction (``MixedPrecisionPolicy``)."""
+    param_dtype: str = "bfloat16"
+    """Compute dtype under mixed precision."""
+    reduce_dtype: str = "float32"
+    """Gradient reduction dtype under mixed precision."""
+
+    def validate(self, path: str) -> Iterator[ConfigError]:
+        yield from check_choice(f"{path}.param_dtype", self.param_dtype, ["bfloat16", "float16", "float32"])
+        yield from check_choice(f"{path}.reduce_dtype", self.reduce_dtype, ["bfloat16", "float32"])
+
+
+@dataclass
+class OffloadConfig:
+    offload_params: bool = False
+    """Move parameters to CPU while the actor is idle (rollout, editing)."""
+    offload_optimizer: bool = False
+    """Move optimizer state to CPU while the actor is idle."""
+
+
+@dataclass
+class ActorConfig:
+    strategy: str = "fsdp"
+    """Training strategy; FSDP2 is the only one."""
+    num_workers: int = 1
+    """Actor processes (one per GPU on a cluster; CPU processes locally) forming one torch.distributed world."""
+    global_batch_size: int = 8
+    """Prompts per optimizer step (a mini-batch) across all actor workers, EasyR1-style: the mini-batch holds
+    ``global_batch_size × worker.rollout.n`` responses."""
+    micro_batch_size_per_device_for_update: int = 2
+    """Responses per forward/backward on one worker during the update (gradient accumulation in between)."""
+    micro_batch_size_per_device_for_experience: int = 8
+    """Responses per forward on one worker when computing old/reference log-probs."""
+    dynamic_batching: bool = False
+    """Pack micro-batches by token budget (``max_token_len_per_device``) instead of a fixed count."""
+    max_token_len_per_device: int = 16384
+    """Token budget of one micro-batch under dynamic batching."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
+    ppo_epochs: int = 1
+    """Passes over the rollout batch per step."""
+    loss_type: str = "ppo"
+    """Policy loss: ``ppo`` (token-level clip) or ``gspo`` (sequence-level ratio)."""
+    clip_ratio_low: float = 0.2
+    """PPO clip ε below 1."""
+    clip_ratio_high: float = 0.2
+    """PPO clip ε above 1 (DAPO clip-higher uses 0.28)."""
+    clip_ratio_dual: float = 3.0
+    """Dual-clip constant c (> 1) for negative advantages."""
+    loss_agg_mode: str = "token-mean"
+    """Loss aggregation: token-mean, seq-mean-token-sum, seq-mean-token-mean, seq-mean-token-sum-norm."""
+    entropy_coeff: float = 0.0
+    """Entropy bonus coefficient (0 disables)."""
+    entropy_chunk_size: int = 1024
+    """Sequence chunk used when computing entropy from logits (bounds memory)."""
+    seed: int = 1
+    """Seed for the actor's RNG (dropout, sampling inside the update)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Policy model."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimizer and schedule."""
+    fsdp: FSDPConfig = field(default_factory=FSDPConfig)
+    """FSDP2 sharding."""
+    offload: OffloadConfig = field(default_factory=OffloadConfig)
+    """Idle-time offloading."""
+
+    def validate(self, path: str) -> Iterator[ConfigError]:
+        yield from check_choice(f"{path}.strategy", self.strategy, ["fsdp", "fsdp2"])
+        yield from check_positive(f"{path}.num_workers", self.num_workers)
+        yield from check_positive(f"{path}.global_batch_size", self.global_batch_size)
+        yield from check_positive(
+            f"{path}.micro_batch_size_per_device_for_update", self.micro_batch_size_per_device_for_update
+        )
+        yield from check_positive(
+            f"{path}.micro_batch_size_per_device_for_experience", self.micro_batch_size_per_device_for_experience
+        )
+        yield from check_positive(f"{path}.max_token_len_per_device", self.max_token_len_per_device)
+        yield from check_positive(f"{path}.max_grad_norm", self.max_grad_norm)
+        yield from check_positive(f"{path}.ppo_epochs", self.ppo_epochs)
+        yield from check_choice(f"{path}.loss_type", self.loss_type, ["ppo", "gspo"])
+        yield from check_range(f"{path}.clip_ratio_low", self.clip_ratio_low, low=0.0, high=1.0)
+        yield from check_non_negative(f"{path}.clip_ratio_high", self.clip_ratio_high)
+        yield from check_range(f"{path}.clip_ratio_dual", self.clip_ratio_dual, low=1.0, low_inclusive=False)
+        yield from check_choice(f"{path}.loss_agg_mode", self.loss_agg_mode, LOSS_AGG_MODES)
+        yield from check_non_negative(f"{path}.entropy_coeff", self.entropy_coeff)
+        yield from check_positive(f"{path}.entropy_chunk_size", self.entropy_chunk_size)
+
+
+@dataclass
+class RefConfig:
+    offload_params: bool = True
+    """Keep the frozen reference on CPU between uses."""
+    micro_batch_size_per_device_for_experience: int = 8
+    """Responses per forward when computing reference log-probs."""
+
+    def validate(self, path: str) -> Iterator[ConfigError]:
+        yield from check_positive(
+            f"{path}.micro_batch_size_per_device_for_experience", self.micro_batch_size_per_device_for_experience
+        )

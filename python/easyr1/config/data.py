@@ -1,0 +1,72 @@
+"""``data``: where training/validation rows come from and how prompts are built."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .base import ConfigError, check_choice, check_positive, check_range
+
+
+@dataclass
+class DataConfig:
+    format: str = "seed"
+    """Row format: ``seed`` (the reference parquet with base64 images), ``jsonl`` (image paths) or ``hf``
+    (a Hugging Face dataset saved to disk, or parquet with ``Image`` features)."""
+    train_files: str = "data/train"
+    """Training data: a file, or a directory read with ``pattern``."""
+    val_files: str | None = None
+    """Validation data (same format); ``None`` disables validation."""
+    pattern: str = "*.parquet"
+    """Glob used when ``train_files``/``val_files`` is a directory (seed alias: ``data.parquet_pattern``)."""
+    instruction_key: str = "instruction"
+    """JSONL: field holding the edit instruction."""
+    source_image_key: str = "source_image"
+    """JSONL/HF: field holding the source image (a path relative to the JSONL file, or an ``Image`` feature)."""
+    edited_image_key: str = "edited_image"
+    """JSONL/HF: field holding the preliminary edited image."""
+    id_key: str = "id"
+    """JSONL/HF: field holding the row id."""
+    instruction_variant: str = "detailed"
+    """Which of the seed ``edit_prompt`` pair goes into the prompt: ``short`` or ``detailed``."""
+    max_prompt_length: int = 30000
+    """Prompts with more tokens (images included) are dropped when ``filter_overlong_prompts`` is on."""
+    max_response_length: int = 4096
+    """Maximum number of generated tokens per response."""
+    rollout_batch_size: int = 16
+    """Prompts per training step (each is sampled ``worker.rollout.n`` times)."""
+    val_batch_size: int = 64
+    """Prompts per validation batch; ``-1`` means the whole validation set at once."""
+    shuffle: bool = True
+    """Shuffle training rows (deterministically by ``seed`` and epoch)."""
+    seed: int = 1
+    """Seed of the shuffling order."""
+    min_pixels: int = 3136
+    """Images are resized (aspect preserved) to at least this many pixels (28*28*4 by default)."""
+    max_pixels: int = 1003520
+    """... and at most this many pixels (28*28*1280 by default)."""
+    filter_overlong_prompts: bool = True
+    """Drop (and count) prompts longer than ``max_prompt_length`` instead of failing."""
+    on_bad_row: str = "error"
+    """A row that cannot be decoded: ``error`` stops with the file, row and column; ``skip`` skips and counts."""
+    system_prompt: str | None = None
+    """Override of the built-in system prompt (the re-edit contract); ``None`` uses ours."""
+    read_batch_rows: int = 64
+    """Rows decoded at a time when streaming parquet (bounds memory)."""
+    max_num_batched_tokens: int | None = None
+    """Accepted for compatibility with EasyR1 scripts; the rollout's own budget is used instead."""
+    extra: dict[str, str] = field(default_factory=dict)
+    """Free-form reader options (e.g. HF ``split``)."""
+
+    def validate(self, path: str) -> Iterator[ConfigError]:
+        yield from check_choice(f"{path}.format", self.format, ["seed", "jsonl", "hf"])
+        yield from check_choice(f"{path}.instruction_variant", self.instruction_variant, ["short", "detailed"])
+        yield from check_choice(f"{path}.on_bad_row", self.on_bad_row, ["error", "skip"])
+        yield from check_positive(f"{path}.max_prompt_length", self.max_prompt_length)
+        yield from check_positive(f"{path}.max_response_length", self.max_response_length)
+        yield from check_positive(f"{path}.rollout_batch_size", self.rollout_batch_size)
+        if self.val_batch_size != -1:
+            yield from check_positive(f"{path}.val_batch_size", self.val_batch_size)
+        yield from check_positive(f"{path}.min_pixels", self.min_pixels)
+        yield from check_range(f"{path}.max_pixels", self.max_pixels, low=self.min_pixels)
+        yield from check_positive(f"{path}.read_batch_rows", self.read_batch_rows)

@@ -1,0 +1,59 @@
+"""``worker.image_edit``: the editor pool (Qwen-Image-Edit replicas, or the sandbox's procedural editor)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .base import ConfigError, check_choice, check_non_negative, check_positive
+
+
+@dataclass
+class ImageEditConfig:
+    backend: str = "sandbox"
+    """``qwen_image_edit`` (diffusers pipeline) or ``sandbox`` (procedural editor of the sandbox world)."""
+    model_path: str = "tiny/editor"
+    """Local directory of a ``QwenImageEditPipeline`` (or ``QwenImageEditPlusPipeline``) checkpoint."""
+    num_replicas: int = 1
+    """Editor replicas (Ray actors; one GPU each on a cluster). Seed alias: ``worker.image_edit.num_gpus``."""
+    batch_size: int = 4
+    """Images per pipeline call (grouped by output size)."""
+    num_inference_steps: int = 15
+    """Denoising steps."""
+    true_cfg_scale: float = 4.0
+    """True classifier-free guidance scale (Qwen-Image-Edit's CFG; needs a negative prompt; 1.0 disables)."""
+    negative_prompt: str = " "
+    """Negative prompt used by true CFG."""
+    target_area: int = 1048576
+    """Output/condition area in pixels (aspect of the input kept, sides multiples of 32). The pipeline's
+    default is ~1024²; small areas make CPU runs fast."""
+    dtype: str = "auto"
+    """``auto`` (bf16 on GPU, fp32 on CPU), ``float32`` or ``bfloat16``."""
+    seed_mode: str = "per_item"
+    """``per_item`` (seed from sample id and re-edit index) or ``per_group`` (one seed per prompt group)."""
+    base_seed: int = 0
+    """Mixed into every derived seed."""
+    enable_model_cpu_offload: bool = False
+    """diffusers model CPU offload (GPU memory for speed)."""
+    max_retries: int = 2
+    """Times a request is retried after its replica crashed."""
+    request_timeout_s: float = 600.0
+    """Per-batch timeout of a replica call."""
+    detect_blank_outputs: bool = True
+    """Treat NaN, all-black or constant outputs as failures."""
+    enable_fsdp: bool = False
+    """Accepted for the reference's scripts; the editor is replicated, never sharded."""
+
+    def validate(self, path: str) -> Iterator[ConfigError]:
+        yield from check_choice(f"{path}.backend", self.backend, ["qwen_image_edit", "sandbox"])
+        yield from check_positive(f"{path}.num_replicas", self.num_replicas)
+        yield from check_positive(f"{path}.batch_size", self.batch_size)
+        yield from check_positive(f"{path}.num_inference_steps", self.num_inference_steps)
+        yield from check_non_negative(f"{path}.true_cfg_scale", self.true_cfg_scale)
+        yield from check_positive(f"{path}.target_area", self.target_area)
+        if self.target_area < 64 * 64:
+            yield ConfigError(f"{path}.target_area", self.target_area, "must be at least 4096 (64x64)")
+        yield from check_choice(f"{path}.dtype", self.dtype, ["auto", "float32", "bfloat16"])
+        yield from check_choice(f"{path}.seed_mode", self.seed_mode, ["per_item", "per_group"])
+        yield from check_non_negative(f"{path}.max_retries", self.max_retries)
+        yield from check_positive(f"{path}.request_timeout_s", self.request_timeout_s)

@@ -1,0 +1,75 @@
+"""``judge``: the multimodal judge that scores the five consistency dimensions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .base import ConfigError, check_choice, check_non_negative, check_positive, check_range
+
+
+@dataclass
+class JudgeConfig:
+    backend: str = "sandbox"
+    """``openai`` (any OpenAI-compatible endpoint: GPT-4o, a vLLM-served model) or ``sandbox``."""
+    model: str = "gpt-4o"
+    """Judge model name."""
+    base_url: str = "https://api.openai.com/v1"
+    """OpenAI-compatible base URL."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the API key (never put the key itself in a config file)."""
+    api_key_file: str | None = None
+    """A file holding the API key (a mounted Kubernetes secret); takes precedence over ``api_key_env``."""
+    mode: str = "single_call"
+    """``per_dimension`` (five calls per sample, one rubric each) or ``single_call`` (one call, JSON schema)."""
+    temperature: float = 0.0
+    """Sampling temperature of the judge."""
+    max_tokens: int = 400
+    """Completion token limit per call."""
+    use_logprobs: bool = False
+    """Expected score from ``top_logprobs`` (per_dimension mode) instead of the sampled number."""
+    image_max_side: int = 512
+    """Images are sent as JPEG with the long side at most this."""
+    image_detail: str = "low"
+    """OpenAI image ``detail``: low, high or auto."""
+    jpeg_quality: int = 90
+    """JPEG quality of the images sent."""
+    max_concurrency: int = 32
+    """Concurrent requests in flight."""
+    requests_per_minute: float | None = None
+    """Rate limit; ``None`` = unlimited."""
+    tokens_per_minute: float | None = None
+    """Token rate limit (estimated before the call); ``None`` = unlimited."""
+    max_retries: int = 3
+    """Retries of connection errors, 408/409/429/5xx (honouring Retry-After); never 400/401/403/404."""
+    timeout_s: float = 60.0
+    """Per-request timeout."""
+    batch_deadline_s: float = 600.0
+    """Deadline for a whole batch; unfinished samples end as ``deadline``."""
+    cache_dir: str | None = None
+    """On-disk cache of judge answers (only used for deterministic settings); ``None`` disables."""
+    price_per_1k_prompt_tokens: float = 0.0025
+    """USD per 1k prompt tokens (cost accounting)."""
+    price_per_1k_completion_tokens: float = 0.01
+    """USD per 1k completion tokens."""
+    judge_preliminary: bool = False
+    """Also send the preliminary image to the judge (three images)."""
+
+    def validate(self, path: str) -> Iterator[ConfigError]:
+        yield from check_choice(f"{path}.backend", self.backend, ["openai", "sandbox"])
+        yield from check_choice(f"{path}.mode", self.mode, ["per_dimension", "single_call"])
+        yield from check_range(f"{path}.temperature", self.temperature, low=0.0, high=2.0)
+        yield from check_positive(f"{path}.max_tokens", self.max_tokens)
+        yield from check_range(f"{path}.image_max_side", self.image_max_side, low=32)
+        yield from check_choice(f"{path}.image_detail", self.image_detail, ["low", "high", "auto"])
+        yield from check_range(f"{path}.jpeg_quality", self.jpeg_quality, low=1, high=100)
+        yield from check_positive(f"{path}.max_concurrency", self.max_concurrency)
+        yield from check_positive(f"{path}.requests_per_minute", self.requests_per_minute)
+        yield from check_positive(f"{path}.tokens_per_minute", self.tokens_per_minute)
+        yield from check_non_negative(f"{path}.max_retries", self.max_retries)
+        yield from check_positive(f"{path}.timeout_s", self.timeout_s)
+        yield from check_positive(f"{path}.batch_deadline_s", self.batch_deadline_s)
+        yield from check_non_negative(f"{path}.price_per_1k_prompt_tokens", self.price_per_1k_prompt_tokens)
+        yield from check_non_negative(f"{path}.price_per_1k_completion_tokens", self.price_per_1k_completion_tokens)
+        if self.backend == "openai" and not self.base_url.startswith(("http://", "https://")):
+            yield ConfigError(f"{path}.base_url", self.base_url, "must be an http(s) URL")

@@ -1,0 +1,79 @@
+"""``worker.rollout``: the generation engines (vLLM on GPU, transformers ``generate`` on CPU)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .base import ConfigError, check_choice, check_non_negative, check_positive, check_range
+
+
+@dataclass
+class RolloutValOverride:
+    temperature: float = 0.0
+    """Validation sampling temperature (0 = greedy)."""
+    top_p: float = 1.0
+    """Validation nucleus sampling."""
+    n: int = 1
+    """Samples per validation prompt."""
+
+
+@dataclass
+class RolloutConfig:
+    name: str = "hf"
+    """Engine: ``hf`` (transformers generate, CPU or GPU) or ``vllm`` (GPU, tensor parallel)."""
+    n: int = 4
+    """Responses sampled per prompt (the GRPO group size)."""
+    temperature: float = 1.0
+    """Sampling temperature."""
+    top_p: float = 1.0
+    """Nucleus sampling."""
+    top_k: int = -1
+    """Top-k sampling (-1 disables)."""
+    seed: int = 1
+    """Base sampling seed."""
+    num_engines: int = 1
+    """Generation engines (Ray actors); each spans ``tensor_parallel_size`` GPUs."""
+    tensor_parallel_size: int = 1
+    """vLLM tensor parallelism per engine."""
+    gpu_memory_utilization: float = 0.6
+    """vLLM KV-cache memory fraction."""
+    enforce_eager: bool = False
+    """vLLM: disable CUDA graphs."""
+    enable_sleep_mode: bool = False
+    """vLLM sleep/wake between rollouts (only useful when colocated with the actor)."""
+    prompt_length: int | None = None
+    """Maximum prompt tokens; ``None`` uses ``data.max_prompt_length``."""
+    response_length: int | None = None
+    """Maximum response tokens; ``None`` uses ``data.max_response_length``."""
+    max_model_len: int | None = None
+    """vLLM max model length; ``None`` = prompt_length + response_length."""
+    max_num_batched_tokens: int = 8192
+    """vLLM scheduler token budget."""
+    limit_images: int = 2
+    """Images per prompt (source and preliminary edit)."""
+    generation_batch_size: int = 16
+    """``hf`` engine: sequences generated per ``generate`` call."""
+    weight_sync: str = "collective"
+    """How weights reach engines after an update: ``collective`` (broadcast over a process group: gloo on CPU,
+    NCCL on GPU) or ``object_store`` (Ray object store fallback)."""
+    weight_sync_bucket_mb: int = 256
+    """Bucket size of the collective weight broadcast."""
+    check_sync_logprobs: bool = True
+    """After each sync, compare engine and actor log-probs on a fixed probe and log the max difference."""
+    val_override_config: RolloutValOverride = field(default_factory=RolloutValOverride)
+    """Sampling overrides used for validation."""
+
+    def validate(self, path: str) -> Iterator[ConfigError]:
+        yield from check_choice(f"{path}.name", self.name, ["hf", "vllm"])
+        yield from check_positive(f"{path}.n", self.n)
+        yield from check_non_negative(f"{path}.temperature", self.temperature)
+        yield from check_range(f"{path}.top_p", self.top_p, low=0.0, high=1.0, low_inclusive=False)
+        yield from check_positive(f"{path}.num_engines", self.num_engines)
+        yield from check_positive(f"{path}.tensor_parallel_size", self.tensor_parallel_size)
+        yield from check_range(f"{path}.gpu_memory_utilization", self.gpu_memory_utilization, low=0.0, high=1.0)
+        yield from check_positive(f"{path}.limit_images", self.limit_images)
+        yield from check_positive(f"{path}.generation_batch_size", self.generation_batch_size)
+        yield from check_choice(f"{path}.weight_sync", self.weight_sync, ["collective", "object_store"])
+        yield from check_positive(f"{path}.weight_sync_bucket_mb", self.weight_sync_bucket_mb)
+        yield from check_positive(f"{path}.val_override_config.n", self.val_override_config.n)

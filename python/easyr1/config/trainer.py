@@ -1,0 +1,71 @@
+"""``trainer``: the loop's schedule, logging backends and checkpoints (EasyR1 layout)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .base import ConfigError, check_choice, check_positive
+
+LOGGERS = ["console", "file", "wandb", "tensorboard"]
+
+
+@dataclass
+class TrainerConfig:
+    project_name: str = "easyr1"
+    """Tracker project name."""
+    experiment_name: str = "sandbox"
+    """Run name."""
+    total_epochs: int = 1
+    """Passes over the training data."""
+    max_steps: int | None = None
+    """Stop after this many steps (``None``: run ``total_epochs``)."""
+    logger: list[str] = field(default_factory=lambda: ["console", "file"])
+    """Loggers: console, file (``metrics.jsonl``), wandb, tensorboard."""
+    wandb_mode: str = "auto"
+    """wandb: ``auto`` (online with WANDB_API_KEY, offline without), ``online``, ``offline`` or ``disabled``."""
+    output_dir: str = "runs/easyr1"
+    """Run folder: metrics.jsonl, reports, wandb/TensorBoard files, and checkpoints unless
+    ``save_checkpoint_path`` is set."""
+    val_freq: int = -1
+    """Validate every this many steps (-1: never)."""
+    val_before_train: bool = False
+    """Validate once before the first step."""
+    val_only: bool = False
+    """Only validate, do not train."""
+    val_generations_to_log: int = 8
+    """Validation samples logged as a table (images, CoT, Re_edit, scores)."""
+    save_freq: int = -1
+    """Checkpoint every this many steps (-1: only at the end)."""
+    save_limit: int = 2
+    """Keep at most this many checkpoints (-1: all)."""
+    save_model_only: bool = False
+    """Light checkpoints: model weights only (no optimizer, no resume state)."""
+    save_checkpoint_path: str | None = None
+    """Checkpoint folder; ``None`` = ``output_dir/checkpoints``."""
+    load_checkpoint_path: str | None = None
+    """Resume from this checkpoint (overrides ``resume``)."""
+    resume: str = "auto"
+    """``auto`` (newest complete checkpoint, if any) or ``disable``."""
+    seed: int = 1
+    """Driver seed (editor seeds, filtering order)."""
+    nnodes: int = 1
+    """Accepted for EasyR1 scripts; placement comes from ``cluster``."""
+    n_gpus_per_node: int = 0
+    """Accepted for EasyR1 scripts; placement comes from ``cluster``."""
+    abort_on_all_failed: bool = True
+    """Stop the run (after logging) when every sample of a step is masked by judge/editor failures."""
+
+    def validate(self, path: str) -> Iterator[ConfigError]:
+        yield from check_positive(f"{path}.total_epochs", self.total_epochs)
+        if self.max_steps is not None:
+            yield from check_positive(f"{path}.max_steps", self.max_steps)
+        for i, name in enumerate(self.logger):
+            yield from check_choice(f"{path}.logger[{i}]", name, LOGGERS)
+        yield from check_choice(f"{path}.wandb_mode", self.wandb_mode, ["auto", "online", "offline", "disabled"])
+        yield from check_choice(f"{path}.resume", self.resume, ["auto", "disable"])
+        for key in ("val_freq", "save_freq", "save_limit"):
+            value = getattr(self, key)
+            if value == 0 or value < -1:
+                yield ConfigError(f"{path}.{key}", value, "must be a positive integer or -1")
+        yield from check_positive(f"{path}.val_generations_to_log", self.val_generations_to_log + 1)
