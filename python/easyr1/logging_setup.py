@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 _CONFIGURED = False
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -25,7 +26,7 @@ def configure_logging(level: str | int | None = None, *, rich_console: bool = Tr
     if _CONFIGURED:
         return
     handler: logging.Handler
-    if rich_console:
+    if rich_console and sys.stderr.isatty():
         try:
             from rich.logging import RichHandler
 

@@ -10,7 +10,7 @@ from .base import ConfigError, check_choice, check_non_negative, check_positive
 
 @dataclass
 class ImageEditConfig:
-    backend: str = "sandbox"
+    backend: str = "qwen_image_edit"
     """``qwen_image_edit`` (diffusers pipeline) or ``sandbox`` (procedural editor of the sandbox world)."""
     model_path: str = "tiny/editor"
     """Local directory of a ``QwenImageEditPipeline`` (or ``QwenImageEditPlusPipeline``) checkpoint."""

@@ -10,7 +10,7 @@ from .base import ConfigError, check_choice, check_non_negative, check_positive,
 
 @dataclass
 class JudgeConfig:
-    backend: str = "sandbox"
+    backend: str = "openai"
     """``openai`` (any OpenAI-compatible endpoint: GPT-4o, a vLLM-served model) or ``sandbox``."""
     model: str = "gpt-4o"
     """Judge model name."""

@@ -56,8 +56,10 @@ class EasyR1Config:
     """Ray address and pool placement."""
 
     def validate(self, path: str = "") -> Iterator[ConfigError]:
-        yield from _validate_sections(self, path)
-        yield from _cross_checks(self)
+        section_errors = list(_validate_sections(self, path))
+        yield from section_errors
+        if not section_errors:  # cross-section arithmetic assumes each section is sane
+            yield from _cross_checks(self)
 
 
 def _validate_sections(node: object, path: str) -> Iterator[ConfigError]:
