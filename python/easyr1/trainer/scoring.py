@@ -1,0 +1,253 @@
+"""From responses to rewards: parse, format score, edit, judge, combine — with every failure masked and counted.
+
+Nothing here invents a value. A sample whose edit or judge call failed, or whose reward could not be combined,
+is *masked* (``valid=False``) with a reason; the advantage step gives it zero weight. ``missing_re_edit`` decides
+what a response without a ``<Re_edit>`` gets, and that choice is counted too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+
+from easyr1.config import DIMENSIONS, EasyR1Config
+from easyr1.data.types import EditSample
+from easyr1.editing.protocol import EditRequest, EditResult, Editor
+from easyr1.reward import combine, format_score, parse_response
+from easyr1.reward.judge.protocol import Judge, JudgeRequest, JudgeResult
+from easyr1.rollout.protocol import RolloutOutput
+
+logger = logging.getLogger(__name__)
+
+
+def derive_seed(*parts: Any) -> int:
+    """A stable 31-bit seed from the given parts (same parts → same seed, across processes and runs)."""
+    digest = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
+@dataclass
+class ScoredBatch:
+    """Per-response results of one scoring pass, aligned with the rollout outputs."""
+
+    rewards: torch.Tensor
+    """(N,) float64 combined reward 0–10; NaN where masked."""
+    valid: torch.Tensor
+    """(N,) bool: the sample takes part in the advantage/loss."""
+    format_scores: torch.Tensor
+    """(N,) format score 0–5 (always defined)."""
+    dimension_scores: dict[str, torch.Tensor]
+    """dimension → (N,) judge score, NaN where not judged or failed."""
+    reasons: list[str | None]
+    """Mask reason per sample (``edit:<why>``, ``judge:<why>``, ``reward:invalid``), ``None`` when valid."""
+    re_edits: list[str | None]
+    final_images: list[Image.Image | None]
+    counts: Counter = field(default_factory=Counter)
+    """``no_re_edit``, ``edits``, ``edit_failed``, ``judged``, ``judge_failed``, ``judge_cached`` …"""
+    timings: dict[str, float] = field(default_factory=dict)
+    judge_results: list[JudgeResult | None] = field(default_factory=list)
+
+    def masked_by_reason(self) -> Counter:
+        return Counter(r for r in self.reasons if r is not None)
+
+
+class RewardPipeline:
+    """Turns ``RolloutOutput``s of a batch of rows into rewards using an :class:`Editor` and a :class:`Judge`."""
+
+    def __init__(self, cfg: EasyR1Config, editor: Editor, judge: Judge):
+        self.cfg = cfg
+        self.reward_cfg = cfg.worker.reward
+        self.edit_cfg = cfg.worker.image_edit
+        self.editor = editor
+        self.judge = judge
+        self._preliminary_cache: dict[str, JudgeResult] = {}
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def _seed(self, sample: EditSample, sample_index: int, step: int) -> int:
+        if self.edit_cfg.seed_mode == "per_group":
+            return derive_seed(self.edit_cfg.base_seed, sample.id, step)
+        return derive_seed(self.edit_cfg.base_seed, sample.id, sample_index, step)
+
+    def _instruction_for(self, text: str) -> tuple[bool, str | None, str]:
+        """(parsed ok, instruction for the editor or None, action: edit | skip_edit | zero_reward)."""
+        parsed = parse_response(text)
+        if parsed.ok and parsed.instruction:
+            return True, parsed.instruction, "edit"
+        policy = self.reward_cfg.missing_re_edit
+        if policy == "fallback_instruction":
+            return False, self.reward_cfg.fallback_instruction, "edit"
+        return False, None, policy
+
+    def _combine(self, scores: dict[str, torch.Tensor], fmt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r = self.reward_cfg
+        return combine(
+            scores,
+            fmt,
+            r.strategy,
+            weights=r.weights,
+            gate_threshold=r.gate_threshold,
+            max_deviation_weights=(r.max_deviation_gpt_weight, r.max_deviation_rule_weight),
+        )
+
+    # -- the pass ------------------------------------------------------------------------------------------
+    def score(self, rows: Sequence[EditSample], outputs: Sequence[RolloutOutput], step: int) -> ScoredBatch:
+        by_id = {row.id: row for row in rows}
+        n = len(outputs)
+        counts: Counter = Counter(total=n)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        instructions: list[str | None] = []
+        actions: list[str] = []
+        fmt = torch.empty(n, dtype=torch.float64)
+        r = self.reward_cfg
+        for i, out in enumerate(outputs):
+            fmt[i] = format_score(
+                out.text,
+                mode=r.format_mode,
+                ideal=r.re_edit_length_ideal,
+                acceptable=r.re_edit_length_acceptable,
+                tolerable=r.re_edit_length_tolerable,
+            )
+            parsed_ok, instruction, action = self._instruction_for(out.text)
+            counts["no_re_edit"] += not parsed_ok
+            instructions.append(instruction)
+            actions.append(action)
+        timings["parse"] = time.perf_counter() - t0
+
+        # Edit every response that has an instruction.
+        t0 = time.perf_counter()
+        edit_index = [i for i, a in enumerate(actions) if a == "edit"]
+        requests = []
+        for i in edit_index:
+            row = by_id[outputs[i].prompt_id]
+            requests.append(
+                EditRequest(
+                    image=row.edited_image,
+                    instruction=instructions[i] or "",
+                    seed=self._seed(row, outputs[i].sample_index, step),
+                    key=f"{row.id}/{outputs[i].sample_index}",
+                    metadata=row.metadata,
+                )
+            )
+        edit_results: dict[int, EditResult] = {}
+        if requests:
+            results = self.editor.edit(requests)
+            if len(results) != len(requests):
+                raise RuntimeError(f"editor returned {len(results)} results for {len(requests)} requests")
+            edit_results = dict(zip(edit_index, results, strict=True))
+        timings["edit"] = time.perf_counter() - t0
+        counts["edits"] = len(requests)
+        counts["edit_failed"] = sum(not res.ok for res in edit_results.values())
+
+        # Judge final images (or the preliminary image for skip_edit).
+        t0 = time.perf_counter()
+        judge_index: list[int] = []
+        judge_requests: list[JudgeRequest] = []
+        reasons: list[str | None] = [None] * n
+        final_images: list[Image.Image | None] = [None] * n
+        for i, out in enumerate(outputs):
+            row = by_id[out.prompt_id]
+            if actions[i] == "zero_reward":
+                continue
+            if actions[i] == "skip_edit":
+                image, metadata = row.edited_image, dict(row.metadata)
+            else:
+                res = edit_results[i]
+                if not res.ok or res.image is None:
+                    reasons[i] = f"edit:{res.reason or 'failed'}"
+                    continue
+                image, metadata = res.image, {**row.metadata, **res.info}
+            final_images[i] = image
+            judge_index.append(i)
+            judge_requests.append(
+                JudgeRequest(
+                    source_image=row.source_image,
+                    edited_image=image,
+                    instruction=row.instruction,
+                    preliminary_image=row.edited_image if self.cfg.judge.judge_preliminary else None,
+                    key=f"{row.id}/{out.sample_index}",
+                    metadata=metadata,
+                )
+            )
+        judge_results: list[JudgeResult | None] = [None] * n
+        if judge_requests:
+            results = self.judge.score_batch(judge_requests)
+            if len(results) != len(judge_requests):
+                raise RuntimeError(f"judge returned {len(results)} results for {len(judge_requests)} requests")
+            for i, res in zip(judge_index, results, strict=True):
+                judge_results[i] = res
+                if not res.valid:
+                    reasons[i] = f"judge:{res.reason or 'failed'}"
+        timings["judge"] = time.perf_counter() - t0
+        counts["judged"] = len(judge_requests)
+        counts["judge_failed"] = sum(1 for res in judge_results if res is not None and not res.valid)
+        counts["judge_cached"] = sum(1 for res in judge_results if res is not None and res.cached)
+
+        # Combine.
+        t0 = time.perf_counter()
+        dims = {d: torch.full((n,), math.nan, dtype=torch.float64) for d in DIMENSIONS}
+        for i, res in enumerate(judge_results):
+            if res is not None and res.valid and res.scores:
+                for d in DIMENSIONS:
+                    if d in res.scores:
+                        dims[d][i] = float(res.scores[d])
+        rewards, valid = self._combine(dims, fmt)
+        rewards = rewards.to(torch.float64).clone()
+        valid = valid.clone().bool()
+        if r.improvement:
+            rewards, valid = self._improvement(rows, outputs, rewards, valid, fmt)
+        for i in range(n):
+            if actions[i] == "zero_reward":
+                rewards[i], valid[i] = 0.0, True
+            elif reasons[i] is None and not bool(valid[i]):
+                reasons[i] = "reward:invalid"
+            if reasons[i] is not None:
+                valid[i] = False
+                rewards[i] = math.nan
+        timings["reward"] = time.perf_counter() - t0 + timings.pop("parse")
+        return ScoredBatch(
+            rewards=rewards,
+            valid=valid,
+            format_scores=fmt,
+            dimension_scores=dims,
+            reasons=reasons,
+            re_edits=instructions,
+            final_images=final_images,
+            counts=counts,
+            timings=timings,
+            judge_results=judge_results,
+        )
+
+    def _improvement(self, rows, outputs, rewards, valid, fmt):
+        """Reward the change from the preliminary image's combined score (judged once per row, cached)."""
+        from easyr1.reward import improvement_reward
+
+        todo = [row for row in rows if row.id not in self._preliminary_cache]
+        if todo:
+            results = self.judge.score_batch(
+                [
+                    JudgeRequest(row.source_image, row.edited_image, row.instruction, key=f"{row.id}/preliminary", metadata=row.metadata)
+                    for row in todo
+                ]
+            )
+            for row, res in zip(todo, results, strict=True):
+                if res.valid:  # failures are not cached: the next step tries again
+                    self._preliminary_cache[row.id] = res
+        n = len(outputs)
+        base = {d: torch.full((n,), math.nan, dtype=torch.float64) for d in DIMENSIONS}
+        for i, out in enumerate(outputs):
+            res = self._preliminary_cache.get(out.prompt_id)
+            if res is not None and res.scores:
+                for d in DIMENSIONS:
+                    base[d][i] = float(res.scores.get(d, math.nan))
+        base_reward, base_valid = self._combine(base, fmt)
+        return improvement_reward(rewards, base_reward), valid & base_valid
