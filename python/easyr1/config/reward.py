@@ -31,8 +31,11 @@ class RewardConfig:
     """... up to which the penalty is 0.5."""
     re_edit_length_tolerable: int = 150
     """... up to which the penalty is 1.5 (longer: 2.5)."""
+    re_edit_total_factor: float = 2.0
+    """Strict mode: the total Re_edit length is also judged, against the three thresholds times this factor (the
+    larger of the two penalties applies), so splitting one long instruction into many short blocks gains nothing."""
     max_blocks: int = 8
-    """Strict mode: more tag blocks than this fail the hard requirement."""
+    """Strict mode: more tag blocks (CoT and Re_edit together) than this fail the hard requirement."""
     missing_re_edit: str = "zero_reward"
     """No Re_edit parsed: ``zero_reward`` (reward 0, not edited or judged), ``skip_edit`` (judge the preliminary
     image as is) or ``fallback_instruction`` (the reference behaviour: edit with ``fallback_instruction``)."""
@@ -65,11 +68,19 @@ class RewardConfig:
                 (self.re_edit_length_ideal, self.re_edit_length_acceptable, self.re_edit_length_tolerable),
                 "length thresholds must satisfy 0 <= ideal <= acceptable <= tolerable",
             )
+        yield from check_range(f"{path}.re_edit_total_factor", self.re_edit_total_factor, low=1.0)
         if self.max_blocks < 2:
             yield ConfigError(f"{path}.max_blocks", self.max_blocks, "must be at least 2 (one CoT, one Re_edit)")
+        for key in [*DIMENSIONS, "format"]:
+            if key not in self.weights:
+                yield ConfigError(
+                    f"{path}.weights.{key}", None, "missing; all six weights (five dimensions and format) are required"
+                )
         unknown = sorted(set(self.weights) - {*DIMENSIONS, "format"})
         for key in unknown:
-            yield ConfigError(f"{path}.weights.{key}", self.weights[key], f"unknown weight; allowed: {[*DIMENSIONS, 'format']}")
+            yield ConfigError(
+                f"{path}.weights.{key}", self.weights[key], f"unknown weight; allowed: {[*DIMENSIONS, 'format']}"
+            )
         for key, value in self.weights.items():
             yield from check_non_negative(f"{path}.weights.{key}", value)
         if sum(self.weights.values()) <= 0:
@@ -78,4 +89,8 @@ class RewardConfig:
         yield from check_range(f"{path}.max_deviation_gpt_weight", self.max_deviation_gpt_weight, low=0.0, high=1.0)
         yield from check_range(f"{path}.max_deviation_rule_weight", self.max_deviation_rule_weight, low=0.0, high=1.0)
         if self.max_deviation_gpt_weight + self.max_deviation_rule_weight <= 0:
-            yield ConfigError(f"{path}.max_deviation_gpt_weight", self.max_deviation_gpt_weight, "the two max_deviation weights must not both be zero")
+            yield ConfigError(
+                f"{path}.max_deviation_gpt_weight",
+                self.max_deviation_gpt_weight,
+                "the two max_deviation weights must not both be zero",
+            )
