@@ -1,0 +1,275 @@
+"""One loading path for the policy, tiny or real: Qwen2-VL, Qwen2.5-VL and Qwen3-VL through transformers' classes.
+
+``load_policy("tiny/policy")`` and ``load_policy("/models/Qwen2.5-VL-7B-Instruct", dtype="bfloat16")`` run the same
+code: read ``config.json``, pick the family's ``…ForConditionalGeneration`` class, load processor and weights, check
+that they belong together, then apply the training options (frozen vision tower, gradient checkpointing) and a
+generation config that can never emit vision placeholder tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from easyr1.config.actor import ModelConfig
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_FAMILIES: dict[str, str] = {
+    "qwen2_vl": "Qwen2VLForConditionalGeneration",
+    "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+    "qwen3_vl": "Qwen3VLForConditionalGeneration",
+    "qwen3_vl_moe": "Qwen3VLMoeForConditionalGeneration",
+}
+"""``config.json`` ``model_type`` → transformers class."""
+
+VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
+STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+
+
+class PolicyLoadError(ValueError):
+    """The policy folder cannot be loaded: missing, not a supported vision-language model, or mismatched parts."""
+
+
+@dataclass
+class LoadedPolicy:
+    """A loaded policy: the model, its processor and what was decided while loading."""
+
+    model: Any
+    """A ``…ForConditionalGeneration`` module (train or eval mode as left by the caller)."""
+    processor: Any
+    """The matching multimodal processor (tokenizer + image processor + chat template)."""
+    family: str
+    """``config.model_type``: qwen2_vl, qwen2_5_vl, qwen3_vl or qwen3_vl_moe."""
+    dtype: torch.dtype
+    attn_implementation: str
+    path: Path
+
+
+def read_model_type(model_path: str | Path) -> str:
+    """The ``model_type`` of a Hugging Face folder, with clear errors for a missing or non-VL folder."""
+    path = Path(model_path)
+    if not path.exists():
+        raise PolicyLoadError(
+            f"policy path {str(path)!r} does not exist (build a tiny one with `easyr1 make-tiny --out DIR` or point "
+            "worker.actor.model.model_path at a downloaded Qwen2.5-VL folder)"
+        )
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise PolicyLoadError(f"{str(path)!r} is not a Hugging Face model folder: no config.json")
+    try:
+        model_type = json.loads(config_file.read_text())["model_type"]
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise PolicyLoadError(f"{config_file}: unreadable or without model_type ({exc})") from exc
+    if model_type not in SUPPORTED_FAMILIES:
+        raise PolicyLoadError(
+            f"{config_file}: model_type {model_type!r} is not a supported vision-language policy; expected one of "
+            f"{sorted(SUPPORTED_FAMILIES)}"
+        )
+    return model_type
+
+
+def resolve_dtype(dtype: str, device: str | torch.device) -> torch.dtype:
+    """``auto`` → bf16 on GPU, fp32 on CPU; otherwise the named dtype."""
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    except KeyError:
+        raise PolicyLoadError(f"dtype {dtype!r}: expected auto, float32, bfloat16 or float16") from None
+
+
+def resolve_attn_implementation(attn: str, device: str | torch.device) -> str:
+    """``auto`` → ``flash_attention_2`` on GPU when ``flash_attn`` is installed, else ``sdpa``."""
+    if attn != "auto":
+        return attn
+    if str(device).startswith("cuda"):
+        try:
+            import flash_attn  # noqa: F401
+
+            return "flash_attention_2"
+        except ImportError:
+            pass
+    return "sdpa"
+
+
+def vision_token_ids(tokenizer: Any) -> list[int]:
+    """Ids of the vision placeholder tokens the tokenizer knows (never valid in a generated response)."""
+    ids = []
+    for tok in VISION_TOKENS:
+        tid = tokenizer.convert_tokens_to_ids(tok)
+        if tid is not None and tid != tokenizer.unk_token_id:
+            ids.append(int(tid))
+    return sorted(set(ids))
+
+
+def stop_token_ids(tokenizer: Any) -> list[int]:
+    """``<|im_end|>`` and ``<|endoftext|>`` ids (those present), then the tokenizer's eos if different."""
+    ids = []
+    for tok in STOP_TOKENS:
+        tid = tokenizer.convert_tokens_to_ids(tok)
+        if tid is not None and tid != tokenizer.unk_token_id:
+            ids.append(int(tid))
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(int(tokenizer.eos_token_id))
+    return ids
+
+
+def policy_generation_config(model_config: Any, tokenizer: Any) -> Any:
+    """A clean ``GenerationConfig``: stop at ``<|im_end|>``/``<|endoftext|>``, pad with the tokenizer's pad token,
+    suppress every vision placeholder token. Sampling knobs stay neutral; engines set them per call, so a
+    checkpoint's own ``generation_config.json`` (e.g. repetition penalty) cannot silently change the sampling
+    distribution away from the policy whose log-probs we train on."""
+    from transformers import GenerationConfig
+
+    eos = stop_token_ids(tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[-1]
+    text_config = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
+    return GenerationConfig(
+        bos_token_id=getattr(text_config, "bos_token_id", None),
+        eos_token_id=eos,
+        pad_token_id=pad,
+        suppress_tokens=vision_token_ids(tokenizer),
+        do_sample=True,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+    )
+
+
+def load_processor(path: str | Path, *, trust_remote_code: bool = False) -> Any:
+    """``AutoProcessor.from_pretrained`` with left padding (generation needs it) and a clear error."""
+    from transformers import AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        raise PolicyLoadError(f"cannot load a processor from {str(path)!r}: {type(exc).__name__}: {exc}") from exc
+    if not hasattr(processor, "tokenizer") or not hasattr(processor, "image_processor"):
+        raise PolicyLoadError(f"{str(path)!r} has a {type(processor).__name__}, not a multimodal processor")
+    processor.tokenizer.padding_side = "left"
+    return processor
+
+
+def check_processor_matches(model_config: Any, processor: Any, path: str | Path) -> None:
+    """Raise :class:`PolicyLoadError` when the processor's tokenizer does not belong to the model."""
+    tok = processor.tokenizer
+    image_id = tok.convert_tokens_to_ids("<|image_pad|>")
+    if image_id != model_config.image_token_id:
+        raise PolicyLoadError(
+            f"processor/model mismatch in {str(path)!r}: tokenizer's <|image_pad|> is {image_id}, "
+            f"the model's image_token_id is {model_config.image_token_id}"
+        )
+    vocab = model_config.get_text_config().vocab_size
+    if len(tok) > vocab:
+        raise PolicyLoadError(
+            f"processor/model mismatch in {str(path)!r}: tokenizer has {len(tok)} tokens, model vocabulary {vocab}"
+        )
+
+
+def vision_tower(model: Any) -> Any:
+    """The vision encoder submodule (``model.model.visual`` in transformers ≥ 4.52, ``model.visual`` before)."""
+    for name in ("model.visual", "visual"):
+        try:
+            return model.get_submodule(name)
+        except AttributeError:
+            continue
+    raise PolicyLoadError(f"{type(model).__name__} has no vision tower (model.visual)")
+
+
+def decoder_layers(model: Any) -> list[Any]:
+    """The language model's decoder layers (FSDP wraps each)."""
+    for name in ("model.language_model.layers", "model.layers", "language_model.model.layers"):
+        try:
+            return list(model.get_submodule(name))
+        except AttributeError:
+            continue
+    raise PolicyLoadError(f"{type(model).__name__}: cannot find the decoder layers")
+
+
+def enable_gradient_checkpointing(model: Any) -> None:
+    """Non-reentrant activation checkpointing of every decoder layer (and vision block); KV cache off."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers ≥ 5.x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    model.config.use_cache = False
+
+
+def is_gradient_checkpointing(model: Any) -> bool:
+    return any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+
+
+def load_policy(
+    model_path: str | Path,
+    *,
+    tokenizer_path: str | Path | None = None,
+    dtype: str = "auto",
+    attn_implementation: str = "auto",
+    device: str = "cpu",
+    freeze_vision_tower: bool = False,
+    gradient_checkpointing: bool = False,
+    trust_remote_code: bool = False,
+) -> LoadedPolicy:
+    """Load a Qwen-VL family policy and its processor from local folders.
+
+    ``device`` decides the ``auto`` dtype and attention implementation and where the weights go. Gradient
+    checkpointing (non-reentrant) also turns the KV cache off for training forwards. The model is returned in
+    eval mode; the caller switches to ``train()`` when it trains.
+    """
+    import transformers
+
+    family = read_model_type(model_path)
+    processor = load_processor(tokenizer_path or model_path, trust_remote_code=trust_remote_code)
+    torch_dtype = resolve_dtype(dtype, device)
+    attn = resolve_attn_implementation(attn_implementation, device)
+    cls = getattr(transformers, SUPPORTED_FAMILIES[family])
+    try:
+        model = cls.from_pretrained(
+            str(model_path), dtype=torch_dtype, attn_implementation=attn, trust_remote_code=trust_remote_code
+        )
+    except Exception as exc:
+        raise PolicyLoadError(
+            f"cannot load {cls.__name__} from {str(model_path)!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    check_processor_matches(model.config, processor, tokenizer_path or model_path)
+    model.to(device)
+    model.generation_config = policy_generation_config(model.config, processor.tokenizer)
+    if freeze_vision_tower:
+        vision_tower(model).requires_grad_(False)
+    if gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    model.eval()
+    logger.info(
+        "loaded %s (%s, %s, attn=%s, %.1fM params) from %s",
+        cls.__name__,
+        family,
+        torch_dtype,
+        attn,
+        sum(p.numel() for p in model.parameters()) / 1e6,
+        model_path,
+    )
+    return LoadedPolicy(model, processor, family, torch_dtype, attn, Path(model_path))
+
+
+def load_policy_from_config(cfg: ModelConfig, *, device: str = "cpu", for_training: bool = True) -> LoadedPolicy:
+    """:func:`load_policy` with the options of ``worker.actor.model`` (training options only if ``for_training``)."""
+    return load_policy(
+        cfg.model_path,
+        tokenizer_path=cfg.tokenizer_path,
+        dtype=cfg.dtype,
+        attn_implementation=cfg.attn_implementation,
+        device=device,
+        freeze_vision_tower=cfg.freeze_vision_tower and for_training,
+        gradient_checkpointing=cfg.enable_gradient_checkpointing and for_training,
+        trust_remote_code=cfg.trust_remote_code,
+    )
