@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         combine,
         combine_with_config,
         improvement,
+        improvement_reward,
         max_deviation_dimension,
         normalise_weights,
     )
@@ -35,6 +36,7 @@ _LAZY = {
     "combine",
     "combine_with_config",
     "improvement",
+    "improvement_reward",
     "max_deviation_dimension",
     "normalise_weights",
 }
@@ -59,6 +61,7 @@ __all__ = [
     "format_report",
     "format_score",
     "improvement",
+    "improvement_reward",
     "length_penalty",
     "max_deviation_dimension",
     "normalise_weights",

@@ -185,6 +185,15 @@ def combine(
     return reward, valid
 
 
+def improvement_reward(final_reward: torch.Tensor, preliminary_reward: torch.Tensor) -> torch.Tensor:
+    """``5 + (final − preliminary) / 2``: two combined rewards (0–10) to an improvement reward (0–10).
+
+    NaN on either side stays NaN. Prefer :func:`improvement`, which also pairs the preliminary image with a
+    perfect format score; with the response's own format score on both sides the format term cancels out.
+    """
+    return 5.0 + (torch.as_tensor(final_reward) - torch.as_tensor(preliminary_reward)) / 2.0
+
+
 def improvement(
     final_scores: Mapping[str, Any],
     preliminary_scores: Mapping[str, Any],
@@ -207,7 +216,7 @@ def improvement(
     baseline_format = torch.full_like(final, float(preliminary_format))
     before, before_valid = combine(preliminary_scores, baseline_format, strategy, **settings)
     valid = final_valid & before_valid
-    reward = 5.0 + (final - before) / 2.0
+    reward = improvement_reward(final, before)
     reward = torch.where(valid, reward, torch.full_like(reward, float("nan")))
     return reward, valid
 

@@ -40,10 +40,7 @@ FAILURE_REASONS = (
 )
 """Why the hard requirements failed; the seed mode only ever reports the first two."""
 
-_SEED_COT = re.compile(r"<CoT>(.*?)</CoT>", re.DOTALL)
-_SEED_RE_EDIT = re.compile(r"<Re_edit>(.*?)</Re_edit>", re.DOTALL)
-_SEED_ANY_BLOCK = re.compile(r"<CoT>.*?</CoT>|<Re_edit>.*?</Re_edit>", re.DOTALL)
-
+SEED_TAGS = ("CoT", "Re_edit")
 _ANY_MARKER = re.compile(r"<\s*/?\s*(?:cot|re_edit)\b[^<>]*>", re.IGNORECASE)
 _CANONICAL_MARKERS = {
     "<CoT>": ("CoT", True),
@@ -76,7 +73,9 @@ class FormatReport:
 
 
 @dataclass(frozen=True)
-class _Block:
+class TagBlock:
+    """One tag block: its name, where it starts and ends in the (stripped) answer, and its body."""
+
     name: str
     start: int
     end: int
@@ -119,15 +118,42 @@ def _outside_is_blank(text: str, spans: list[tuple[int, int]]) -> bool:
     return not text[position:].strip()
 
 
+def seed_blocks(text: str, names: tuple[str, ...]) -> list[TagBlock]:
+    """The blocks the reference finds: what ``re.finditer("<A>.*?</A>|<B>.*?</B>", text, re.DOTALL)`` returns for
+    the tag names given, exact letter case — computed in linear time (that pattern is quadratic on answers full of
+    unclosed tags)."""
+    blocks: list[TagBlock] = []
+    live = list(names)
+    position = 0
+    while live:
+        starts = [(text.find(f"<{name}>", position), name) for name in live]
+        starts = [(start, name) for start, name in starts if start != -1]
+        if not starts:
+            break
+        start, name = min(starts)
+        body_start = start + len(name) + 2
+        close = text.find(f"</{name}>", body_start)
+        if close == -1:
+            # No closing tag after this opening one means none after any later one either.
+            live.remove(name)
+            continue
+        end = close + len(name) + 3
+        blocks.append(TagBlock(name, start, end, text[body_start:close]))
+        position = end
+    return blocks
+
+
 def _failed(mode: str, reason: str, cot: int = 0, re_edit: int = 0) -> FormatReport:
     return FormatReport(0.0, False, reason, mode, cot, re_edit, 0.0, 0, 0.0, 0)
 
 
 def _seed_report(text: str, ideal: float, acceptable: float, tolerable: float) -> FormatReport:
     text = text.strip()
-    cot_bodies = _SEED_COT.findall(text)
-    re_edit_bodies = _SEED_RE_EDIT.findall(text)
-    blocks = [(m.start(), m.end()) for m in _SEED_ANY_BLOCK.finditer(text)]
+    # The two kinds are found independently of each other and of the combined scan (a reference quirk kept:
+    # a Re_edit block inside a CoT block counts as present).
+    cot_bodies = [b.body for b in seed_blocks(text, ("CoT",))]
+    re_edit_bodies = [b.body for b in seed_blocks(text, ("Re_edit",))]
+    blocks = [(b.start, b.end) for b in seed_blocks(text, SEED_TAGS)]
     counts = (len(cot_bodies), len(re_edit_bodies))
     if not cot_bodies or not re_edit_bodies:
         return _failed("seed", "missing_tags", *counts)
@@ -141,9 +167,9 @@ def _seed_report(text: str, ideal: float, acceptable: float, tolerable: float) -
     return FormatReport(score, True, None, "seed", *counts, average, sum(lengths), penalty, violations)
 
 
-def _strict_blocks(text: str) -> list[_Block] | str:
+def _strict_blocks(text: str) -> list[TagBlock] | str:
     """The tag blocks of ``text``, or the failure reason when the markup is not a flat sequence of exact tags."""
-    blocks: list[_Block] = []
+    blocks: list[TagBlock] = []
     open_name: str | None = None
     open_end = 0
     open_start = 0
@@ -159,7 +185,7 @@ def _strict_blocks(text: str) -> list[_Block] | str:
         else:
             if open_name != name:
                 return "malformed_tags"
-            blocks.append(_Block(name, open_start, marker.end(), text[open_end : marker.start()]))
+            blocks.append(TagBlock(name, open_start, marker.end(), text[open_end : marker.start()]))
             open_name = None
     if open_name is not None:
         return "unclosed_tag"

@@ -23,6 +23,9 @@ from typing import Any, Literal
 SEPARATOR = "; "
 """Joins several Re_edit instructions into the one instruction the editor receives."""
 
+MAX_JSON_ATTEMPTS = 256
+"""Bound on the ``{`` positions tried as JSON starts, so adversarial text cannot make parsing slow."""
+
 Form = Literal["tags", "json", "colon"]
 
 
@@ -92,13 +95,16 @@ def _normalised_key(key: str) -> str:
 
 
 def _json_objects(text: str) -> list[dict[str, Any]]:
+    """The JSON objects embedded in ``text`` (at most :data:`MAX_JSON_ATTEMPTS` start positions are tried)."""
     decoder = json.JSONDecoder()
     found: list[dict[str, Any]] = []
     position = text.find("{")
-    while position != -1:
+    attempts = 0
+    while position != -1 and attempts < MAX_JSON_ATTEMPTS:
+        attempts += 1
         try:
             value, end = decoder.raw_decode(text, position)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             position = text.find("{", position + 1)
             continue
         if isinstance(value, dict):
