@@ -34,11 +34,19 @@ class ImageEditConfig:
     base_seed: int = 0
     """Mixed into every derived seed."""
     enable_model_cpu_offload: bool = False
-    """diffusers model CPU offload (GPU memory for speed)."""
+    """diffusers model CPU offload: whole models move to the GPU when used (GPU memory for speed; GPU only)."""
+    enable_sequential_cpu_offload: bool = False
+    """diffusers sequential CPU offload: layer by layer (least GPU memory, slowest; GPU only; wins over
+    ``enable_model_cpu_offload``)."""
     max_retries: int = 2
-    """Times a request is retried after its replica crashed."""
+    """Times a request is retried after its replica crashed or timed out."""
     request_timeout_s: float = 600.0
-    """Per-batch timeout of a replica call."""
+    """Per-batch timeout of a replica call; a replica past it is restarted and its requests retried."""
+    startup_timeout_s: float = 900.0
+    """Time a replica may take to load its pipeline (at start, and after a restart) before it is given up."""
+    max_replica_restarts: int = 16
+    """Times Ray restarts a crashed replica over the pool's life (-1: no limit); one that cannot come back is
+    retired and the others carry on."""
     detect_blank_outputs: bool = True
     """Treat NaN, all-black or constant outputs as failures."""
     enable_fsdp: bool = False
@@ -57,3 +65,12 @@ class ImageEditConfig:
         yield from check_choice(f"{path}.seed_mode", self.seed_mode, ["per_item", "per_group"])
         yield from check_non_negative(f"{path}.max_retries", self.max_retries)
         yield from check_positive(f"{path}.request_timeout_s", self.request_timeout_s)
+        yield from check_positive(f"{path}.startup_timeout_s", self.startup_timeout_s)
+        if self.max_replica_restarts < -1:
+            yield ConfigError(f"{path}.max_replica_restarts", self.max_replica_restarts, "must be -1 or at least 0")
+        if self.true_cfg_scale > 1.0 and not self.negative_prompt:
+            yield ConfigError(
+                f"{path}.negative_prompt",
+                self.negative_prompt,
+                "must be non-empty when true_cfg_scale > 1 (true CFG needs a negative prompt; ' ' is the default)",
+            )

@@ -1,0 +1,405 @@
+"""``EditorPool``: N editor replicas as Ray actors behind the same :class:`~easyr1.editing.protocol.Editor` protocol.
+
+One ``edit(requests)`` call:
+
+1. identical requests (same image pixels, instruction and seed) are collapsed — each is edited once and its result
+   is handed to every duplicate;
+2. the unique requests, ordered by image size (so most chunks are one pipeline call), are split into chunks of at
+   most ``batch_size`` whose count is a multiple of the live replicas and whose sizes differ by at most one;
+3. a work queue hands a chunk to each idle replica and the next chunk to whichever replica finishes first;
+4. a replica that dies (process crash, OOM kill) or times out is restarted by Ray (``max_restarts``); its chunk is
+   re-queued as single requests, so one poisonous request cannot take the others down with it. A request is tried
+   at most ``1 + max_retries`` times, then it fails with the last reason (``replica_died``, ``timeout``,
+   ``exception``). A replica that cannot come back is retired;
+5. results come back in request order, one per request: no request is dropped or duplicated, and a failure is a
+   result with a reason, never a substitute image.
+
+Counters (cumulative :meth:`EditorPool.stats`, per-step :meth:`EditorPool.take_metrics`) feed the telemetry layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .batching import balanced_chunks, edit_isolating_failures
+from .protocol import Editor, EditRequest, EditResult
+from .seeds import request_identity
+
+if TYPE_CHECKING:
+    from easyr1.config.cluster import PoolPlacement
+    from easyr1.config.editing import ImageEditConfig
+
+logger = logging.getLogger(__name__)
+
+EditorFactory = Callable[[], Editor]
+"""A picklable callable that builds the editor inside a replica (e.g. ``functools.partial(build_editor, cfg)``)."""
+
+
+class EditorReplica:
+    """The body of one replica actor: builds its editor once, then edits batches."""
+
+    def __init__(self, factory: EditorFactory, index: int):
+        self.index = index
+        self.editor = factory()
+        logger.info("editor replica %d ready (pid %d, %s)", index, os.getpid(), type(self.editor).__name__)
+
+    def ready(self) -> dict[str, Any]:
+        return {"index": self.index, "pid": os.getpid(), "editor": type(self.editor).__name__}
+
+    def edit(self, requests: Sequence[EditRequest]) -> list[EditResult]:
+        return edit_isolating_failures(self.editor.edit, requests)
+
+
+@dataclass
+class _Replica:
+    index: int
+    handle: Any
+    failures: int = 0
+    retired: bool = False
+
+
+@dataclass
+class _Call:
+    replica: _Replica
+    indices: list[int]
+    deadline: float
+    probe: bool = False
+    reason: str = "replica_died"
+
+
+@dataclass
+class PoolCounters:
+    """Running totals of an :class:`EditorPool` (all counts are requests unless named otherwise)."""
+
+    requests: int = 0
+    unique: int = 0
+    ok: int = 0
+    failed: Counter = field(default_factory=Counter)
+    """Failed requests by reason."""
+    dedupe_saved: int = 0
+    """Edits not run because an identical request was in the same call."""
+    retries: int = 0
+    """Unique requests sent again after their replica died or timed out."""
+    replica_failures: int = 0
+    """Replica calls lost to a crash, a timeout or a transport error."""
+    calls: int = 0
+    """``edit()`` calls."""
+    batches: int = 0
+    """Replica calls that returned."""
+    latency_s: float = 0.0
+    """Wall time spent inside ``edit()``."""
+    latency_max_s: float = 0.0
+    edited_ok: int = 0
+    """Unique requests edited successfully (duplicates not counted)."""
+    item_latency_s: float = 0.0
+    """Sum of the editor's per-item time over ``edited_ok``."""
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["failed"] = dict(self.failed)
+        return out
+
+
+class EditorPool:
+    """Ray-actor replicas of an editor, load-balanced, de-duplicating, retrying; itself an ``Editor``.
+
+    Needs a running Ray (``ray.init`` by the driver). ``factory`` runs inside each replica.
+    """
+
+    def __init__(
+        self,
+        factory: EditorFactory,
+        *,
+        num_replicas: int = 1,
+        batch_size: int = 4,
+        max_retries: int = 2,
+        request_timeout_s: float = 600.0,
+        startup_timeout_s: float = 900.0,
+        max_replica_restarts: int = 16,
+        placement: PoolPlacement | None = None,
+        identity_includes_metadata: bool = False,
+        name: str = "editor",
+    ):
+        import ray
+
+        if not ray.is_initialized():
+            raise RuntimeError("EditorPool needs a running Ray: call ray.init() (the driver does) first")
+        if num_replicas < 1 or batch_size < 1 or max_retries < 0:
+            raise ValueError("num_replicas and batch_size must be positive, max_retries non-negative")
+        self.batch_size = batch_size
+        self.max_retries = max_retries
+        self.request_timeout_s = request_timeout_s
+        self.startup_timeout_s = startup_timeout_s
+        self.identity_includes_metadata = identity_includes_metadata
+        self.name = name
+        self.counters = PoolCounters()
+        self._reported = PoolCounters()
+        self._lock = threading.Lock()
+        self._probes: dict[Any, _Call] = {}
+        options = self.actor_options(placement, max_replica_restarts)
+        actor_cls = ray.remote(EditorReplica).options(**options)
+        self.replicas = [_Replica(i, actor_cls.remote(factory, i)) for i in range(num_replicas)]
+        self._wait_ready(options)
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: ImageEditConfig,
+        placement: PoolPlacement | None = None,
+        factory: EditorFactory | None = None,
+    ) -> EditorPool:
+        """The pool of ``worker.image_edit`` placed by ``cluster.editor``; ``factory`` defaults to the configured
+        backend (:func:`easyr1.editing.factory.build_editor`)."""
+        from .factory import build_editor
+
+        return cls(
+            factory or functools.partial(build_editor, cfg),
+            num_replicas=cfg.num_replicas,
+            batch_size=cfg.batch_size,
+            max_retries=cfg.max_retries,
+            request_timeout_s=cfg.request_timeout_s,
+            startup_timeout_s=cfg.startup_timeout_s,
+            max_replica_restarts=cfg.max_replica_restarts,
+            placement=placement,
+            identity_includes_metadata=cfg.backend == "sandbox",
+        )
+
+    @staticmethod
+    def actor_options(placement: PoolPlacement | None, max_replica_restarts: int) -> dict[str, Any]:
+        """Ray actor options of a replica: CPUs/GPUs and the pool's custom resource from ``cluster.editor``."""
+        options: dict[str, Any] = {
+            "max_restarts": max_replica_restarts,
+            "max_task_retries": 0,  # the pool retries, bounded and counted
+            "max_concurrency": 1,
+        }
+        if placement is None:
+            options["num_cpus"] = 1
+            return options
+        options["num_cpus"] = placement.num_cpus_per_worker
+        options["num_gpus"] = placement.num_gpus_per_worker
+        if placement.resource:
+            options["resources"] = {placement.resource: placement.resource_per_worker}
+        return options
+
+    def _wait_ready(self, options: dict[str, Any]) -> None:
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        try:
+            infos = ray.get([r.handle.ready.remote() for r in self.replicas], timeout=self.startup_timeout_s)
+        except GetTimeoutError as exc:
+            self.close()
+            raise RuntimeError(
+                f"{self.name} pool: {len(self.replicas)} replicas not ready after {self.startup_timeout_s:.0f}s; "
+                f"can the cluster place actors with {options}?"
+            ) from exc
+        except RayActorError as exc:
+            self.close()
+            raise RuntimeError(f"{self.name} pool: a replica failed to start: {exc}") from exc
+        logger.info("%s pool ready: %s", self.name, infos)
+
+    # -- the Editor protocol -------------------------------------------------------------------------------------
+
+    def edit(self, requests: Sequence[EditRequest]) -> list[EditResult]:
+        """Edit a batch on the replicas; one result per request, in order."""
+        with self._lock:
+            started = time.perf_counter()
+            first: dict[str, int] = {}
+            unique: list[EditRequest] = []
+            owner: list[int] = []
+            for request in requests:
+                identity = request_identity(request, include_metadata=self.identity_includes_metadata)
+                if identity not in first:
+                    first[identity] = len(unique)
+                    unique.append(request)
+                owner.append(first[identity])
+            unique_results = self._run(unique)
+            results: list[EditResult] = []
+            handed_out: set[int] = set()
+            for u in owner:
+                result = unique_results[u]
+                if u in handed_out:
+                    result = dataclasses.replace(
+                        result,
+                        image=result.image.copy() if result.image is not None else None,
+                        info={**result.info, "duplicate_of": unique[u].key},
+                    )
+                handed_out.add(u)
+                results.append(result)
+            self._count(results, len(unique), time.perf_counter() - started, unique_results)
+            return results
+
+    # -- scheduling ----------------------------------------------------------------------------------------------
+
+    def live_replicas(self) -> list[_Replica]:
+        return [r for r in self.replicas if not r.retired]
+
+    def _run(self, unique: Sequence[EditRequest]) -> list[EditResult]:
+        import ray
+        from ray.exceptions import RayActorError, RayError, RayTaskError
+
+        n = len(unique)
+        results: list[EditResult | None] = [None] * n
+        attempts = [0] * n
+        last_reason: list[str] = ["replica_died"] * n
+        probing = {id(c.replica) for c in self._probes.values()}
+        idle = deque(r for r in self.live_replicas() if id(r) not in probing)
+        order = sorted(range(n), key=lambda i: (unique[i].image.size, i))
+        queue = deque(balanced_chunks(order, self.batch_size, max(1, len(self.live_replicas()))))
+        calls: dict[Any, _Call] = {}
+
+        def lost(call: _Call, reason: str) -> None:
+            self.counters.replica_failures += 1
+            for i in call.indices:
+                last_reason[i] = reason
+                if attempts[i] > self.max_retries:
+                    results[i] = EditResult.failure(reason, attempts=attempts[i], replica=call.replica.index)
+                else:
+                    self.counters.retries += 1
+                    queue.append([i])
+
+        while queue or calls:
+            while queue and idle:
+                replica, indices = idle.popleft(), queue.popleft()
+                for i in indices:
+                    attempts[i] += 1
+                ref = replica.handle.edit.remote([unique[i] for i in indices])
+                calls[ref] = _Call(replica, indices, time.monotonic() + self.request_timeout_s)
+            if not calls and not self._probes:
+                for indices in queue:
+                    for i in indices:
+                        results[i] = EditResult.failure("no_replicas", attempts=attempts[i], last=last_reason[i])
+                queue.clear()
+                logger.error("%s pool: no live replica left; failing the remaining requests", self.name)
+                break
+            pending = {**calls, **self._probes}
+            wait_s = max(0.0, min(c.deadline for c in pending.values()) - time.monotonic())
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=wait_s)
+            for ref in ready:
+                if ref in self._probes:
+                    probe = self._probes.pop(ref)
+                    try:
+                        ray.get(ref)
+                    except RayError as exc:
+                        self._retire(probe.replica, exc)
+                    else:
+                        idle.append(probe.replica)
+                    continue
+                call = calls.pop(ref)
+                try:
+                    out = ray.get(ref)
+                except RayTaskError as exc:  # the call failed outside the editor (e.g. serialisation)
+                    logger.warning("%s replica %d call failed: %s", self.name, call.replica.index, exc)
+                    lost(call, "exception")
+                    idle.append(call.replica)
+                except (RayActorError, RayError) as exc:
+                    logger.warning("%s replica %d died: %s", self.name, call.replica.index, type(exc).__name__)
+                    lost(call, "replica_died")
+                    self._probe(call.replica)
+                else:
+                    call.replica.failures = 0
+                    self.counters.batches += 1
+                    for i, result in zip(call.indices, out, strict=True):
+                        results[i] = result
+                    idle.append(call.replica)
+            now = time.monotonic()
+            for ref, call in list(calls.items()):
+                if now >= call.deadline:
+                    del calls[ref]
+                    logger.warning("%s replica %d timed out; restarting it", self.name, call.replica.index)
+                    ray.kill(call.replica.handle, no_restart=False)
+                    lost(call, "timeout")
+                    self._probe(call.replica)
+            for ref, probe in list(self._probes.items()):
+                if now >= probe.deadline:
+                    del self._probes[ref]
+                    self._retire(probe.replica, TimeoutError(f"not back after {self.startup_timeout_s:.0f}s"))
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:  # a bug, not a backend failure: never hand out fewer results than requests
+            raise RuntimeError(f"{self.name} pool lost {len(missing)} results")
+        return [r for r in results if r is not None]
+
+    def _probe(self, replica: _Replica) -> None:
+        """Ask a crashed replica whether Ray brought it back; it gets work again once it answers."""
+        replica.failures += 1
+        ref = replica.handle.ready.remote()
+        self._probes[ref] = _Call(replica, [], time.monotonic() + self.startup_timeout_s, probe=True)
+
+    def _retire(self, replica: _Replica, exc: BaseException) -> None:
+        replica.retired = True
+        logger.error("%s replica %d retired (cannot be restarted): %s", self.name, replica.index, exc)
+
+    # -- counters ------------------------------------------------------------------------------------------------
+
+    def _count(self, results: list[EditResult], unique: int, wall_s: float, unique_results: list[EditResult]):
+        c = self.counters
+        c.calls += 1
+        c.requests += len(results)
+        c.unique += unique
+        c.dedupe_saved += len(results) - unique
+        for result in results:
+            if result.ok:
+                c.ok += 1
+            else:
+                c.failed[result.reason or "unknown"] += 1
+        c.edited_ok += sum(1 for r in unique_results if r.ok)
+        c.item_latency_s += sum(r.latency_s for r in unique_results if r.ok)
+        c.latency_s += wall_s
+        c.latency_max_s = max(c.latency_max_s, wall_s)
+
+    def stats(self) -> dict[str, Any]:
+        """Running totals since the pool started, plus the number of live replicas."""
+        return {**self.counters.as_dict(), "replicas_alive": len(self.live_replicas())}
+
+    def take_metrics(self) -> dict[str, float]:
+        """Per-step amounts since the previous call, as flat ``editor/*`` metric keys for the driver's logger."""
+        now, before = self.counters, self._reported
+        edited = now.unique - before.unique
+        wall = now.latency_s - before.latency_s
+        ok = now.ok - before.ok
+        edited_ok = now.edited_ok - before.edited_ok
+        metrics: dict[str, float] = {
+            "editor/requests": now.requests - before.requests,
+            "editor/edits/ok": ok,
+            "editor/edits/failed": sum(now.failed.values()) - sum(before.failed.values()),
+            "editor/dedupe_saved": now.dedupe_saved - before.dedupe_saved,
+            "editor/retries": now.retries - before.retries,
+            "editor/replica_failures": now.replica_failures - before.replica_failures,
+            "editor/replicas_alive": len(self.live_replicas()),
+            "editor/latency_s": wall,
+            "editor/images_per_s": (edited / wall) if wall > 0 else 0.0,
+            "editor/item_latency_s": ((now.item_latency_s - before.item_latency_s) / edited_ok if edited_ok else 0.0),
+        }
+        for reason in sorted(set(now.failed) | set(before.failed)):
+            metrics[f"editor/edits/failed/{reason}"] = now.failed[reason] - before.failed[reason]
+        self._reported = dataclasses.replace(now, failed=Counter(now.failed))
+        return metrics
+
+    # -- lifetime ------------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Kill the replicas (no restart)."""
+        import ray
+
+        for replica in self.replicas:
+            try:
+                ray.kill(replica.handle, no_restart=True)
+            except Exception as exc:  # already gone
+                logger.debug("killing replica %d: %s", replica.index, exc)
+            replica.retired = True
+        self._probes.clear()
+
+    def __enter__(self) -> EditorPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
