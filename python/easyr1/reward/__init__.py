@@ -19,7 +19,7 @@ from .missing import MISSING_RE_EDIT_POLICIES, EditAction, EditDecision, decide_
 from .parsing import SEPARATOR, ParsedResponse, collapse_whitespace, extract_re_edit, parse_response
 
 if TYPE_CHECKING:
-    from .combine import (
+    from .combination import (
         DEFAULT_WEIGHTS,
         WEIGHT_KEYS,
         combine,
@@ -71,5 +71,5 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(".combine", __name__), name)
+        return getattr(importlib.import_module(".combination", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
