@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .base import ConfigError, check_choice, check_positive, check_range
+from .base import ConfigError, check_choice, check_non_negative, check_positive, check_range
 
 
 @dataclass
@@ -17,8 +17,9 @@ class DataConfig:
     """Training data: a file, or a directory read with ``pattern``."""
     val_files: str | None = None
     """Validation data (same format); ``None`` disables validation."""
-    pattern: str = "*.parquet"
-    """Glob used when ``train_files``/``val_files`` is a directory (seed alias: ``data.parquet_pattern``)."""
+    pattern: str | None = None
+    """Glob used when ``train_files``/``val_files`` is a directory (alias: ``data.parquet_pattern``); ``None``
+    means ``*.parquet`` for ``seed``/``hf`` and ``*.jsonl`` for ``jsonl``; ``**`` recurses into sub-folders."""
     instruction_key: str = "instruction"
     """JSONL: field holding the edit instruction."""
     source_image_key: str = "source_image"
@@ -27,6 +28,12 @@ class DataConfig:
     """JSONL/HF: field holding the preliminary edited image."""
     id_key: str = "id"
     """JSONL/HF: field holding the row id."""
+    task_key: str = "task"
+    """JSONL/HF: field holding the task type (optional in the data: absent means an empty task)."""
+    train_split: str = "train"
+    """HF: split read for training when ``train_files`` is a saved ``DatasetDict``."""
+    val_split: str = "validation"
+    """HF: split read for validation when ``val_files`` is a saved ``DatasetDict``."""
     instruction_variant: str = "detailed"
     """Which of the seed ``edit_prompt`` pair goes into the prompt: ``short`` or ``detailed``."""
     max_prompt_length: int = 30000
@@ -40,7 +47,11 @@ class DataConfig:
     shuffle: bool = True
     """Shuffle training rows (deterministically by ``seed`` and epoch)."""
     seed: int = 1
-    """Seed of the shuffling order."""
+    """Seed of the shuffling order (with the epoch number it fixes the order, so resuming is exact)."""
+    shuffle_buffer_rows: int = 256
+    """Rows shuffled together: JSONL/HF rows come from anywhere in the data; parquet row groups are taken in a
+    shuffled order until this many rows are gathered, then those rows are shuffled. Memory holds these rows
+    still encoded (at least one whole row group)."""
     min_pixels: int = 3136
     """Images are resized (aspect preserved) to at least this many pixels (28*28*4 by default)."""
     max_pixels: int = 1003520
@@ -52,7 +63,9 @@ class DataConfig:
     system_prompt: str | None = None
     """Override of the built-in system prompt (the re-edit contract); ``None`` uses ours."""
     read_batch_rows: int = 64
-    """Rows decoded at a time when streaming parquet (bounds memory)."""
+    """Rows being decoded ahead of the consumer at any time (bounds the memory of decoded images)."""
+    decode_threads: int = 2
+    """Threads decoding images (image decoding releases the GIL); ``0`` decodes in the calling thread."""
     max_num_batched_tokens: int | None = None
     """Accepted for compatibility with EasyR1 scripts; the rollout's own budget is used instead."""
     extra: dict[str, str] = field(default_factory=dict)
@@ -70,3 +83,6 @@ class DataConfig:
         yield from check_positive(f"{path}.min_pixels", self.min_pixels)
         yield from check_range(f"{path}.max_pixels", self.max_pixels, low=self.min_pixels)
         yield from check_positive(f"{path}.read_batch_rows", self.read_batch_rows)
+        yield from check_positive(f"{path}.shuffle_buffer_rows", self.shuffle_buffer_rows)
+        yield from check_non_negative(f"{path}.decode_threads", self.decode_threads)
+        yield from check_non_negative(f"{path}.seed", self.seed)

@@ -25,3 +25,7 @@ class EditSample:
     """Extra columns of the row, kept as is (the sandbox stores its scene and defect here)."""
     origin: str = ""
     """``file:row`` where the row came from (for error messages)."""
+    source_original_size: tuple[int, int] | None = None
+    """``(width, height)`` of the source image as stored, before fitting it to ``min_pixels``/``max_pixels``."""
+    edited_original_size: tuple[int, int] | None = None
+    """``(width, height)`` of the preliminary edit as stored, before fitting."""

@@ -1,0 +1,102 @@
+"""Policy prompts: the system prompt (the re-edit contract), the user turn, and the prompt-length filter.
+
+The user turn holds the instruction inside ``<desired_editing_instruction>…</desired_editing_instruction>`` and
+then two image entries, the source image and the preliminary edit, in the multimodal chat-message format of
+transformers (``{"type": "text", "text": ...}`` / ``{"type": "image"}``); ``PolicyPrompt.images`` carries the two
+images in the same order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from easyr1.rollout.protocol import PolicyPrompt
+
+from .types import EditSample
+
+logger = logging.getLogger(__name__)
+
+INSTRUCTION_OPEN = "<desired_editing_instruction>"
+INSTRUCTION_CLOSE = "</desired_editing_instruction>"
+
+SYSTEM_PROMPT = """\
+You check and repair image edits. You receive an editing instruction and two images: first the source image, \
+then a preliminary edit that an image editor made from the source image by following the instruction.
+
+Reason step by step about where the preliminary edit is inconsistent:
+(a) visual realism: geometry and perspective, lighting and shadows, physics, reflections;
+(b) contextual consistency: whether the scene still makes sense and the attributes of the edited objects agree \
+with each other and with their surroundings;
+(c) environmental consistency: weather, season and time of day agree across the whole image (a sunny sky above \
+wet ground does not);
+(d) cultural and traditional consistency: customs, symbols, clothing and writing fit the setting.
+
+Then write re-edit instructions that follow from your reasoning and that an image editor can carry out on the \
+preliminary edit to repair it.
+
+Answer with tag blocks only, each block on its own line:
+<CoT>one step of your reasoning</CoT> (one or more blocks)
+<Re_edit>one instruction in the imperative voice</Re_edit> (one or more blocks, after all <CoT> blocks)
+Keep each re-edit instruction short and concrete. Write nothing outside the blocks."""
+
+
+def build_messages(instruction: str, system_prompt: str | None = None) -> list[dict[str, Any]]:
+    """Chat messages: the system prompt, then a user turn with the instruction and two image placeholders."""
+    return [
+        {"role": "system", "content": [{"type": "text", "text": system_prompt or SYSTEM_PROMPT}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": f"{INSTRUCTION_OPEN}{instruction}{INSTRUCTION_CLOSE}"},
+                {"type": "image"},
+                {"type": "image"},
+            ],
+        },
+    ]
+
+
+def build_policy_prompt(sample: EditSample, system_prompt: str | None = None) -> PolicyPrompt:
+    """The prompt the policy sees for ``sample``; ``system_prompt`` replaces the built-in contract when given."""
+    return PolicyPrompt(
+        id=sample.id,
+        messages=build_messages(sample.instruction, system_prompt),
+        images=[sample.source_image, sample.edited_image],
+    )
+
+
+def prompt_token_count(processor: Any, prompt: PolicyPrompt) -> int:
+    """Tokens of the rendered prompt, image tokens included, as the policy's processor counts them."""
+    text = processor.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)
+    inputs = processor(text=[text], images=list(prompt.images))
+    return len(inputs["input_ids"][0])
+
+
+class PromptLengthFilter:
+    """Keeps samples whose prompt has at most ``max_length`` tokens (``data.filter_overlong_prompts``).
+
+    Lengths are cached per row origin, so later epochs do not run the processor again. The processor is called
+    under a lock: tokenizers are not safe to call from several decoding threads at once.
+    """
+
+    def __init__(self, processor: Any, max_length: int, system_prompt: str | None = None):
+        self.processor = processor
+        self.max_length = max_length
+        self.system_prompt = system_prompt
+        self._lengths: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def length(self, sample: EditSample) -> int:
+        key = sample.origin or sample.id
+        cached = self._lengths.get(key)
+        if cached is not None:
+            return cached
+        prompt = build_policy_prompt(sample, self.system_prompt)
+        with self._lock:
+            length = prompt_token_count(self.processor, prompt)
+        self._lengths[key] = length
+        return length
+
+    def keeps(self, sample: EditSample) -> bool:
+        return self.length(sample) <= self.max_length
