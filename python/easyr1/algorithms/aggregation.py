@@ -56,7 +56,7 @@ def agg_normaliser(mask: torch.Tensor, mode: str) -> torch.Tensor:
     elif mode == "seq-mean-token-sum-norm":
         count = torch.ones((), device=m.device)
     else:
-        count = m.reshape(m.shape[0], -1).any(dim=-1).sum() if m.dim() > 1 else m.sum()
+        count = m.any(dim=-1).sum() if m.dim() > 1 else m.sum()
     return count.to(torch.float64)
 
 

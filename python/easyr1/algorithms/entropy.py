@@ -44,8 +44,8 @@ def _chunked(fn: Callable[..., torch.Tensor], chunk_size: int, *tensors: torch.T
             parts.append(checkpoint(fn, *pieces, use_reentrant=False))
         else:
             parts.append(fn(*pieces))
-    if not parts:
-        return torch.zeros(0, dtype=_work_dtype(tensors[0].dtype), device=tensors[0].device)
+    if not parts:  # no rows: still go through fn so the result stays attached to the autograd graph
+        return fn(*tensors)
     return torch.cat(parts)
 
 

@@ -53,6 +53,8 @@ def _prepare(
 
 def _ratio_stats(ratio: torch.Tensor, m: torch.Tensor) -> dict[str, torch.Tensor]:
     one = torch.ones((), dtype=ratio.dtype, device=ratio.device)
+    if ratio.numel() == 0:
+        return {"ratio_mean": one, "ratio_max": one, "ratio_min": one}
     has = m.any()
     r = ratio.detach()
     return {
