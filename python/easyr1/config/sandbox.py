@@ -7,6 +7,19 @@ from dataclasses import dataclass, field
 
 from .base import ConfigError, check_positive, check_range
 
+SANDBOX_DEFECTS: tuple[str, ...] = (
+    "shadow_wrong_side",
+    "floating_object",
+    "dry_ground_in_rain",
+    "wet_ground_clear_sky",
+    "summer_foliage_in_snow",
+    "sun_at_night",
+    "lit_candle_underwater",
+    "wrong_decoration",
+    "wrong_object_edited",
+)
+"""Names of the defect kinds the sandbox can inject (``easyr1.sandbox.defects.CATALOGUE`` implements them)."""
+
 
 @dataclass
 class SandboxConfig:
@@ -14,14 +27,26 @@ class SandboxConfig:
     """Side of the rendered scenes in pixels."""
     defects: list[str] = field(default_factory=list)
     """Defect kinds to inject; empty = all kinds."""
+    min_defects: int = 1
+    """Fewest defects injected into one preliminary edit."""
+    max_defects: int = 3
+    """Most defects injected into one preliminary edit (each comes with its own requested edit)."""
     train_rows: int = 256
     """Rows written by ``easyr1 demo`` / ``make-sandbox-data`` for training."""
     val_rows: int = 32
     """Rows written for validation."""
+    rows_per_file: int = 256
+    """Rows per parquet file."""
     seed: int = 0
-    """Seed of the scene generator."""
+    """Seed of the scene generator (validation rows use a separate stream derived from it)."""
 
     def validate(self, path: str) -> Iterator[ConfigError]:
         yield from check_range(f"{path}.image_size", self.image_size, low=32, high=1024)
         yield from check_positive(f"{path}.train_rows", self.train_rows)
         yield from check_positive(f"{path}.val_rows", self.val_rows)
+        yield from check_positive(f"{path}.rows_per_file", self.rows_per_file)
+        yield from check_range(f"{path}.min_defects", self.min_defects, low=1, high=len(SANDBOX_DEFECTS))
+        yield from check_range(f"{path}.max_defects", self.max_defects, low=self.min_defects, high=len(SANDBOX_DEFECTS))
+        for i, name in enumerate(self.defects):
+            if name not in SANDBOX_DEFECTS:
+                yield ConfigError(f"{path}.defects[{i}]", name, "must be one of " + ", ".join(SANDBOX_DEFECTS))
