@@ -21,8 +21,8 @@ from PIL import Image
 
 from easyr1.config import DIMENSIONS, EasyR1Config
 from easyr1.data.types import EditSample
-from easyr1.editing.protocol import EditRequest, EditResult, Editor
-from easyr1.reward import combine, format_score, parse_response
+from easyr1.editing.protocol import Editor, EditRequest, EditResult
+from easyr1.reward import EditAction, FormatRule, combine_with_config, decide_edit, parse_response
 from easyr1.reward.judge.protocol import Judge, JudgeRequest, JudgeResult
 from easyr1.rollout.protocol import RolloutOutput
 
@@ -50,6 +50,8 @@ class ScoredBatch:
     reasons: list[str | None]
     """Mask reason per sample (``edit:<why>``, ``judge:<why>``, ``reward:invalid``), ``None`` when valid."""
     re_edits: list[str | None]
+    texts: list[str]
+    """The responses, as generated."""
     final_images: list[Image.Image | None]
     counts: Counter = field(default_factory=Counter)
     """``no_re_edit``, ``edits``, ``edit_failed``, ``judged``, ``judge_failed``, ``judge_cached`` …"""
@@ -69,6 +71,7 @@ class RewardPipeline:
         self.edit_cfg = cfg.worker.image_edit
         self.editor = editor
         self.judge = judge
+        self.format_rule = FormatRule.from_config(self.reward_cfg)
         self._preliminary_cache: dict[str, JudgeResult] = {}
 
     # -- helpers -------------------------------------------------------------------------------------------
@@ -76,27 +79,6 @@ class RewardPipeline:
         if self.edit_cfg.seed_mode == "per_group":
             return derive_seed(self.edit_cfg.base_seed, sample.id, step)
         return derive_seed(self.edit_cfg.base_seed, sample.id, sample_index, step)
-
-    def _instruction_for(self, text: str) -> tuple[bool, str | None, str]:
-        """(parsed ok, instruction for the editor or None, action: edit | skip_edit | zero_reward)."""
-        parsed = parse_response(text)
-        if parsed.ok and parsed.instruction:
-            return True, parsed.instruction, "edit"
-        policy = self.reward_cfg.missing_re_edit
-        if policy == "fallback_instruction":
-            return False, self.reward_cfg.fallback_instruction, "edit"
-        return False, None, policy
-
-    def _combine(self, scores: dict[str, torch.Tensor], fmt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r = self.reward_cfg
-        return combine(
-            scores,
-            fmt,
-            r.strategy,
-            weights=r.weights,
-            gate_threshold=r.gate_threshold,
-            max_deviation_weights=(r.max_deviation_gpt_weight, r.max_deviation_rule_weight),
-        )
 
     # -- the pass ------------------------------------------------------------------------------------------
     def score(self, rows: Sequence[EditSample], outputs: Sequence[RolloutOutput], step: int) -> ScoredBatch:
@@ -106,26 +88,20 @@ class RewardPipeline:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         instructions: list[str | None] = []
-        actions: list[str] = []
+        actions: list[EditAction] = []
         fmt = torch.empty(n, dtype=torch.float64)
         r = self.reward_cfg
         for i, out in enumerate(outputs):
-            fmt[i] = format_score(
-                out.text,
-                mode=r.format_mode,
-                ideal=r.re_edit_length_ideal,
-                acceptable=r.re_edit_length_acceptable,
-                tolerable=r.re_edit_length_tolerable,
-            )
-            parsed_ok, instruction, action = self._instruction_for(out.text)
-            counts["no_re_edit"] += not parsed_ok
-            instructions.append(instruction)
-            actions.append(action)
+            fmt[i] = self.format_rule.score(out.text)
+            decision = decide_edit(parse_response(out.text), r.missing_re_edit, fallback_instruction=r.fallback_instruction)
+            counts["no_re_edit"] += decision.missing
+            instructions.append(decision.instruction)
+            actions.append(decision.action)
         timings["parse"] = time.perf_counter() - t0
 
         # Edit every response that has an instruction.
         t0 = time.perf_counter()
-        edit_index = [i for i, a in enumerate(actions) if a == "edit"]
+        edit_index = [i for i, a in enumerate(actions) if a is EditAction.EDIT]
         requests = []
         for i in edit_index:
             row = by_id[outputs[i].prompt_id]
@@ -156,9 +132,9 @@ class RewardPipeline:
         final_images: list[Image.Image | None] = [None] * n
         for i, out in enumerate(outputs):
             row = by_id[out.prompt_id]
-            if actions[i] == "zero_reward":
+            if actions[i] is EditAction.ZERO_REWARD:
                 continue
-            if actions[i] == "skip_edit":
+            if actions[i] is EditAction.SKIP_EDIT:
                 image, metadata = row.edited_image, dict(row.metadata)
             else:
                 res = edit_results[i]
@@ -200,13 +176,12 @@ class RewardPipeline:
                 for d in DIMENSIONS:
                     if d in res.scores:
                         dims[d][i] = float(res.scores[d])
-        rewards, valid = self._combine(dims, fmt)
+        preliminary = self._preliminary_scores(rows, outputs) if r.improvement else None
+        rewards, valid = combine_with_config(dims, fmt, r, preliminary_scores=preliminary)
         rewards = rewards.to(torch.float64).clone()
         valid = valid.clone().bool()
-        if r.improvement:
-            rewards, valid = self._improvement(rows, outputs, rewards, valid, fmt)
         for i in range(n):
-            if actions[i] == "zero_reward":
+            if actions[i] is EditAction.ZERO_REWARD:
                 rewards[i], valid[i] = 0.0, True
             elif reasons[i] is None and not bool(valid[i]):
                 reasons[i] = "reward:invalid"
@@ -221,26 +196,27 @@ class RewardPipeline:
             dimension_scores=dims,
             reasons=reasons,
             re_edits=instructions,
+            texts=[out.text for out in outputs],
             final_images=final_images,
             counts=counts,
             timings=timings,
             judge_results=judge_results,
         )
 
-    def _improvement(self, rows, outputs, rewards, valid, fmt):
-        """Reward the change from the preliminary image's combined score (judged once per row, cached)."""
-        from easyr1.reward import improvement_reward
+    def _preliminary_scores(self, rows: Sequence[EditSample], outputs: Sequence[RolloutOutput]) -> dict[str, torch.Tensor]:
+        """Judge scores of each row's preliminary image (judged once per row and cached), repeated per response.
 
+        A failed preliminary judgement is not cached (the next step tries again) and leaves NaN, which masks the
+        row's responses for this step.
+        """
         todo = [row for row in rows if row.id not in self._preliminary_cache]
         if todo:
-            results = self.judge.score_batch(
-                [
-                    JudgeRequest(row.source_image, row.edited_image, row.instruction, key=f"{row.id}/preliminary", metadata=row.metadata)
-                    for row in todo
-                ]
-            )
-            for row, res in zip(todo, results, strict=True):
-                if res.valid:  # failures are not cached: the next step tries again
+            requests = [
+                JudgeRequest(row.source_image, row.edited_image, row.instruction, key=f"{row.id}/preliminary", metadata=row.metadata)
+                for row in todo
+            ]
+            for row, res in zip(todo, self.judge.score_batch(requests), strict=True):
+                if res.valid:
                     self._preliminary_cache[row.id] = res
         n = len(outputs)
         base = {d: torch.full((n,), math.nan, dtype=torch.float64) for d in DIMENSIONS}
@@ -249,5 +225,4 @@ class RewardPipeline:
             if res is not None and res.scores:
                 for d in DIMENSIONS:
                     base[d][i] = float(res.scores.get(d, math.nan))
-        base_reward, base_valid = self._combine(base, fmt)
-        return improvement_reward(rewards, base_reward), valid & base_valid
+        return base

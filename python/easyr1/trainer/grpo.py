@@ -1,0 +1,352 @@
+"""The GRPO driver: one object that owns the loop and talks to the pools through their small interfaces."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import random
+import time
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from easyr1.algorithms import compute_advantage, effective_sample_mask, filter_groups
+from easyr1.config import DIMENSIONS, EasyR1Config, dump_yaml
+from easyr1.data.types import EditSample
+from easyr1.rollout.protocol import PolicyPrompt, RolloutOutput, SamplingParams
+
+from .checkpoint import CheckpointManager
+from .scoring import RewardPipeline, ScoredBatch, derive_seed
+
+logger = logging.getLogger(__name__)
+
+
+class StageFailure(RuntimeError):
+    """A stage failed in a way that cannot be masked (e.g. every judge call of a step failed)."""
+
+
+@contextmanager
+def timed(timings: dict[str, float], name: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+
+def sample_digest(ids: list[str]) -> str:
+    """A short hash of the step's sample ids, in order (compares resumed and uninterrupted runs)."""
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+
+
+class GRPOTrainer:
+    """Runs ``easyr1 train``: rollout → parse/format → edit → judge → combine/mask → advantages → update → sync."""
+
+    def __init__(self, cfg: EasyR1Config, run_dir: Path, *, components: Any):
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.c = components
+        ckpt_root = Path(cfg.trainer.save_checkpoint_path or run_dir / "checkpoints")
+        self.checkpoints = CheckpointManager(ckpt_root, cfg.trainer.save_limit)
+        self.scorer = RewardPipeline(cfg, components.editor, components.judge)
+        self.step = 0
+        self.best_val = -math.inf
+
+    # ------------------------------------------------------------------ set-up / resume
+    def resume(self) -> None:
+        tcfg = self.cfg.trainer
+        self.checkpoints.remove_partial()
+        path = Path(tcfg.load_checkpoint_path) if tcfg.load_checkpoint_path else None
+        if path is None and tcfg.resume == "auto":
+            latest = self.checkpoints.latest()
+            path = latest.path if latest else None
+        if path is None:
+            return
+        state = CheckpointManager.read_driver_state(path)
+        if state.get("model_only"):
+            logger.warning("checkpoint %s holds model weights only; loading them and starting at step 0", path)
+            self.c.actor.load_checkpoint(path / "actor", model_only=True)
+        else:
+            self.c.actor.load_checkpoint(path / "actor")
+            self.c.train_loader.load_state_dict(state["loader"])
+            self.step = int(state["step"])
+            self.best_val = float(state.get("best_val", -math.inf))
+            random.setstate(_tuple_state(state["python_rng"]))
+            np.random.set_state(_np_state(state["numpy_rng"]))
+            torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        self.c.rollout.sync_weights(self.c.actor)
+        logger.info("resumed from %s at step %d", path, self.step)
+
+    # ------------------------------------------------------------------ the step
+    def _sampling(self, step: int, validation: bool = False) -> SamplingParams:
+        r = self.cfg.worker.rollout
+        max_tokens = r.response_length or self.cfg.data.max_response_length
+        if validation:
+            v = r.val_override_config
+            return SamplingParams(n=v.n, temperature=v.temperature, top_p=v.top_p, top_k=r.top_k, max_tokens=max_tokens, seed=derive_seed(r.seed, "val", step))
+        return SamplingParams(n=r.n, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, max_tokens=max_tokens, seed=derive_seed(r.seed, step))
+
+    def _rollout_and_score(self, rows: list[EditSample], step: int, timings: dict[str, float], validation: bool = False):
+        prompts: list[PolicyPrompt] = [self.c.build_prompt(row) for row in rows]
+        with timed(timings, "rollout"):
+            outputs: list[RolloutOutput] = self.c.rollout.generate(prompts, self._sampling(step, validation))
+        scored = self.scorer.score(rows, outputs, step)
+        for name, seconds in scored.timings.items():
+            timings[name] = timings.get(name, 0.0) + seconds
+        return prompts, outputs, scored
+
+    def _collect(self, step: int, timings: dict[str, float]):
+        """Rollout + score, with optional online filtering that refills the batch up to max_try_make_batch."""
+        algo = self.cfg.algorithm
+        want = self.cfg.data.rollout_batch_size
+        n = self.cfg.worker.rollout.n
+        kept: list[tuple[EditSample, PolicyPrompt, list[RolloutOutput], ScoredBatch, slice]] = []
+        consumed_ids: list[str] = []
+        filter_counts: Counter = Counter()
+        for attempt in range(1 + (algo.max_try_make_batch if algo.online_filtering else 0)):
+            rows = self.c.train_loader.next_batch()
+            consumed_ids.extend(row.id for row in rows)
+            prompts, outputs, scored = self._rollout_and_score(rows, step, timings)
+            group = torch.arange(len(rows)).repeat_interleave(n)
+            keep = torch.ones(len(rows), dtype=torch.bool)
+            if algo.online_filtering:
+                key_scores = scored.rewards if algo.filter_key == "overall" else (
+                    scored.format_scores if algo.filter_key == "format" else scored.dimension_scores[algo.filter_key]
+                )
+                result = filter_groups(
+                    key_scores, group, scored.valid, std_threshold=algo.filter_std_threshold,
+                    mean_low=algo.filter_low, mean_high=algo.filter_high,
+                )
+                keep = result.kept_groups
+                filter_counts["kept"] += int(keep.sum())
+                filter_counts["dropped"] += int((~keep).sum())
+            for g, row in enumerate(rows):
+                if bool(keep[g]):
+                    kept.append((row, prompts[g], outputs[g * n : (g + 1) * n], scored, slice(g * n, (g + 1) * n)))
+            if len(kept) >= want:
+                break
+            logger.info("online filtering kept %d/%d groups after attempt %d", len(kept), want, attempt + 1)
+        return kept[:want], consumed_ids, filter_counts
+
+    def train_step(self) -> dict[str, float]:
+        step = self.step + 1
+        timings: dict[str, float] = {}
+        t_step = time.perf_counter()
+        kept, consumed_ids, filter_counts = self._collect(step, timings)
+        n = self.cfg.worker.rollout.n
+        metrics: dict[str, float] = {"step": step, "data/digest": sample_digest(consumed_ids)}  # type: ignore[dict-item]
+        if not kept:
+            raise StageFailure(f"step {step}: online filtering kept no group after {self.cfg.algorithm.max_try_make_batch} refills")
+
+        # Flatten the kept groups.
+        prompts, outputs, rewards, valid, fmt, reasons = [], [], [], [], [], []
+        dims: dict[str, list[float]] = {d: [] for d in DIMENSIONS}
+        samples_for_log = []
+        counts: Counter = Counter()
+        seen_batches = set()
+        for row, prompt, outs, scored, sl in kept:
+            prompts.extend([prompt] * len(outs))
+            outputs.extend(outs)
+            rewards.extend(scored.rewards[sl].tolist())
+            valid.extend(scored.valid[sl].tolist())
+            fmt.extend(scored.format_scores[sl].tolist())
+            reasons.extend(scored.reasons[sl])
+            for d in DIMENSIONS:
+                dims[d].extend(scored.dimension_scores[d][sl].tolist())
+            if id(scored) not in seen_batches:
+                seen_batches.add(id(scored))
+                counts.update(scored.counts)
+            for j in range(sl.start, sl.stop):
+                samples_for_log.append((row, scored, j))
+        total = len(outputs)
+        reward_t = torch.tensor(rewards, dtype=torch.float64)
+        valid_t = torch.tensor(valid, dtype=torch.bool)
+        group = torch.arange(len(kept)).repeat_interleave(n)
+
+        if int(valid_t.sum()) == 0 and counts["judged"] > 0 and counts["judge_failed"] == counts["judged"] and self.cfg.trainer.abort_on_all_failed:
+            raise StageFailure(f"step {step}: every judge call failed ({Counter(r for r in reasons if r)}); stopping")
+
+        algo = self.cfg.algorithm
+        advantages = compute_advantage(algo.adv_estimator, reward_t, group, valid_t, eps=algo.norm_eps, gamma=algo.gamma)
+        effective = effective_sample_mask(algo.adv_estimator, group, valid_t)
+        masked = Counter(r for r in reasons if r is not None)
+        masked["group:too_few_valid"] = int((valid_t & ~effective).sum())
+
+        batch = self.c.make_actor_batch(prompts, outputs, advantages, effective)
+        actor_metrics: dict[str, float] = {}
+        if int(effective.sum()) > 0:
+            with timed(timings, "old_logprob"):
+                batch = self.c.actor.compute_log_probs(batch)
+            if not algo.disable_kl and algo.use_kl_loss:
+                with timed(timings, "ref_logprob"):
+                    batch = self.c.actor.compute_ref_log_probs(batch)
+            with timed(timings, "update"):
+                actor_metrics = self.c.actor.update_policy(batch)
+            with timed(timings, "sync"):
+                sync_metrics = self.c.rollout.sync_weights(self.c.actor) or {}
+            actor_metrics.update(sync_metrics)
+        else:
+            logger.warning("step %d: no sample can contribute (all masked or single-valid groups); update skipped", step)
+
+        # Metrics.
+        finite = reward_t[valid_t]
+        metrics["reward/mean"] = float(finite.mean()) if finite.numel() else math.nan
+        metrics["reward/format"] = float(torch.tensor(fmt).mean())
+        for d in DIMENSIONS:
+            vals = torch.tensor(dims[d], dtype=torch.float64)
+            vals = vals[torch.isfinite(vals)]
+            metrics[f"reward/{d}"] = float(vals.mean()) if vals.numel() else math.nan
+        metrics["samples/total"] = total
+        metrics["samples/valid"] = int(effective.sum())
+        for reason, count in masked.items():
+            metrics[f"samples/masked/{reason}"] = count
+        assert metrics["samples/valid"] + sum(masked.values()) == total, "sample accounting broken"
+        metrics["samples/no_re_edit"] = counts["no_re_edit"]
+        metrics["samples/edit_failed"] = counts["edit_failed"]
+        metrics["samples/judge_failed"] = counts["judge_failed"]
+        if algo.online_filtering:
+            metrics["filter/kept_groups"] = filter_counts["kept"]
+            metrics["filter/dropped_groups"] = filter_counts["dropped"]
+        response_tokens = sum(len(o.token_ids) for o in outputs)
+        metrics["response/length_mean"] = response_tokens / max(total, 1)
+        for key, value in actor_metrics.items():
+            metrics[key if "/" in key else f"actor/{key}"] = float(value)
+        self.step = step
+
+        with timed(timings, "checkpoint"):
+            self._maybe_save(step)
+        timings["step"] = time.perf_counter() - t_step
+        for name, seconds in timings.items():
+            metrics[f"timing/{name}_s"] = seconds
+        metrics["throughput/tokens_per_s"] = response_tokens / max(timings.get("rollout", 1e-9), 1e-9)
+        metrics["throughput/images_per_s"] = counts["edits"] / max(timings.get("edit", 1e-9), 1e-9) if counts["edits"] else 0.0
+        metrics["throughput/samples_per_s"] = total / timings["step"]
+        self.c.telemetry.log_step(step, metrics)
+        if self.cfg.telemetry.log_images_every > 0 and step % self.cfg.telemetry.log_images_every == 0:
+            self.c.telemetry.log_samples(step, self._sample_rows(samples_for_log, self.cfg.telemetry.images_per_table))
+        return metrics
+
+    def _sample_rows(self, items, limit: int) -> list[dict[str, Any]]:
+        rows = []
+        for row, scored, j in items[:limit]:
+            res = scored.judge_results[j] if scored.judge_results else None
+            rows.append(
+                {
+                    "id": row.id,
+                    "instruction": row.instruction,
+                    "source": row.source_image,
+                    "preliminary": row.edited_image,
+                    "final": scored.final_images[j],
+                    "response": scored.texts[j],
+                    "re_edit": scored.re_edits[j],
+                    "scores": dict(res.scores) if res is not None and res.scores else {},
+                    "format": float(scored.format_scores[j]),
+                    "reward": float(scored.rewards[j]),
+                    "status": scored.reasons[j] or "ok",
+                }
+            )
+        return rows
+
+    # ------------------------------------------------------------------ validation / checkpoints
+    def validate(self) -> dict[str, float]:
+        loader = self.c.val_loader
+        if loader is None:
+            return {}
+        timings: dict[str, float] = {}
+        rewards, valid_count, total = [], 0, 0
+        dims: dict[str, list[float]] = {d: [] for d in DIMENSIONS}
+        logged = []
+        for rows in loader.iter_batches():
+            _, outputs, scored = self._rollout_and_score(rows, self.step, timings, validation=True)
+            total += len(outputs)
+            valid_count += int(scored.valid.sum())
+            rewards.extend(scored.rewards[scored.valid].tolist())
+            for d in DIMENSIONS:
+                v = scored.dimension_scores[d]
+                dims[d].extend(v[torch.isfinite(v)].tolist())
+            by_id = {r.id: r for r in rows}
+            logged.extend((by_id[o.prompt_id], scored, j) for j, o in enumerate(outputs))
+        metrics = {"val/reward/mean": float(np.mean(rewards)) if rewards else math.nan, "val/samples/total": total, "val/samples/valid": valid_count}
+        for d in DIMENSIONS:
+            metrics[f"val/reward/{d}"] = float(np.mean(dims[d])) if dims[d] else math.nan
+        for name, seconds in timings.items():
+            metrics[f"val/timing/{name}_s"] = seconds
+        self.c.telemetry.log_step(self.step, metrics)
+        self.c.telemetry.log_samples(self.step, self._sample_rows(logged, self.cfg.trainer.val_generations_to_log), prefix="val")
+        if math.isfinite(metrics["val/reward/mean"]):
+            self.best_val = max(self.best_val, metrics["val/reward/mean"])
+        return metrics
+
+    def _maybe_save(self, step: int, force: bool = False) -> None:
+        freq = self.cfg.trainer.save_freq
+        if not force and (freq == -1 or step % freq):
+            return
+        model_only = self.cfg.trainer.save_model_only
+        state = {
+            "step": step,
+            "model_only": model_only,
+            "loader": self.c.train_loader.state_dict(),
+            "best_val": self.best_val if math.isfinite(self.best_val) else None,
+            "python_rng": _jsonable(random.getstate()),
+            "numpy_rng": _jsonable(np.random.get_state()),
+            "torch_rng": torch.get_rng_state().tolist(),
+        }
+        self.checkpoints.save(
+            step,
+            lambda folder: self.c.actor.save_checkpoint(folder / "actor", model_only=model_only),
+            state,
+            dump_yaml(self.cfg, redact=True),
+        )
+
+    # ------------------------------------------------------------------ the loop
+    def total_steps(self) -> int:
+        tcfg = self.cfg.trainer
+        per_epoch = self.c.train_loader.steps_per_epoch()
+        total = per_epoch * tcfg.total_epochs
+        return min(total, tcfg.max_steps) if tcfg.max_steps else total
+
+    def fit(self, progress=None) -> list[dict[str, float]]:
+        tcfg = self.cfg.trainer
+        history = []
+        total = self.total_steps()
+        if tcfg.val_before_train or tcfg.val_only:
+            self.validate()
+            if tcfg.val_only:
+                return history
+        task = progress.add_task("GRPO", total=total, completed=self.step) if progress else None
+        while self.step < total:
+            metrics = self.train_step()
+            history.append(metrics)
+            if tcfg.val_freq > 0 and self.step % tcfg.val_freq == 0:
+                self.validate()
+            if progress is not None:
+                progress.update(task, completed=self.step, description=f"GRPO reward {metrics['reward/mean']:.2f}")
+        if tcfg.save_freq == -1 or self.step % tcfg.save_freq:
+            with_time: dict[str, float] = {}
+            with timed(with_time, "checkpoint"):
+                self._maybe_save(self.step, force=True)
+        return history
+
+
+def _jsonable(state: Any) -> Any:
+    if isinstance(state, tuple):
+        return [_jsonable(s) for s in state]
+    if isinstance(state, np.ndarray):
+        return state.tolist()
+    if isinstance(state, np.generic):
+        return state.item()
+    return state
+
+
+def _tuple_state(state: Any) -> Any:
+    return tuple(_tuple_state(s) if isinstance(s, list) else s for s in state)
+
+
+def _np_state(state: list) -> tuple:
+    name, keys, pos, has_gauss, cached = state
+    return (name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached)
