@@ -76,7 +76,7 @@ def prompt_token_count(processor: Any, prompt: PolicyPrompt) -> int:
 class PromptLengthFilter:
     """Keeps samples whose prompt has at most ``max_length`` tokens (``data.filter_overlong_prompts``).
 
-    Lengths are cached per row origin, so later epochs do not run the processor again. The processor is called
+    Lengths are cached per row (origin, instruction, image sizes), so later epochs do not run the processor again. The processor is called
     under a lock: tokenizers are not safe to call from several decoding threads at once.
     """
 
@@ -84,11 +84,12 @@ class PromptLengthFilter:
         self.processor = processor
         self.max_length = max_length
         self.system_prompt = system_prompt
-        self._lengths: dict[str, int] = {}
+        self._lengths: dict[tuple, int] = {}
         self._lock = threading.Lock()
 
     def length(self, sample: EditSample) -> int:
-        key = sample.origin or sample.id
+        # The token count depends only on the text and the image sizes; the origin keeps rows apart.
+        key = (sample.origin or sample.id, sample.instruction, sample.source_image.size, sample.edited_image.size)
         cached = self._lengths.get(key)
         if cached is not None:
             return cached
