@@ -89,61 +89,10 @@ def helpers() -> SimpleNamespace:
     )
 
 
-_SPECIAL = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-]
-_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
 @pytest.fixture(scope="session")
 def qwen_processor():
-    """A real ``Qwen2_5_VLProcessor`` with a tiny byte-level BPE tokenizer (Qwen special tokens, Qwen-style chat
-    template) and small pixel limits: 28*28*4 .. 28*28*16 pixels, i.e. 1..4 image tokens per image."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (
-        PreTrainedTokenizerFast,
-        Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    """The tiny policy's real ``Qwen2_5_VLProcessor`` (local BPE tokenizer with Qwen special tokens and the Qwen-VL
+    chat template; 28*28*4 .. 28*28*16 pixels, i.e. 4..16 image tokens per image)."""
+    from easyr1.models.tiny import build_tiny_processor
 
-    corpus = [
-        "You check and repair image edits. Reason step by step about the source image and the preliminary edit.",
-        "<CoT>The shadow falls on the wrong side.</CoT> <Re_edit>Move the shadow to the left.</Re_edit>",
-        "make the sky blue, remove the cat, add a red car, change the weather to rain, detailed instruction",
-    ] * 10
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=_SPECIAL,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(corpus, trainer)
-    hf_tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=_SPECIAL[1:],
-    )
-    return Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16),
-        tokenizer=hf_tokenizer,
-        video_processor=Qwen2VLVideoProcessor(),
-        chat_template=_TEMPLATE,
-    )
+    return build_tiny_processor()
