@@ -54,6 +54,9 @@ class JudgeConfig:
     """USD per 1k completion tokens."""
     judge_preliminary: bool = False
     """Also send the preliminary image to the judge (three images)."""
+    http_client: str = "aiohttp"
+    """HTTP transport of the OpenAI SDK: ``aiohttp`` (about half the CPU per call at high concurrency) or
+    ``httpx`` (the SDK's default). Both take proxies from the standard environment variables only."""
 
     def validate(self, path: str) -> Iterator[ConfigError]:
         yield from check_choice(f"{path}.backend", self.backend, ["openai", "sandbox"])
@@ -62,6 +65,7 @@ class JudgeConfig:
         yield from check_positive(f"{path}.max_tokens", self.max_tokens)
         yield from check_range(f"{path}.image_max_side", self.image_max_side, low=32)
         yield from check_choice(f"{path}.image_detail", self.image_detail, ["low", "high", "auto"])
+        yield from check_choice(f"{path}.http_client", self.http_client, ["aiohttp", "httpx"])
         yield from check_range(f"{path}.jpeg_quality", self.jpeg_quality, low=1, high=100)
         yield from check_positive(f"{path}.max_concurrency", self.max_concurrency)
         yield from check_positive(f"{path}.requests_per_minute", self.requests_per_minute)

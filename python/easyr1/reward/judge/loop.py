@@ -1,0 +1,93 @@
+"""A private event loop on a daemon thread, so synchronous callers can drive async code from any context.
+
+``score_batch`` must work in a plain script, inside a Ray actor, and from code that already runs an event loop in
+the same thread (where ``asyncio.run`` is refused). Running the judge's coroutines on a loop that the judge owns
+avoids all three problems and keeps the HTTP connection pool alive between batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class BackgroundLoop:
+    """Starts on first use; :meth:`run` blocks the caller until the coroutine ends on the private loop."""
+
+    def __init__(self, name: str = "easyr1-judge-loop", *, executor_workers: int = 4):
+        self._name = name
+        self._executor_workers = executor_workers
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._loop is not None and self._pid == os.getpid() and not self._loop.is_closed()
+
+    def _ensure(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self.running:
+                assert self._loop is not None
+                return self._loop
+            loop = asyncio.new_event_loop()
+            loop.set_default_executor(
+                concurrent.futures.ThreadPoolExecutor(self._executor_workers, thread_name_prefix=f"{self._name}-io")
+            )
+            ready = threading.Event()
+
+            def serve() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            thread = threading.Thread(target=serve, name=self._name, daemon=True)
+            thread.start()
+            ready.wait()
+            self._loop, self._thread, self._pid = loop, thread, os.getpid()
+            return loop
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the private loop and wait for its result (Ctrl-C cancels it)."""
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("a blocking judge call was made from the judge's own event loop; use the async API")
+        future = asyncio.run_coroutine_threadsafe(coro, self._ensure())
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro`` running on the private loop from another event loop."""
+        if threading.current_thread() is self._thread:
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._ensure()))
+
+    def close(self, final: Coroutine[Any, Any, Any] | None = None) -> None:
+        """Run ``final`` (clean-up) on the loop, then stop the thread. Safe to call twice."""
+        with self._lock:
+            loop, thread, pid = self._loop, self._thread, self._pid
+            self._loop = self._thread = self._pid = None
+        if loop is None or pid != os.getpid() or loop.is_closed():
+            if final is not None:
+                final.close()
+            return
+        if final is not None:
+            with contextlib.suppress(Exception):  # clean-up is best effort; the loop is stopped anyway
+                asyncio.run_coroutine_threadsafe(final, loop).result(timeout=10)
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(loop.shutdown_default_executor(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=10)
+        loop.close()

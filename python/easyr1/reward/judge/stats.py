@@ -1,0 +1,126 @@
+"""Usage totals of a judge (tokens, cost, calls, cache, failures, latencies) for the telemetry layer and the CLI."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class JudgeStats:
+    """Totals since the last :meth:`JudgeStatsRecorder.drain` (or since the judge was built)."""
+
+    samples: int = 0
+    """Samples scored (one per request)."""
+    valid: int = 0
+    invalid: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    """Invalid samples by reason."""
+    calls: int = 0
+    """Logical judge calls made (one per dimension in ``per_dimension`` mode, one per sample in ``single_call``)."""
+    call_outcomes: dict[str, int] = field(default_factory=dict)
+    """Calls by outcome: ``ok`` or a failure reason."""
+    http_requests: int = 0
+    """HTTP requests sent, retries included."""
+    http_status: dict[str, int] = field(default_factory=dict)
+    """HTTP responses by status code (``"200"``, ``"429"``, …)."""
+    cache_hits: int = 0
+    """Calls answered from the cache (no HTTP)."""
+    cache_misses: int = 0
+    """Calls looked up in the cache and not found (only counted when the cache is on)."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    call_latencies_s: list[float] = field(default_factory=list)
+    """Wall time of every completed call (retries and backoff included)."""
+
+    def latency_quantile(self, q: float) -> float | None:
+        """Quantile of :attr:`call_latencies_s` (``None`` when no call completed)."""
+        if not self.call_latencies_s:
+            return None
+        return float(np.quantile(np.asarray(self.call_latencies_s), q))
+
+    @property
+    def cache_hit_rate(self) -> float | None:
+        looked_up = self.cache_hits + self.cache_misses
+        return self.cache_hits / looked_up if looked_up else None
+
+
+class JudgeStatsRecorder:
+    """Thread-safe accumulator behind :class:`JudgeStats` (the judge records from its event-loop thread)."""
+
+    def __init__(self, price_per_1k_prompt_tokens: float = 0.0, price_per_1k_completion_tokens: float = 0.0):
+        self._prices = (price_per_1k_prompt_tokens, price_per_1k_completion_tokens)
+        self._lock = threading.Lock()
+        self._stats = JudgeStats()
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return prompt_tokens / 1000 * self._prices[0] + completion_tokens / 1000 * self._prices[1]
+
+    def record_call(
+        self, outcome: str, *, prompt_tokens: int = 0, completion_tokens: int = 0, latency_s: float | None = None
+    ) -> None:
+        with self._lock:
+            s = self._stats
+            s.calls += 1
+            s.call_outcomes[outcome] = s.call_outcomes.get(outcome, 0) + 1
+            s.prompt_tokens += prompt_tokens
+            s.completion_tokens += completion_tokens
+            s.cost_usd += self.cost(prompt_tokens, completion_tokens)
+            if latency_s is not None:
+                s.call_latencies_s.append(latency_s)
+
+    def record_http(self, status_code: int) -> None:
+        with self._lock:
+            self._stats.http_requests += 1
+            key = str(status_code)
+            self._stats.http_status[key] = self._stats.http_status.get(key, 0) + 1
+
+    def record_cache(self, *, hits: int, misses: int) -> None:
+        with self._lock:
+            self._stats.cache_hits += hits
+            self._stats.cache_misses += misses
+
+    def record_samples(self, reasons: list[str | None]) -> None:
+        """One entry per sample: ``None`` for valid, else the failure reason."""
+        counts = Counter(r for r in reasons if r is not None)
+        with self._lock:
+            s = self._stats
+            s.samples += len(reasons)
+            s.invalid += sum(counts.values())
+            s.valid += len(reasons) - sum(counts.values())
+            for reason, n in counts.items():
+                s.failures[reason] = s.failures.get(reason, 0) + n
+
+    def snapshot(self) -> JudgeStats:
+        """A copy of the totals; recording goes on."""
+        with self._lock:
+            return _copy(self._stats)
+
+    def drain(self) -> JudgeStats:
+        """The totals since the last drain, then start from zero (what a per-step metrics exporter wants)."""
+        with self._lock:
+            out, self._stats = self._stats, JudgeStats()
+            return out
+
+
+def _copy(s: JudgeStats) -> JudgeStats:
+    return JudgeStats(
+        samples=s.samples,
+        valid=s.valid,
+        invalid=s.invalid,
+        failures=dict(s.failures),
+        calls=s.calls,
+        call_outcomes=dict(s.call_outcomes),
+        http_requests=s.http_requests,
+        http_status=dict(s.http_status),
+        cache_hits=s.cache_hits,
+        cache_misses=s.cache_misses,
+        prompt_tokens=s.prompt_tokens,
+        completion_tokens=s.completion_tokens,
+        cost_usd=s.cost_usd,
+        call_latencies_s=list(s.call_latencies_s),
+    )
