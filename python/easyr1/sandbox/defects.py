@@ -47,11 +47,18 @@ class DefectSpec:
     phrases: Callable[[Clause, random.Random], tuple[str, str]]
     """(short, detailed) wording of the request."""
     cot: Callable[[Clause, random.Random], str]
-    fixes: Callable[[Clause, random.Random], list[str]]
+    fixes: Callable[[Clause, random.Random, bool], list[str]]
+    """Re_edit lines that repair the defect (``short=True``: the shortest wording of each)."""
 
 
 def _pick(rng: random.Random, options: list[str]) -> str:
     return options[rng.randrange(len(options))]
+
+
+def _fix(rng: random.Random, short: bool, options: list[str]) -> str:
+    """A repair wording: random, or the shortest one when the answer must stay short."""
+    choice = _pick(rng, options)  # drawn either way, so the row's random stream does not depend on ``short``
+    return min(options, key=len) if short else choice
 
 
 def _reshadow(scene: Scene) -> None:
@@ -83,9 +90,9 @@ def _shadow_cot(c: Clause, rng: random.Random) -> str:
     return _pick(rng, [f"The shadows still fall {side}, toward the sun.", "The shadows point at the sun."])
 
 
-def _shadow_fixes(c: Clause, rng: random.Random) -> list[str]:
+def _shadow_fixes(c: Clause, rng: random.Random, short: bool = False) -> list[str]:
     side, away = c.args["side"], opposite(c.args["side"])
-    return [_pick(rng, [
+    return [_fix(rng, short, [
         f"Put the shadows on the {away}", f"Cast the shadows to the {away}", f"Move the shadows to the {away}",
         "Fix the shadows", f"Relight the scene from the {side}",
     ])]  # fmt: skip
@@ -119,9 +126,9 @@ def _float_cot(c: Clause, rng: random.Random) -> str:
     return _pick(rng, [f"The new {kind} floats in the air.", f"The {kind} hovers above the ground."])
 
 
-def _float_fixes(c: Clause, rng: random.Random) -> list[str]:
+def _float_fixes(c: Clause, rng: random.Random, short: bool = False) -> list[str]:
     kind = c.args["object"]
-    return [_pick(rng, [
+    return [_fix(rng, short, [
         f"Lower the {kind} to the ground", f"Put the {kind} on the ground", f"Drop the {kind} onto the ground",
         f"Set the {kind} down on the ground",
     ])]  # fmt: skip
@@ -192,11 +199,11 @@ def _weather_cot(c: Clause, rng: random.Random) -> str:
     }[a["sky"]])  # fmt: skip
 
 
-def _weather_fixes(c: Clause, rng: random.Random) -> list[str]:
+def _weather_fixes(c: Clause, rng: random.Random, short: bool = False) -> list[str]:
     a = c.args
     if a.get("night"):
-        return [_pick(rng, ["Remove the sun", "Replace the sun with the moon", "Take the sun out of the sky"])]
-    return [_pick(rng, {
+        return [_fix(rng, short, ["Remove the sun", "Replace the sun with the moon", "Take the sun out of the sky"])]
+    return [_fix(rng, short, {
         "rainy": ["Wet the ground", "Make the ground wet", "Add puddles to the ground"],
         "clear": ["Dry the ground", "Make the ground dry", "Remove the puddles"],
         "snowy": ["Cover the tree in snow", "Make the tree snowy", "Add snow to the tree"],
@@ -228,8 +235,10 @@ def _candle_cot(c: Clause, rng: random.Random) -> str:
     return _pick(rng, ["The candle burns under water.", "A flame cannot burn under water."])
 
 
-def _candle_fixes(c: Clause, rng: random.Random) -> list[str]:
-    return [_pick(rng, ["Blow out the candle", "Put out the candle", "Extinguish the candle", "Snuff out the candle"])]
+def _candle_fixes(c: Clause, rng: random.Random, short: bool = False) -> list[str]:
+    return [
+        _fix(rng, short, ["Blow out the candle", "Put out the candle", "Extinguish the candle", "Snuff out the candle"])
+    ]
 
 
 # --- wrong_decoration: the festival banner came with another festival's decoration ----------------------------------
@@ -259,9 +268,9 @@ def _decor_cot(c: Clause, rng: random.Random) -> str:
     return _pick(rng, [f"The decoration does not fit {f}.", f"{f.capitalize()} needs a {right}."])
 
 
-def _decor_fixes(c: Clause, rng: random.Random) -> list[str]:
+def _decor_fixes(c: Clause, rng: random.Random, short: bool = False) -> list[str]:
     right = DECORATION_OF_FESTIVAL[c.args["festival"]]
-    return [_pick(rng, [
+    return [_fix(rng, short, [
         f"Replace the decoration with a {right}", f"Swap the decoration for a {right}",
         f"Change the decoration into a {right}",
     ])]  # fmt: skip
@@ -315,21 +324,25 @@ def _wrong_cot(c: Clause, rng: random.Random) -> str:
     return _pick(rng, [f"The {other} was edited, not the {kind}.", f"The edit hit the {other}, not the {kind}."])
 
 
-def _wrong_fixes(c: Clause, rng: random.Random) -> list[str]:
+def _wrong_fixes(c: Clause, rng: random.Random, short: bool = False) -> list[str]:
     kind, other, other_color = c.args["object"], c.args["distractor"], c.args["distractor_color"]
     if c.kind == "recolor":
         color = c.args["color"]
-        first = _pick(rng, [f"Make the {kind} {color}", f"Paint the {kind} {color}", f"Recolor the {kind} {color}"])
-        second = _pick(
-            rng, [f"Restore the {other}", f"Make the {other} {other_color} again", f"Paint the {other} {other_color}"]
+        first = _fix(
+            rng, short, [f"Make the {kind} {color}", f"Paint the {kind} {color}", f"Recolor the {kind} {color}"]
+        )
+        second = _fix(
+            rng,
+            short,
+            [f"Restore the {other}", f"Make the {other} {other_color} again", f"Paint the {other} {other_color}"],
         )
     elif c.kind == "remove":
-        first = _pick(rng, [f"Remove the {kind}", f"Delete the {kind}", f"Take the {kind} away"])
-        second = _pick(rng, [f"Restore the {other}", f"Bring back the {other}", f"Put the {other} back"])
+        first = _fix(rng, short, [f"Remove the {kind}", f"Delete the {kind}", f"Take the {kind} away"])
+        second = _fix(rng, short, [f"Restore the {other}", f"Bring back the {other}", f"Put the {other} back"])
     else:
         d = c.args["direction"]
-        first = _pick(rng, [f"Move the {kind} to the {d}", f"Shift the {kind} {d}"])
-        second = _pick(rng, [f"Restore the {other}", f"Move the {other} back to the {opposite(d)}"])
+        first = _fix(rng, short, [f"Move the {kind} to the {d}", f"Shift the {kind} {d}"])
+        second = _fix(rng, short, [f"Restore the {other}", f"Move the {other} back to the {opposite(d)}"])
     return [first, second]
 
 

@@ -50,6 +50,9 @@ SCHEMA = pa.schema(
     ]
 )
 FILE_PATTERN = "sandbox_{:05d}.parquet"
+MAX_RE_EDIT_CHARS = 100
+"""Demonstrations keep their Re_edit lines within this many characters in total (the strict format rule's
+default budget, 2 × 50), choosing the shortest wordings when the random ones would exceed it."""
 
 
 @dataclass
@@ -129,8 +132,10 @@ def _sentence(text: str) -> str:
 
 
 def format_demonstration(cots: list[str], re_edits: list[str]) -> str:
-    """The strict answer format: CoT blocks, then Re_edit blocks, each alone on its line."""
-    return "\n".join([*(f"<CoT>{c}</CoT>" for c in cots), *(f"<Re_edit>{r}</Re_edit>" for r in re_edits)])
+    """The strict answer format: one ``<CoT>`` line (the reasons joined, to keep answers short for tiny
+    policies), then one ``<Re_edit>`` line per re-edit."""
+    reasoning = " ".join(cots)
+    return "\n".join([f"<CoT>{reasoning}</CoT>", *(f"<Re_edit>{r}</Re_edit>" for r in re_edits)])
 
 
 def generate_row(
@@ -163,7 +168,11 @@ def generate_row(
     short = _sentence(_join([p[0] for p in phrases]))
     detailed = _describe(source, rng) + " " + _sentence(_join([p[1] for p in phrases]))
     cots = [spec.cot(c, rng) for spec, c in zip(specs, clauses, strict=True)]
-    re_edits = [fix for spec, c in zip(specs, clauses, strict=True) for fix in spec.fixes(c, rng)]
+    fix_rng_state = rng.getstate()
+    re_edits = [fix for spec, c in zip(specs, clauses, strict=True) for fix in spec.fixes(c, rng, False)]
+    if sum(map(len, re_edits)) > MAX_RE_EDIT_CHARS:
+        rng.setstate(fix_rng_state)
+        re_edits = [fix for spec, c in zip(specs, clauses, strict=True) for fix in spec.fixes(c, rng, True)]
     doc = SceneDoc(source=source, scene=prelim, intent=clauses, defects=names)
     row_id = f"sandbox-{split}-{seed}-{index:06d}"
     row = SandboxRow(

@@ -69,11 +69,9 @@ INTENT_DIMENSION: dict[str, str] = {
     "add_object": PG,
     "in_pond": LC,
     "festival": CS,
-    "recolor": TA,
-    "remove": TA,
-    "move": TA,
 }
-"""A missing requested edit also costs 0.3 in the dimension its clause is about."""
+"""A missing requested edit also costs 0.3 in the dimension its clause is about (recolour, remove and move are
+about the target itself, which the base severity already covers)."""
 
 
 @dataclass
@@ -136,7 +134,7 @@ def consistency_violations(s: Scene) -> list[Violation]:
 def intent_violations(clause: Clause, s: Scene, source: Scene) -> list[Violation]:
     """Is the requested edit ``clause`` present in ``s``?"""
     k, a = clause.kind, clause.args
-    extra = {INTENT_DIMENSION[k]: 0.3}
+    extra = {INTENT_DIMENSION[k]: 0.3} if k in INTENT_DIMENSION else None
 
     def missing(detail: str) -> list[Violation]:
         return [Violation("requested_edit_missing", detail, extra=extra)]
