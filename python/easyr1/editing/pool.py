@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+PROBE_INTERVAL_S = 0.25
+"""How often a restarting replica is asked whether it is back."""
+
 EditorFactory = Callable[[], Editor]
 """A picklable callable that builds the editor inside a replica (e.g. ``functools.partial(build_editor, cfg)``)."""
 
@@ -63,7 +66,6 @@ class EditorReplica:
 class _Replica:
     index: int
     handle: Any
-    failures: int = 0
     retired: bool = False
 
 
@@ -72,8 +74,7 @@ class _Call:
     replica: _Replica
     indices: list[int]
     deadline: float
-    probe: bool = False
-    reason: str = "replica_died"
+    not_before: float = 0.0
 
 
 @dataclass
@@ -145,6 +146,7 @@ class EditorPool:
         self._reported = PoolCounters()
         self._lock = threading.Lock()
         self._probes: dict[Any, _Call] = {}
+        self._restarting: list[_Call] = []
         options = self.actor_options(placement, max_replica_restarts)
         actor_cls = ray.remote(EditorReplica).options(**options)
         self.replicas = [_Replica(i, actor_cls.remote(factory, i)) for i in range(num_replicas)]
@@ -245,14 +247,14 @@ class EditorPool:
 
     def _run(self, unique: Sequence[EditRequest]) -> list[EditResult]:
         import ray
-        from ray.exceptions import RayActorError, RayError, RayTaskError
+        from ray.exceptions import RayError, RayTaskError
 
         n = len(unique)
         results: list[EditResult | None] = [None] * n
         attempts = [0] * n
         last_reason: list[str] = ["replica_died"] * n
-        probing = {id(c.replica) for c in self._probes.values()}
-        idle = deque(r for r in self.live_replicas() if id(r) not in probing)
+        recovering = {id(c.replica) for c in [*self._probes.values(), *self._restarting]}
+        idle = deque(r for r in self.live_replicas() if id(r) not in recovering)
         order = sorted(range(n), key=lambda i: (unique[i].image.size, i))
         queue = deque(balanced_chunks(order, self.batch_size, max(1, len(self.live_replicas()))))
         calls: dict[Any, _Call] = {}
@@ -263,7 +265,7 @@ class EditorPool:
                 last_reason[i] = reason
                 if attempts[i] > self.max_retries:
                     results[i] = EditResult.failure(reason, attempts=attempts[i], replica=call.replica.index)
-                else:
+                else:  # alone this time, so that a request that kills its replica takes no other with it
                     self.counters.retries += 1
                     queue.append([i])
 
@@ -274,7 +276,8 @@ class EditorPool:
                     attempts[i] += 1
                 ref = replica.handle.edit.remote([unique[i] for i in indices])
                 calls[ref] = _Call(replica, indices, time.monotonic() + self.request_timeout_s)
-            if not calls and not self._probes:
+            self._send_due_probes()
+            if not calls and not self._probes and not self._restarting:
                 for indices in queue:
                     for i in indices:
                         results[i] = EditResult.failure("no_replicas", attempts=attempts[i], last=last_reason[i])
@@ -282,17 +285,15 @@ class EditorPool:
                 logger.error("%s pool: no live replica left; failing the remaining requests", self.name)
                 break
             pending = {**calls, **self._probes}
-            wait_s = max(0.0, min(c.deadline for c in pending.values()) - time.monotonic())
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=wait_s)
+            wake = [c.deadline for c in pending.values()] + [c.not_before for c in self._restarting]
+            wait_s = max(0.0, min(wake) - time.monotonic())
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=wait_s) if pending else ([], [])
+            if not pending:
+                time.sleep(wait_s)
             for ref in ready:
                 if ref in self._probes:
-                    probe = self._probes.pop(ref)
-                    try:
-                        ray.get(ref)
-                    except RayError as exc:
-                        self._retire(probe.replica, exc)
-                    else:
-                        idle.append(probe.replica)
+                    if self._probe_answered(ref):
+                        idle.append(self._probes.pop(ref).replica)
                     continue
                 call = calls.pop(ref)
                 try:
@@ -301,12 +302,11 @@ class EditorPool:
                     logger.warning("%s replica %d call failed: %s", self.name, call.replica.index, exc)
                     lost(call, "exception")
                     idle.append(call.replica)
-                except (RayActorError, RayError) as exc:
-                    logger.warning("%s replica %d died: %s", self.name, call.replica.index, type(exc).__name__)
+                except RayError as exc:
+                    logger.warning("%s replica %d lost: %s", self.name, call.replica.index, type(exc).__name__)
                     lost(call, "replica_died")
-                    self._probe(call.replica)
+                    self._probe_later(call.replica, 0.0)
                 else:
-                    call.replica.failures = 0
                     self.counters.batches += 1
                     for i, result in zip(call.indices, out, strict=True):
                         results[i] = result
@@ -318,21 +318,42 @@ class EditorPool:
                     logger.warning("%s replica %d timed out; restarting it", self.name, call.replica.index)
                     ray.kill(call.replica.handle, no_restart=False)
                     lost(call, "timeout")
-                    self._probe(call.replica)
-            for ref, probe in list(self._probes.items()):
-                if now >= probe.deadline:
-                    del self._probes[ref]
-                    self._retire(probe.replica, TimeoutError(f"not back after {self.startup_timeout_s:.0f}s"))
+                    self._probe_later(call.replica, 0.0)
         missing = [i for i, r in enumerate(results) if r is None]
         if missing:  # a bug, not a backend failure: never hand out fewer results than requests
             raise RuntimeError(f"{self.name} pool lost {len(missing)} results")
         return [r for r in results if r is not None]
 
-    def _probe(self, replica: _Replica) -> None:
-        """Ask a crashed replica whether Ray brought it back; it gets work again once it answers."""
-        replica.failures += 1
-        ref = replica.handle.ready.remote()
-        self._probes[ref] = _Call(replica, [], time.monotonic() + self.startup_timeout_s, probe=True)
+    # -- replica recovery: after a crash, Ray restarts the actor; probe until it answers, retire it if it cannot --
+
+    def _probe_later(self, replica: _Replica, delay_s: float, deadline: float | None = None) -> None:
+        now = time.monotonic()
+        deadline = deadline if deadline is not None else now + self.startup_timeout_s
+        self._restarting.append(_Call(replica, [], deadline, not_before=now + delay_s))
+
+    def _send_due_probes(self) -> None:
+        now = time.monotonic()
+        for call in [c for c in self._restarting if now >= c.not_before]:
+            self._restarting.remove(call)
+            if now >= call.deadline:
+                self._retire(call.replica, TimeoutError(f"not back after {self.startup_timeout_s:.0f}s"))
+            else:
+                self._probes[call.replica.handle.ready.remote()] = call
+
+    def _probe_answered(self, ref: Any) -> bool:
+        """True when the probed replica is back; otherwise re-schedules the probe or retires the replica."""
+        import ray
+        from ray.exceptions import ActorUnavailableError, RayError
+
+        try:
+            ray.get(ref)
+            return True
+        except ActorUnavailableError:  # still restarting
+            call = self._probes.pop(ref)
+            self._probe_later(call.replica, PROBE_INTERVAL_S, call.deadline)
+        except RayError as exc:  # dead for good (restarts used up, or its editor cannot be built any more)
+            self._retire(self._probes.pop(ref).replica, exc)
+        return False
 
     def _retire(self, replica: _Replica, exc: BaseException) -> None:
         replica.retired = True
@@ -397,6 +418,7 @@ class EditorPool:
                 logger.debug("killing replica %d: %s", replica.index, exc)
             replica.retired = True
         self._probes.clear()
+        self._restarting.clear()
 
     def __enter__(self) -> EditorPool:
         return self

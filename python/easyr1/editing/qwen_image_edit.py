@@ -63,6 +63,10 @@ def template_prefix_tokens(pipeline: Any) -> int:
     return len(pipeline.tokenizer(head + marker, add_special_tokens=False)["input_ids"])
 
 
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+
+
 def resolve_torch_dtype(name: str, device: str):
     import torch
 
@@ -112,7 +116,9 @@ class QwenImageEditEditor:
         if not supports_condition_area(pipeline_cls):
             raise RuntimeError(f"{self.class_name} of diffusers {diffusers.__version__} cannot be resized (see docs)")
         started = time.perf_counter()
-        self.pipeline = pipeline_cls.from_pretrained(self.model_path, torch_dtype=self.torch_dtype)
+        # diffusers 0.42 renamed torch_dtype to dtype (the old name still works there, with a warning).
+        dtype_key = "dtype" if _version_tuple(diffusers.__version__) >= (0, 42) else "torch_dtype"
+        self.pipeline = pipeline_cls.from_pretrained(self.model_path, **{dtype_key: self.torch_dtype})
         self.pipeline.set_progress_bar_config(disable=True)
         on_gpu = self.device.startswith("cuda")
         if (enable_model_cpu_offload or enable_sequential_cpu_offload) and not on_gpu:

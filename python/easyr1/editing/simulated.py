@@ -9,6 +9,7 @@ replica raise or die in the middle of a batch:
 * ``"!die"`` — the process exits at once (the Ray actor dies);
 * ``"!die-once"`` — the process exits the first time this request is seen (a marker file in ``state_dir``
   remembers it across restarts), then edits normally;
+* ``"!hang"`` — the call sleeps for an hour (a stuck replica, for timeout tests);
 * ``"!blank"`` — the item comes back as a failure ``blank_output`` (what the real editor reports for a black
   image).
 
@@ -61,6 +62,8 @@ class SimulatedEditor:
 
     def _maybe_fault(self, request: EditRequest) -> None:
         text = request.instruction
+        if "!hang" in text:
+            time.sleep(3600)
         if "!raise" in text:
             raise RuntimeError(f"simulated failure for {request.key}")
         if "!die-once" in text:

@@ -64,6 +64,7 @@ VOCAB_SIZE = 640
 
 def corpus() -> Iterator[str]:
     """Fixed text the tokenizer is trained on: the pipeline templates and a re-edit instruction vocabulary."""
+    yield "system\nuser\nassistant\n"
     yield _EDIT_SYSTEM_PROMPT
     for i in range(1, 5):
         yield f"Picture {i}: "
@@ -123,9 +124,9 @@ def build_text_encoder(tokenizer, hidden_size: int = 32):
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     vocab = (len(tokenizer) + 63) // 64 * 64
-    head_dim = hidden_size // 2
-    quarter = head_dim // 2
-    mrope = [quarter - 2 * (3 * quarter // 8), 3 * quarter // 8, 3 * quarter // 8]
+    # M-RoPE splits half of each head's dimensions over (temporal, height, width), like the real 2:3:3 split.
+    half_head = hidden_size // 2 // 2
+    mrope = [half_head - 2 * (3 * half_head // 8), 3 * half_head // 8, 3 * half_head // 8]
     config = Qwen2_5_VLConfig(
         text_config=dict(
             vocab_size=vocab,
