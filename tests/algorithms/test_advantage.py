@@ -17,6 +17,7 @@ from easyr1.algorithms import (
     place_sequence_reward,
     returns_to_go,
 )
+from easyr1.config.algorithm import ADV_ESTIMATORS
 
 from . import reference as ref
 
@@ -69,6 +70,19 @@ def test_reinforce_plus_plus_matches_reference(groups, n, T, gamma):
     assert got.shape == mask.shape
     torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float64), rtol=1e-7, atol=1e-7)
     assert not got[~mask].any()
+
+
+def test_reinforce_plus_plus_return_resets_at_every_masked_position():
+    # A mask with holes (e.g. tool-output tokens inside a response): the return restarts after each hole.
+    g = torch.Generator().manual_seed(5)
+    scores = torch.randn(6, dtype=torch.float64)
+    mask = torch.rand(6, 9, generator=g) > 0.3
+    token_rewards = torch.randn(6, 9, generator=g, dtype=torch.float64)
+    got = compute_advantage(
+        "reinforce_plus_plus", scores, None, response_mask=mask, gamma=0.8, token_rewards=token_rewards
+    )
+    want = ref.reinforce_plus_plus(scores.tolist(), [True] * 6, mask.tolist(), 0.8, token_rewards.tolist())
+    torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float64), rtol=1e-7, atol=1e-7)
 
 
 @pytest.mark.parametrize(("groups", "n", "T"), [(1, 1, 3), (2, 3, 5), (5, 4, 7)])
@@ -227,6 +241,10 @@ def test_broadcast_to_tokens_masks_padding():
     assert broadcast_to_tokens(adv, mask).tolist() == [[1.5, 1.5, 0.0], [-2.0, 0.0, 0.0]]
     token = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
     assert broadcast_to_tokens(token, mask).tolist() == [[1.0, 2.0, 0.0], [4.0, 0.0, 0.0]]
+
+
+def test_config_choices_match_registry():
+    assert set(ADV_ESTIMATORS) == set(ADVANTAGE_ESTIMATORS)
 
 
 def test_output_dtype_follows_scores_and_no_grad():

@@ -8,7 +8,11 @@ from dataclasses import dataclass
 from .base import ConfigError, check_choice, check_non_negative, check_positive, check_range
 
 ADV_ESTIMATORS = ["grpo", "dr_grpo", "rloo", "reinforce_plus_plus", "reinforce_plus_plus_baseline"]
-KL_PENALTIES = ["kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3", "k1+", "k2+", "k3+", "low_var_kl+", "full"]
+KL_PENALTIES = [
+    *["kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3"],
+    *["kl+", "k1+", "abs+", "mse+", "k2+", "low_var_kl+", "k3+"],
+    "full",
+]
 
 
 @dataclass
@@ -18,13 +22,14 @@ class AlgorithmConfig:
     gamma: float = 1.0
     """Discount of the token-level return (reinforce_plus_plus estimators)."""
     norm_eps: float = 1e-6
-    """Epsilon added to the group std (grpo)."""
+    """Epsilon added to the group std (grpo); passed as ``compute_advantage(..., eps=norm_eps)``."""
     disable_kl: bool = False
     """Turn off every KL term (loss and reward penalty)."""
     use_kl_loss: bool = True
     """KL to the reference as a loss term (``True``) or as a per-token reward penalty (``False``)."""
     kl_penalty: str = "low_var_kl"
-    """KL estimator: kl|k1, abs, mse|k2, low_var_kl|k3, and straight-through variants with a ``+`` suffix."""
+    """KL estimator: kl|k1, abs, mse|k2, low_var_kl|k3, straight-through variants with a ``+`` suffix (value of the
+    estimator, gradient of k2), or ``full`` (exact KL over the vocabulary; needs full log-distributions)."""
     kl_coef: float = 1e-2
     """KL coefficient (initial value when ``kl_type=adaptive``)."""
     kl_type: str = "fixed"
@@ -38,7 +43,8 @@ class AlgorithmConfig:
     filter_key: str = "overall"
     """Which score the filter looks at: ``overall`` (combined reward) or a judge dimension name."""
     filter_std_threshold: float = 0.05
-    """Keep a group only if the std of its scores exceeds this (continuous 0-10 judge scores)."""
+    """Keep a group only if the std of its scores exceeds this (continuous 0-10 judge scores). The std is unbiased and
+    taken over the group's valid samples; a group with fewer than 2 valid samples is always dropped."""
     filter_low: float | None = None
     """Optional: keep a group only if its mean score is above this."""
     filter_high: float | None = None
