@@ -493,14 +493,9 @@ def reward_by_dimension() -> dict[str, Any]:
                         [target(_quantile(0.5, "easyr1_sample_reward", "job, dimension"), "{{job}} {{dimension}}")],
                     ),
                     timeseries(
-                        "Mean by dimension",
-                        [
-                            target(
-                                f"sum by (job, dimension) (rate(easyr1_sample_reward_sum{S}[$window])) / "
-                                f"sum by (job, dimension) (rate(easyr1_sample_reward_count{S}[$window]))",
-                                "{{job}} {{dimension}}",
-                            )
-                        ],
+                        "Low tail (p10) by dimension",
+                        [target(_quantile(0.1, "easyr1_sample_reward", "job, dimension"), "{{job}} {{dimension}}")],
+                        description="The reward histogram has negative buckets (improvement rewards), so it has no _sum.",
                     ),
                 ],
                 [

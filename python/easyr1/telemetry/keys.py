@@ -99,8 +99,28 @@ SERIES: tuple[SeriesSpec, ...] = (
     SeriesSpec("actor/lr", "easyr1_actor_learning_rate", "gauge", "learning rate"),
     SeriesSpec("actor/pg_loss", "easyr1_actor_pg_loss", "gauge", "loss"),
     SeriesSpec("actor/pg_clipfrac", "easyr1_actor_pg_clip_ratio", "gauge", "fraction of tokens"),
+    SeriesSpec(
+        'observe_rewards / observe("reward", dimension=...)',
+        'easyr1_sample_reward{dimension="<dimension>"}',
+        "histogram",
+        "points",
+    ),
+    SeriesSpec(
+        'observe_judge_latency / observe("judge_latency")', "easyr1_judge_latency_seconds", "histogram", "seconds"
+    ),
+    SeriesSpec('observe_edit_latency / observe("edit_latency")', "easyr1_edit_latency_seconds", "histogram", "seconds"),
+    SeriesSpec(
+        "(config, constant)",
+        "easyr1_run_info{model, strategy, adv_estimator, rollout_engine, editor_backend, judge_backend, judge_model, "
+        "project, experiment, revision, version}",
+        "gauge (always 1)",
+        "-",
+    ),
+    SeriesSpec("(config, constant)", "easyr1_pool_workers{pool} (actor, rollout, editor)", "gauge", "Ray actors"),
+    SeriesSpec("(config, constant)", "easyr1_pool_gpus{pool} (actor, rollout, editor)", "gauge", "GPUs"),
+    SeriesSpec("(config, constant)", 'easyr1_alert_threshold{alert="<telemetry.alerts field>"}', "gauge", "varies"),
 )
-"""Every key → series mapping (rendered into docs/observability.md)."""
+"""Every easyr1_* series and where it comes from (rendered into docs/observability.md)."""
 
 GAUGE_KEYS: dict[str, tuple[str, str]] = {
     "step": ("easyr1_global_step", "Global step of the last logged step."),

@@ -50,6 +50,13 @@ def format_step_line(step: int, metrics: Mapping[str, Any]) -> str:
             f"{s} {_g(metrics[timing_key(s)])}" for s in STAGES if s != "step" and timing_key(s) in metrics
         )
         parts.append(f"{_g(metrics[timing_key('step')])}s" + (f" ({stages})" if stages else ""))
+    if "val/reward/mean" in metrics:
+        valid = (
+            f" ({_g(metrics['val/samples/valid'])}/{_g(metrics['val/samples/total'])} valid)"
+            if "val/samples/total" in metrics and "val/samples/valid" in metrics
+            else ""
+        )
+        parts.append(f"val reward {_g(metrics['val/reward/mean'])}{valid}")
     actor = " ".join(f"{k.split('/')[1]} {_g(metrics[k])}" for k in ("actor/kl", "actor/lr") if k in metrics)
     if actor:
         parts.append(actor)
@@ -129,11 +136,11 @@ class TensorBoardLogger:
                 self.writer.add_scalar(key, float(value), global_step=step)
         self.writer.flush()
 
-    def log_samples(self, step: int, rows: Sequence[SampleRow]) -> None:
+    def log_samples(self, step: int, rows: Sequence[SampleRow], tag: str = "samples") -> None:
         for i, row in enumerate(rows):
             strip = np.asarray(row_strip(row))
-            self.writer.add_image(f"samples/{i}", strip, global_step=step, dataformats="HWC")
-        self.writer.add_text("samples/table", samples_markdown(rows), global_step=step)
+            self.writer.add_image(f"{tag}/{i}", strip, global_step=step, dataformats="HWC")
+        self.writer.add_text(f"{tag}/table", samples_markdown(rows), global_step=step)
         self.writer.flush()
 
     def close(self) -> None:
@@ -142,7 +149,7 @@ class TensorBoardLogger:
 
 def samples_markdown(rows: Sequence[SampleRow]) -> str:
     """A markdown table of the text columns of sample rows."""
-    header = ["#", "status", "reward", "format", *DIMENSIONS, "CoT", "Re_edit"]
+    header = ["#", "status", "reward", "format", *DIMENSIONS, "CoT or response", "Re_edit"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for i, row in enumerate(rows):
         scores = [_g(row.scores[d]) if row.scores and d in row.scores else "-" for d in DIMENSIONS]
@@ -152,7 +159,7 @@ def samples_markdown(rows: Sequence[SampleRow]) -> str:
             _g(row.reward) if row.reward is not None else "-",
             _g(row.format_score) if row.format_score is not None else "-",
             *scores,
-            _md(row.cot),
+            _md(row.cot or row.response),
             _md(row.re_edit),
         ]
         lines.append("| " + " | ".join(cells) + " |")

@@ -101,11 +101,17 @@ class Telemetry:
 
     # -- logging -------------------------------------------------------------------------------------------------
     def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
-        """Send one step's metrics to every sink (console every ``telemetry.console_every`` steps)."""
+        """Send one step's metrics to every sink (console every ``telemetry.console_every`` steps).
+
+        A dict whose keys all start with ``val/`` (a validation pass) reaches the console, file and trackers but
+        does not count as a completed training step for the exporter.
+        """
         metrics = dict(metrics)
         for sink in self._sinks:
             sink.log_metrics(step, metrics)
-        if self.exporter is not None:
+        keys = [k for k in metrics if k != "step"]
+        validation_only = bool(keys) and all(k.startswith("val/") for k in keys)
+        if self.exporter is not None and not validation_only:
             self.exporter.update(step, metrics)
 
     def should_log_samples(self, step: int) -> bool:
@@ -113,18 +119,30 @@ class Telemetry:
         t = self.cfg.telemetry
         return t.images_per_table > 0 and step % t.log_images_every == 0
 
-    def log_samples(self, step: int, rows: Sequence[SampleRow | Mapping[str, Any]]) -> Path | None:
-        """Record up to ``telemetry.images_per_table`` rows: the PNG grid + HTML page under
-        ``run_dir/samples/step_<step>/``, a wandb table and TensorBoard images. Returns the HTML page, or
-        ``None`` when this step is not a sample step or there are no rows."""
-        if not self.should_log_samples(step) or not rows:
+    def log_samples(self, step: int, rows: Sequence[SampleRow | Mapping[str, Any]], *, prefix: str = "") -> Path | None:
+        """Record sample rows: the PNG grid + HTML page under ``run_dir/samples/step_<step>/``, a wandb table
+        (key ``samples``) and TensorBoard images (tags ``samples/<i>``).
+
+        Training tables (no ``prefix``) follow ``telemetry.log_images_every`` and keep the first
+        ``telemetry.images_per_table`` rows. With a ``prefix`` (e.g. ``"val"``) every given row is recorded at once,
+        under ``run_dir/samples/<prefix>/``, wandb key and TensorBoard tag ``<prefix>/samples``. Returns the HTML
+        page, or ``None`` when nothing was recorded.
+        """
+        if prefix:
+            chosen = [SampleRow.coerce(r) for r in rows]
+            folder, key = self.run_dir / "samples" / prefix, f"{prefix}/samples"
+        else:
+            if not self.should_log_samples(step):
+                return None
+            chosen = [SampleRow.coerce(r) for r in rows[: self.cfg.telemetry.images_per_table]]
+            folder, key = self.run_dir / "samples", "samples"
+        if not chosen:
             return None
-        chosen = [SampleRow.coerce(r) for r in rows[: self.cfg.telemetry.images_per_table]]
-        page = write_report(step, chosen, self.run_dir / "samples")
+        page = write_report(step, chosen, folder, title=key.replace("/", " "))
         if self.tensorboard is not None:
-            self.tensorboard.log_samples(step, chosen)
+            self.tensorboard.log_samples(step, chosen, tag=key)
         if self.wandb is not None:
-            self.wandb.log_samples(step, chosen)
+            self.wandb.log_samples(step, chosen, key=key)
         return page
 
     # -- histograms ----------------------------------------------------------------------------------------------

@@ -26,7 +26,11 @@ class SampleRow:
     preliminary: Image.Image
     final: Image.Image | None
     cot: str = ""
+    """The reasoning (``<CoT>`` blocks)."""
     re_edit: str = ""
+    """The re-edit instruction sent to the editor."""
+    response: str = ""
+    """The full policy output (shown when ``cot`` is empty)."""
     scores: Mapping[str, float] | None = None
     """Judge scores by dimension (0-10)."""
     reward: float | None = None
@@ -46,7 +50,13 @@ class SampleRow:
         if isinstance(row, SampleRow):
             return row
         data = dict(row)
-        aliases = {"source_image": "source", "preliminary_image": "preliminary", "final_image": "final"}
+        aliases = {
+            "source_image": "source",
+            "preliminary_image": "preliminary",
+            "edited_image": "preliminary",
+            "final_image": "final",
+            "format": "format_score",
+        }
         for alias, name in aliases.items():
             if alias in data:
                 data[name] = data.pop(alias)
@@ -116,13 +126,13 @@ def grid(rows: Sequence[SampleRow], side: int = TILE) -> Image.Image:
     return out
 
 
-def write_report(step: int, rows: Sequence[SampleRow], folder: Path) -> Path:
+def write_report(step: int, rows: Sequence[SampleRow], folder: Path, title: str = "samples") -> Path:
     """Write ``folder/step_<step>/``: each image as PNG, ``grid.png`` and ``index.html``; refresh
     ``folder/index.html`` (a list of steps). Returns the step's ``index.html``."""
     step_dir = folder / f"step_{step:06d}"
     step_dir.mkdir(parents=True, exist_ok=True)
     body = [
-        f"<h1>Step {step}</h1>",
+        f"<h1>{html.escape(title)}, step {step}</h1>",
         '<p><img src="grid.png" alt="grid of all rows"></p>',
         "<table border=1 cellpadding=4><tr><th>#</th><th>source</th><th>preliminary</th><th>final</th>"
         "<th>instruction / CoT / Re_edit</th><th>scores</th></tr>",
@@ -140,6 +150,8 @@ def write_report(step: int, rows: Sequence[SampleRow], folder: Path) -> Path:
             f"<b>id</b> {html.escape(row.id)}<br><b>instruction</b> {html.escape(row.instruction)}<br>"
             f"<b>CoT</b><pre>{html.escape(row.cot)}</pre><b>Re_edit</b><pre>{html.escape(row.re_edit)}</pre>"
         )
+        if row.response and not row.cot:
+            text += f"<b>response</b><pre>{html.escape(row.response)}</pre>"
         scores = "".join(
             f"{html.escape(k)}: {_fmt(v)}<br>" for k, v in (row.scores or {}).items() if isinstance(v, (int, float))
         )
@@ -150,10 +162,10 @@ def write_report(step: int, rows: Sequence[SampleRow], folder: Path) -> Path:
     body.append("</table>")
     grid(rows).save(step_dir / "grid.png")
     page = step_dir / "index.html"
-    page.write_text(_html(f"easyr1 samples, step {step}", "\n".join(body)))
+    page.write_text(_html(f"easyr1 {title}, step {step}", "\n".join(body)))
     steps = sorted(p.name for p in folder.glob("step_*") if (p / "index.html").exists())
     links = "".join(f'<li><a href="{name}/index.html">{name}</a></li>' for name in steps)
-    (folder / "index.html").write_text(_html("easyr1 samples", f"<h1>Samples</h1><ul>{links}</ul>"))
+    (folder / "index.html").write_text(_html(f"easyr1 {title}", f"<h1>{html.escape(title)}</h1><ul>{links}</ul>"))
     return page
 
 

@@ -23,6 +23,7 @@ TABLE_COLUMNS = [
     "instruction",
     "cot",
     "re_edit",
+    "response",
     *DIMENSIONS,
     "format",
     "reward",
@@ -87,7 +88,7 @@ class WandbLogger:
         payload["step"] = step
         self._log(payload, step)
 
-    def log_samples(self, step: int, rows: Sequence[SampleRow]) -> None:
+    def log_samples(self, step: int, rows: Sequence[SampleRow], key: str = "samples") -> None:
         table = self.wandb.Table(columns=TABLE_COLUMNS)
         for row in rows:
             scores = row.scores or {}
@@ -100,12 +101,13 @@ class WandbLogger:
                 row.instruction,
                 row.cot,
                 row.re_edit,
+                row.response,
                 *[scores.get(d) for d in DIMENSIONS],
                 row.format_score,
                 row.reward,
                 row.status,
             )
-        self._log({"samples": table, "step": step}, step)
+        self._log({key: table, "step": step}, step)
 
     def _log(self, payload: dict[str, Any], step: int) -> None:
         try:
