@@ -64,8 +64,9 @@ class DataConfig:
     """Override of the built-in system prompt (the re-edit contract); ``None`` uses ours."""
     read_batch_rows: int = 64
     """Rows being decoded ahead of the consumer at any time (bounds the memory of decoded images)."""
-    decode_threads: int = 2
-    """Threads decoding images (image decoding releases the GIL); ``0`` decodes in the calling thread."""
+    decode_threads: int = -1
+    """Threads decoding images (image decoding releases the GIL): ``-1`` one per usable CPU core (at most 8),
+    ``0`` decodes in the calling thread."""
     max_num_batched_tokens: int | None = None
     """Accepted for compatibility with EasyR1 scripts; the rollout's own budget is used instead."""
     extra: dict[str, str] = field(default_factory=dict)
@@ -84,5 +85,5 @@ class DataConfig:
         yield from check_range(f"{path}.max_pixels", self.max_pixels, low=self.min_pixels)
         yield from check_positive(f"{path}.read_batch_rows", self.read_batch_rows)
         yield from check_positive(f"{path}.shuffle_buffer_rows", self.shuffle_buffer_rows)
-        yield from check_non_negative(f"{path}.decode_threads", self.decode_threads)
+        yield from check_range(f"{path}.decode_threads", self.decode_threads, low=-1)
         yield from check_non_negative(f"{path}.seed", self.seed)

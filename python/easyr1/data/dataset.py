@@ -7,6 +7,7 @@ resume needs: the order is recomputed and reading starts at ``position``.
 from __future__ import annotations
 
 import logging
+import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,6 +25,18 @@ from .types import EditSample
 logger = logging.getLogger(__name__)
 
 LOGGED_OVERLONG = 3
+MAX_AUTO_DECODE_THREADS = 8
+
+
+def resolve_decode_threads(requested: int) -> int:
+    """``-1`` → one thread per CPU core this process may use (at most 8); otherwise ``requested`` (0 = inline)."""
+    if requested >= 0:
+        return requested
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_AUTO_DECODE_THREADS, cores))
 
 
 @dataclass
@@ -51,7 +64,7 @@ class EditDataset:
         on_bad_row: str = "error",
         shuffle_buffer_rows: int = 256,
         read_batch_rows: int = 64,
-        decode_threads: int = 2,
+        decode_threads: int = -1,
         prompt_filter: PromptLengthFilter | None = None,
     ):
         if on_bad_row not in ("error", "skip"):
@@ -64,7 +77,7 @@ class EditDataset:
         self.on_bad_row = on_bad_row
         self.shuffle_buffer_rows = max(1, shuffle_buffer_rows)
         self.read_batch_rows = max(1, read_batch_rows)
-        self.decode_threads = max(0, decode_threads)
+        self.decode_threads = resolve_decode_threads(decode_threads)
         self.prompt_filter = prompt_filter
         self.stats = DataStats()
         """Counters of the latest pass started with ``iter_epoch`` (unless the caller passed its own)."""
@@ -98,50 +111,49 @@ class EditDataset:
             if start == 0:
                 self.stats = DataStats()
             stats = self.stats
-        pending: deque[tuple[int, Future | Any]] = deque()
         window = self.read_batch_rows
         pool = (
             ThreadPoolExecutor(self.decode_threads, thread_name_prefix="easyr1-decode") if self.decode_threads else None
         )
         try:
-            rows = self._raw_rows(epoch, start)
-            exhausted = False
-            while True:
-                while not exhausted and len(pending) < window:
-                    item = next(rows, None)
-                    if item is None:
-                        exhausted = True
-                        break
-                    position, raw = item
-                    work = pool.submit(self._decode, raw) if pool else self._decode(raw)
-                    pending.append((position, work))
-                if not pending:
-                    return
-                position, work = pending.popleft()
-                result = work.result() if pool else work
-                if isinstance(result, BadRowError):
-                    if self.on_bad_row == "error":
-                        raise result
-                    stats.record_bad_row(result, self.name)
-                    continue
-                stats.rows_read += 1
-                if isinstance(result, _Overlong):
-                    stats.overlong_prompts += 1
-                    if stats.overlong_prompts <= LOGGED_OVERLONG:
-                        logger.info(
-                            "%s: dropping %s: prompt of %d tokens exceeds data.max_prompt_length=%d",
-                            self.name,
-                            result.sample.origin,
-                            result.length,
-                            self.prompt_filter.max_length if self.prompt_filter else -1,
-                        )
-                    continue
-                yield position + 1, result
+            for position, raws in self._blocks(epoch, start):
+                pending: deque[Future | Any] = deque()
+                submitted = 0
+                while submitted < len(raws) or pending:
+                    while submitted < len(raws) and len(pending) < window:
+                        raw, raws[submitted] = raws[submitted], None  # the decoder holds the only reference now
+                        pending.append(pool.submit(self._decode, raw) if pool else self._decode(raw))
+                        submitted += 1
+                        del raw
+                    work = pending.popleft()
+                    result = work.result() if pool else work
+                    position += 1
+                    if isinstance(result, BadRowError):
+                        if self.on_bad_row == "error":
+                            raise result
+                        stats.record_bad_row(result, self.name)
+                        continue
+                    stats.rows_read += 1
+                    if isinstance(result, _Overlong):
+                        stats.overlong_prompts += 1
+                        if stats.overlong_prompts <= LOGGED_OVERLONG:
+                            logger.info(
+                                "%s: dropping %s: prompt of %d tokens exceeds data.max_prompt_length=%d",
+                                self.name,
+                                result.sample.origin,
+                                result.length,
+                                self.prompt_filter.max_length if self.prompt_filter else -1,
+                            )
+                        continue
+                    yield position, result
+                # The block is done before the next one is fetched, so at most one block is held in memory.
+                raws.clear()
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
 
-    def _raw_rows(self, epoch: int, start: int) -> Iterator[tuple[int, RawRow]]:
+    def _blocks(self, epoch: int, start: int) -> Iterator[tuple[int, list[RawRow | None]]]:
+        """``(position of the first row, raw rows)`` for each block of the epoch from ``start`` on."""
         blocks = epoch_blocks(
             [u.num_rows for u in self.source.units],
             random_access=self.source.random_access,
@@ -157,10 +169,10 @@ class EditDataset:
                 continue
             offset = max(0, start - position)
             refs = [(int(u), int(r)) for u, r in block[offset:]]
-            position += offset
-            for raw in self.source.fetch(refs):
-                yield position, raw
-                position += 1
+            raws: list[RawRow | None] = list(self.source.fetch(refs))
+            yield position + offset, raws
+            position += len(block)
+            del raws
 
     def _decode(self, raw: RawRow) -> EditSample | BadRowError | _Overlong:
         ctx = raw.ctx
