@@ -241,3 +241,10 @@ def test_live_output_passes_promtool_and_has_no_high_cardinality_labels(tmp_path
     assert stage_values == set(STAGES)
     series = sum(len(f.samples) for f in easyr1.values())
     assert series < 600, f"{series} easyr1 samples: cardinality grew"
+
+
+def test_busy_port_is_a_clear_error(tmp_path) -> None:
+    with Telemetry(make_config(), tmp_path / "first") as first:
+        busy = make_config(f"telemetry.prometheus.port={first.exporter_port}")
+        with pytest.raises(OSError, match=r"telemetry.prometheus: cannot listen on 127.0.0.1:\d+"):
+            Telemetry(busy, tmp_path / "second")

@@ -228,7 +228,14 @@ class PrometheusExporter:
         """Serve ``/metrics`` on ``host:port`` (port 0 picks a free port); returns the bound port."""
         if self._server is not None:
             raise RuntimeError("the exporter is already serving")
-        self._server, self._thread = prometheus_client.start_http_server(port, addr=host, registry=self.registry)
+        try:
+            self._server, self._thread = prometheus_client.start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise OSError(
+                exc.errno,
+                f"telemetry.prometheus: cannot listen on {host}:{port} ({exc.strerror or exc}); choose another "
+                "telemetry.prometheus.port, or 0 for a free one",
+            ) from exc
         self.host = host
         self.port = int(self._server.server_port)
         logger.info("Prometheus exporter serving http://%s:%d/metrics", host, self.port)
