@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -66,7 +67,7 @@ def read_rows(path: Path) -> list[InputRow]:
                 continue
             where = f"{path}:{number}"
             try:
-                data = json.loads(text)
+                data = json.loads(text.strip())
             except json.JSONDecodeError as exc:
                 raise InputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
             if not isinstance(data, dict):
@@ -215,12 +216,12 @@ def judge_command(args: argparse.Namespace) -> int:
         cfg = _judge_config(args)
         rows = read_rows(input_path)
     except (ConfigValidationError, InputError) as exc:
-        err.print(f"easyr1 judge: {exc}", markup=False, highlight=False)
+        print(f"easyr1 judge: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
         judge = build_judge(cfg)
     except (JudgeCredentialError, ModuleNotFoundError) as exc:
-        err.print(f"easyr1 judge: {exc}", markup=False, highlight=False)
+        print(f"easyr1 judge: {exc}", file=sys.stderr)
         return EXIT_USAGE
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(out_path.name + ".partial")
@@ -255,11 +256,11 @@ def judge_command(args: argparse.Namespace) -> int:
         os.replace(partial, out_path)
     except InputError as exc:
         partial.unlink(missing_ok=True)
-        err.print(f"easyr1 judge: {exc}", markup=False, highlight=False)
+        print(f"easyr1 judge: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         partial.unlink(missing_ok=True)
-        err.print("easyr1 judge: interrupted; no output written")
+        print("easyr1 judge: interrupted; no output written", file=sys.stderr)
         return EXIT_FAILED
     finally:
         close = getattr(judge, "close", None)

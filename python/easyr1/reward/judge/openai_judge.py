@@ -41,6 +41,8 @@ ResultCallback = Callable[[int, JudgeResult], None]
 """``on_result(index, result)``: called on the judge's loop thread as each sample finishes."""
 
 _TOP_LOGPROBS = 20
+RATE_WINDOW_S = 60.0
+"""Window of the per-minute limits (a leaky bucket that holds at most one window's worth of requests/tokens)."""
 _REFUSAL_CODES = {"content_policy_violation", "content_filter"}
 
 
@@ -92,7 +94,8 @@ class _SampleProgress:
 def classify_exception(exc: BaseException) -> str:
     """Map an SDK exception (after its retries) to a failure reason."""
     if isinstance(exc, (openai.APITimeoutError, asyncio.TimeoutError)):
-        return "timeout"
+        # the aiohttp transport reports a refused connection as a connect *timeout*; look at the real cause
+        return "server_error" if _refused_connection(exc) else "timeout"
     if isinstance(exc, openai.APIConnectionError):
         return "server_error"  # unreachable or connection dropped: the server side failed us
     if isinstance(exc, openai.RateLimitError):
@@ -108,6 +111,23 @@ def classify_exception(exc: BaseException) -> str:
     if isinstance(exc, openai.APIResponseValidationError):
         return "server_error"
     return "client_error"
+
+
+def _refused_connection(exc: BaseException) -> bool:
+    try:
+        from aiohttp import ClientConnectorError
+
+        connect_errors: tuple[type[BaseException], ...] = (ConnectionError, ClientConnectorError)
+    except ImportError:
+        connect_errors = (ConnectionError,)
+    cause: BaseException | None = exc
+    for _ in range(8):
+        cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            return False
+        if isinstance(cause, connect_errors):
+            return True
+    return False
 
 
 class OpenAIJudge:
@@ -209,9 +229,9 @@ class OpenAIJudge:
             )
             self._semaphore = asyncio.Semaphore(self.cfg.max_concurrency)
             if self.cfg.requests_per_minute:
-                self._rpm = AsyncLimiter(self.cfg.requests_per_minute, 60)
+                self._rpm = AsyncLimiter(self.cfg.requests_per_minute, RATE_WINDOW_S)
             if self.cfg.tokens_per_minute:
-                self._tpm = AsyncLimiter(self.cfg.tokens_per_minute, 60)
+                self._tpm = AsyncLimiter(self.cfg.tokens_per_minute, RATE_WINDOW_S)
         return self._client
 
     async def _score_batch(self, requests: list[JudgeRequest], on_result: ResultCallback | None) -> list[JudgeResult]:

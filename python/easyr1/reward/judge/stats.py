@@ -43,6 +43,27 @@ class JudgeStats:
             return None
         return float(np.quantile(np.asarray(self.call_latencies_s), q))
 
+    def to_metrics(self) -> dict[str, float]:
+        """Per-step amounts under the telemetry keys (``judge/requests/<outcome>``, tokens, cost, cache, latency
+        quantiles); ``cached`` counts calls answered by the cache."""
+        metrics: dict[str, float] = {f"judge/requests/{k}": float(v) for k, v in self.call_outcomes.items()}
+        if self.cache_hits:
+            metrics["judge/requests/cached"] = float(self.cache_hits)
+        metrics.update(
+            {
+                "judge/prompt_tokens": float(self.prompt_tokens),
+                "judge/completion_tokens": float(self.completion_tokens),
+                "judge/cost_usd": float(self.cost_usd),
+                "judge/cache_hits": float(self.cache_hits),
+                "judge/cache_misses": float(self.cache_misses),
+            }
+        )
+        for key, q in (("judge/latency_p50_s", 0.5), ("judge/latency_p95_s", 0.95)):
+            value = self.latency_quantile(q)
+            if value is not None:
+                metrics[key] = value
+        return metrics
+
     @property
     def cache_hit_rate(self) -> float | None:
         looked_up = self.cache_hits + self.cache_misses
