@@ -18,7 +18,7 @@ from .errors import BadRowError, DataError, DataStats, FieldError
 from .images import ImageOptions
 from .order import epoch_blocks
 from .prompts import PromptLengthFilter
-from .rows import FieldRowDecoder, RowDecoder, SeedRowDecoder
+from .rows import SEED_EDITED, SEED_SOURCE, FieldRowDecoder, RowDecoder, SeedRowDecoder
 from .sources import HFDiskSource, JsonlSource, ParquetSource, RawRow, RowSource, is_hf_saved_dataset
 from .types import EditSample
 
@@ -192,7 +192,7 @@ class EditDataset:
 def build_source(fmt: str, path: str, pattern: str | None, hf_split: str) -> RowSource:
     """The row source for ``data.format`` (``seed``, ``jsonl`` or ``hf``) at ``path``."""
     if fmt == "seed":
-        return ParquetSource(path, pattern or "*.parquet")
+        return ParquetSource(path, pattern or "*.parquet", buffer_columns=(SEED_SOURCE, SEED_EDITED))
     if fmt == "jsonl":
         return JsonlSource(path, pattern or "*.jsonl")
     if fmt == "hf":

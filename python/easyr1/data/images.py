@@ -13,7 +13,6 @@ import math
 import os
 import struct
 import sys
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,34 +51,47 @@ class DecodedImage:
 
 
 def decode_base64(value: Any, column: str) -> bytes:
-    """Base64 text (``str`` or ASCII ``bytes``), optionally a ``data:<mime>;base64,`` URI, to raw bytes."""
-    if isinstance(value, str):
-        try:
-            data = value.encode("ascii")
-        except UnicodeEncodeError as exc:
-            raise FieldError(UNDECODABLE_BASE64, column, f"non-ASCII character at offset {exc.start}") from None
-    elif isinstance(value, (bytes, bytearray, memoryview)):
-        data = bytes(value)
+    """Base64 text, optionally a ``data:<mime>;base64,`` URI, to raw bytes.
+
+    ``value`` may be ``str``, ASCII ``bytes`` or any buffer (parquet readers hand over zero-copy buffers).
+    """
+    data: str | bytes | memoryview
+    if isinstance(value, (str, bytes)):
+        data = value
+    elif _is_buffer(value):
+        data = memoryview(value)
     else:
         raise FieldError(WRONG_TYPE, column, f"expected base64 text, got {type(value).__name__}")
-    if data[:5].lower() == b"data:":
-        comma = data.find(b",", 0, 256)
-        if comma < 0 or b";base64" not in data[:comma].lower():
+    head = data[:256] if isinstance(data, str) else bytes(data[:256]).decode("ascii", "replace")
+    if head[:5].lower() == "data:":
+        comma = head.find(",")
+        if comma < 0 or ";base64" not in head[:comma].lower():
             raise FieldError(UNDECODABLE_BASE64, column, "data: URI without ';base64,'")
         data = data[comma + 1 :]
     try:
         return _strict_b64decode(data)
-    except binascii.Error:
+    except (binascii.Error, ValueError):
         pass
     # Line-wrapped base64 (MIME style) is still valid base64; anything else is not.
-    stripped = data.translate(None, _ASCII_WHITESPACE)
     try:
-        return _strict_b64decode(stripped)
+        raw = data.encode("ascii") if isinstance(data, str) else bytes(data)
+    except UnicodeEncodeError as exc:
+        raise FieldError(UNDECODABLE_BASE64, column, f"non-ASCII character at offset {exc.start}") from None
+    try:
+        return _strict_b64decode(raw.translate(None, _ASCII_WHITESPACE))
     except binascii.Error as exc:
         raise FieldError(UNDECODABLE_BASE64, column, str(exc) or "invalid base64") from None
 
 
-def _strict_b64decode(data: bytes) -> bytes:
+def _is_buffer(value: Any) -> bool:
+    try:
+        memoryview(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _strict_b64decode(data: str | bytes | memoryview) -> bytes:
     if sys.version_info >= (3, 11):
         return binascii.a2b_base64(data, strict_mode=True)
     return base64.b64decode(data, validate=True)  # pragma: no cover - Python 3.10
@@ -126,13 +138,13 @@ def decode_image_bytes(data: bytes, column: str, options: ImageOptions) -> Decod
     if header_size is not None and 0 in header_size:
         raise FieldError(ZERO_SIZE_IMAGE, column, f"PNG header says {header_size[0]}x{header_size[1]}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            image.load()  # decode every pixel now, so a truncated file is reported here and not in the trainer
+        image = Image.open(io.BytesIO(data))
+        image.load()  # decode every pixel now, so a truncated file is reported here and not in the trainer
     except Image.UnidentifiedImageError:
         raise FieldError(NOT_AN_IMAGE, column, f"{len(data)} bytes in no known image format") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # PIL's own limit against decompression bombs
+        raise FieldError(NOT_AN_IMAGE, column, f"refused: {exc}") from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise FieldError(NOT_AN_IMAGE, column, f"cannot decode: {exc}") from None
     width, height = image.size
     if width == 0 or height == 0:

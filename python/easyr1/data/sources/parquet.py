@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -25,8 +25,10 @@ class ParquetSource(RowSource):
 
     random_access = False
 
-    def __init__(self, path: str, pattern: str = "*.parquet"):
+    def __init__(self, path: str, pattern: str = "*.parquet", buffer_columns: Iterable[str] = ()):
         self.files = resolve_files(path, pattern)
+        self.buffer_columns = frozenset(buffer_columns)
+        """Text columns handed to the decoder as zero-copy buffers (base64 images: no 0.5 MB copy per value)."""
         self.description = f"{path} ({len(self.files)} parquet file{'s' * (len(self.files) != 1)})"
         self.units = []
         for file in self.files:
@@ -58,7 +60,7 @@ class ParquetSource(RowSource):
             if table is None:
                 table = tables[unit_index] = _read_row_group(unit)
             ctx = RowContext(unit.file, unit.first_row + row, os.path.dirname(unit.file))
-            out.append(RawRow(ctx, _row_loader(table, row)))
+            out.append(RawRow(ctx, _row_loader(table, row, self.buffer_columns)))
         return out
 
 
@@ -70,8 +72,15 @@ def _read_row_group(unit: Unit) -> pa.Table:
         raise DataError(f"{unit.file}: cannot read row group {unit.key} ({exc})") from exc
 
 
-def _row_loader(table: pa.Table, row: int):
+def _row_loader(table: pa.Table, row: int, buffer_columns: frozenset[str]):
     def load() -> Mapping[str, Any]:
-        return {name: table.column(j)[row].as_py() for j, name in enumerate(table.column_names)}
+        values = {}
+        for j, name in enumerate(table.column_names):
+            scalar = table.column(j)[row]
+            if name in buffer_columns and scalar.is_valid and hasattr(scalar, "as_buffer"):
+                values[name] = memoryview(scalar.as_buffer())
+            else:
+                values[name] = scalar.as_py()
+        return values
 
     return load
