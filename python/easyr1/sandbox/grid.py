@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 from ..editing.protocol import EditRequest
 from ..reward.parsing import extract_re_edit
 from .answers import score_preliminary, score_re_edit
+from .defects import CATALOGUE
 from .editor import SandboxEditor
 from .generator import generate_row
 from .render import _font, render_scene
@@ -35,9 +36,22 @@ def _wrap(text: str, width: int) -> list[str]:
     return lines
 
 
-def make_grid(rows: int = 6, *, seed: int = 0, size: int = 160, first_index: int = 0) -> Image.Image:
+def _pick_rows(rows: int, seed: int, first_index: int) -> list:
+    """Rows of the stream from ``first_index`` on, preferring rows that show defect kinds not shown yet."""
+    picked, shown, index = [], set(), first_index
+    while len(picked) < rows and index < first_index + 50 * rows:
+        row = generate_row(seed, index)
+        index += 1
+        if set(row.defects) - shown or len(shown) == len(CATALOGUE):
+            picked.append(row)
+            shown |= set(row.defects)
+    return picked
+
+
+def make_grid(rows: int = 7, *, seed: int = 0, size: int = 160, first_index: int = 0) -> Image.Image:
     """The grid image: one line per row with its three pictures and, to the right, instruction, defects, re-edit
-    and the judge's mean score before and after."""
+    and the judge's mean score before and after. Rows are taken in stream order, skipping rows that show no
+    defect kind not already shown (until every kind is shown)."""
     editor = SandboxEditor()
     pad, text_w, header_h = 8, 560, 24
     width = pad + 3 * (size + pad) + text_w
@@ -48,8 +62,7 @@ def make_grid(rows: int = 6, *, seed: int = 0, size: int = 160, first_index: int
     for c, title in enumerate(HEADERS):
         draw.text((pad + c * (size + pad), 5), title, fill=(0, 0, 0), font=font)
     draw.text((pad + 3 * (size + pad), 5), "instruction, injected defects, re-edit", fill=(0, 0, 0), font=font)
-    for r in range(rows):
-        row = generate_row(seed, first_index + r)
+    for r, row in enumerate(_pick_rows(rows, seed, first_index)):
         doc = row.doc
         source_img = render_scene(doc.source, size)
         prelim_img = render_scene(doc.scene, size)
@@ -79,7 +92,7 @@ def make_grid(rows: int = 6, *, seed: int = 0, size: int = 160, first_index: int
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs/images/sandbox_grid.png")
-    parser.add_argument("--rows", type=int, default=6)
+    parser.add_argument("--rows", type=int, default=7)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=160, help="side of each picture in pixels")
     parser.add_argument("--first-index", type=int, default=0, help="index of the first row of the stream")

@@ -203,7 +203,7 @@ def _draw_water_over(cv: _Canvas, obj: SceneObject, *, night: bool) -> None:
     overlay = Image.new("RGBA", cv.image.size, (0, 0, 0, 0))
     od = ImageDraw.Draw(overlay)
     water = (*_shade((60, 110, 190), 0.5 if night else 1), 190)
-    od.rectangle(cv.box(obj.x - 0.09, GROUND_Y - obj.elevation - 0.13, obj.x + 0.09, GROUND_Y + 0.04), fill=water)
+    od.ellipse(cv.box(obj.x - 0.17, GROUND_Y - 0.08, obj.x + 0.17, GROUND_Y + 0.11), fill=water)
     cv.image.paste(Image.alpha_composite(cv.image.convert("RGBA"), overlay).convert("RGB"))
     cv.draw = ImageDraw.Draw(cv.image)
 
