@@ -3,7 +3,7 @@
 The model computes its own multimodal (M-RoPE) positions from ``input_ids``, ``mm_token_type_ids`` and
 ``image_grid_thw`` exactly as in generation, so these log-probs equal the log-probs of the generation that produced
 the response (tested to 1e-4 on the tiny policy). Only the logits of the response positions are materialised
-(``logits_to_keep``), in float32, chunked over the sequence.
+(``logits_to_keep``); log-probs and entropy come from ``easyr1.algorithms`` (float32, chunked, checkpointed).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
+from easyr1.algorithms import entropy_from_logits, logprobs_from_logits
 
 from .inputs import PolicyInputs
 
@@ -34,46 +36,29 @@ def response_logits(model: Any, inputs: PolicyInputs) -> torch.Tensor:
     return out.logits[:, :-1, :]
 
 
-def token_log_probs(
-    logits: torch.Tensor, labels: torch.Tensor, *, temperature: float = 1.0, chunk_size: int = 1024
-) -> torch.Tensor:
-    """(B, T) ``log softmax(logits / temperature)[labels]`` in float32, chunked over T to bound memory."""
-    out = []
-    for start in range(0, logits.shape[1], chunk_size):
-        z = logits[:, start : start + chunk_size].float()
-        if temperature != 1.0:
-            z = z / temperature
-        picked = z.gather(-1, labels[:, start : start + chunk_size, None]).squeeze(-1)
-        out.append(picked - torch.logsumexp(z, dim=-1))
-    return torch.cat(out, dim=1)
-
-
-def token_entropy(logits: torch.Tensor, *, temperature: float = 1.0, chunk_size: int = 1024) -> torch.Tensor:
-    """(B, T) entropy ``logsumexp(z) − Σ softmax(z)·z`` in float32, chunked over T."""
-    out = []
-    for start in range(0, logits.shape[1], chunk_size):
-        z = logits[:, start : start + chunk_size].float()
-        if temperature != 1.0:
-            z = z / temperature
-        lse = torch.logsumexp(z, dim=-1)
-        out.append(lse - (torch.softmax(z, dim=-1) * z).sum(-1))
-    return torch.cat(out, dim=1)
-
-
 def response_log_probs(
     model: Any,
     inputs: PolicyInputs,
     *,
     temperature: float = 1.0,
     with_entropy: bool = False,
+    entropy_grad: bool = True,
     chunk_size: int = 1024,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs (B, T) of ``inputs.response_ids`` and, if asked, per-token entropy (B, T).
 
     Values on padding positions are meaningless: multiply by ``inputs.response_mask``. Gradients flow when the
-    caller has them enabled.
+    caller has them enabled; ``entropy_grad=False`` computes the entropy as a detached metric only.
     """
     logits = response_logits(model, inputs)
-    logp = token_log_probs(logits, inputs.response_ids, temperature=temperature, chunk_size=chunk_size)
-    entropy = token_entropy(logits, temperature=temperature, chunk_size=chunk_size) if with_entropy else None
+    if temperature != 1.0:
+        logits = logits / temperature
+    logp = logprobs_from_logits(logits, inputs.response_ids, chunk_size)
+    entropy = None
+    if with_entropy:
+        if entropy_grad:
+            entropy = entropy_from_logits(logits, chunk_size)
+        else:
+            with torch.no_grad():
+                entropy = entropy_from_logits(logits.detach(), chunk_size)
     return logp, entropy

@@ -226,13 +226,12 @@ def load_policy(
     checkpointing (non-reentrant) also turns the KV cache off for training forwards. The model is returned in
     eval mode; the caller switches to ``train()`` when it trains.
     """
-    import transformers
 
     family = read_model_type(model_path)
     processor = load_processor(tokenizer_path or model_path, trust_remote_code=trust_remote_code)
     torch_dtype = resolve_dtype(dtype, device)
     attn = resolve_attn_implementation(attn_implementation, device)
-    cls = getattr(transformers, SUPPORTED_FAMILIES[family])
+    cls = policy_class(family)
     try:
         model = cls.from_pretrained(
             str(model_path), dtype=torch_dtype, attn_implementation=attn, trust_remote_code=trust_remote_code
@@ -259,6 +258,31 @@ def load_policy(
         model_path,
     )
     return LoadedPolicy(model, processor, family, torch_dtype, attn, Path(model_path))
+
+
+def policy_class(family: str) -> Any:
+    """The transformers class of a supported ``model_type``."""
+    import transformers
+
+    return getattr(transformers, SUPPORTED_FAMILIES[family])
+
+
+def instantiate_policy(config: Any, *, dtype: torch.dtype | None = None) -> Any:
+    """A policy module of ``config``'s family with uninitialised weights (fast; load a state dict into it next).
+    Non-persistent buffers (rotary frequencies) are computed as usual."""
+    import torch
+
+    family = config.model_type
+    if family not in SUPPORTED_FAMILIES:
+        raise PolicyLoadError(f"model_type {family!r} is not a supported vision-language policy")
+    cls = policy_class(family)
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # older transformers: initialise normally (slower, same result after loading)
+        from contextlib import nullcontext as no_init_weights
+    with no_init_weights():
+        model = cls._from_config(config, dtype=dtype or torch.float32)
+    return model
 
 
 def load_policy_from_config(cfg: ModelConfig, *, device: str = "cpu", for_training: bool = True) -> LoadedPolicy:

@@ -1,0 +1,188 @@
+"""The driver's handle on the actor: ``ActorPool(cfg)`` starts the FSDP2 workers and shards every call over them.
+
+Typical GRPO step (driver)::
+
+    pool = ActorPool(cfg, total_steps=training_steps * optimizer_steps_per_training_step(cfg))
+    batch = PolicyBatch(prompts, responses)                    # one prompt object per response
+    batch.old_log_probs = pool.compute_log_probs(batch)        # (B, T)
+    batch.ref_log_probs = pool.compute_ref_log_probs(batch)    # (B, T), KL on
+    batch.advantages, batch.valid = adv, sample_mask           # from easyr1.algorithms
+    metrics = pool.update_policy(batch)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from easyr1.config import EasyR1Config
+from easyr1.config.actor import OptimConfig
+
+from .batch import PolicyBatch, shard_batch
+from .placement import ray_actor_options
+from .settings import actor_settings
+
+logger = logging.getLogger(__name__)
+
+
+def optimizer_steps_per_training_step(cfg: EasyR1Config) -> int:
+    """Mini-batches per rollout batch × PPO epochs (the unit of the lr schedule)."""
+    actor = cfg.worker.actor
+    return max(1, cfg.data.rollout_batch_size // actor.global_batch_size) * actor.ppo_epochs
+
+
+def _pad_cat(parts: list[torch.Tensor], counts: list[int], width: int) -> torch.Tensor:
+    rows = []
+    for part, real in zip(parts, counts, strict=True):
+        part = part[:real]
+        if part.shape[1] < width:
+            part = torch.nn.functional.pad(part, (0, width - part.shape[1]))
+        rows.append(part[:, :width])
+    return torch.cat(rows, dim=0)
+
+
+class ActorPool:
+    """FSDP2 actor workers (Ray actors) forming one torch.distributed world (gloo on CPU, NCCL on GPU).
+
+    Args:
+        cfg: the full config (``worker.actor``, ``worker.ref``, ``algorithm``, ``cluster.actor`` are used).
+        total_steps: optimizer steps the lr schedule spans (needed for cosine decay or a warm-up ratio).
+        optim: optimizer settings to use instead of ``worker.actor.optim`` (e.g. the SFT learning rate).
+        with_reference: load the frozen reference copy; default: when a KL term is configured.
+    """
+
+    def __init__(
+        self,
+        cfg: EasyR1Config,
+        *,
+        total_steps: int | None = None,
+        optim: OptimConfig | None = None,
+        with_reference: bool | None = None,
+    ):
+        import ray
+
+        from .worker import ActorWorker
+
+        self.cfg = cfg
+        self.settings = actor_settings(cfg, total_steps=total_steps, optim=optim, with_reference=with_reference)
+        self.world_size = cfg.worker.actor.num_workers
+        remote_cls = ray.remote(ActorWorker)
+        options = ray_actor_options(cfg.cluster.actor)
+        self.workers = [
+            remote_cls.options(**options).remote(self.settings, rank, self.world_size)
+            for rank in range(self.world_size)
+        ]
+        try:
+            host, port = ray.get(self.workers[0].rendezvous.remote())
+            self.info = ray.get([w.setup.remote(host, port) for w in self.workers])
+        except Exception:
+            self.shutdown()
+            raise
+        logger.info("actor pool ready: %d workers on %s", self.world_size, self.info[0]["device"])
+
+    # --------------------------------------------------------------- helpers
+    def _get(self, refs: Any) -> Any:
+        import ray
+
+        return ray.get(refs)
+
+    def _sharded(self, method: str, batch: PolicyBatch, *args: Any) -> tuple[list[Any], list[int]]:
+        shards, counts = shard_batch(batch, self.world_size)
+        refs = [getattr(w, method).remote(shard, *args) for w, shard in zip(self.workers, shards, strict=True)]
+        return self._get(refs), counts
+
+    @property
+    def mini_batch_size_per_worker(self) -> int:
+        """Responses per optimizer step on each worker: ``global_batch_size × n / num_workers``."""
+        a = self.cfg.worker.actor
+        return max(1, a.global_batch_size * self.settings.rollout_n // self.world_size)
+
+    # ------------------------------------------------------------ experience
+    def compute_log_probs(self, batch: PolicyBatch) -> torch.Tensor:
+        """(B, T) per-token log-probs of ``batch.responses`` under the current policy (T = longest response;
+        zeros beyond each response)."""
+        parts, counts = self._sharded("compute_log_probs", batch, "actor")
+        return _pad_cat(parts, counts, batch.max_response_length)
+
+    def compute_ref_log_probs(self, batch: PolicyBatch) -> torch.Tensor:
+        """(B, T) per-token log-probs under the frozen reference."""
+        parts, counts = self._sharded("compute_log_probs", batch, "ref")
+        return _pad_cat(parts, counts, batch.max_response_length)
+
+    # --------------------------------------------------------------- updates
+    def update_policy(self, batch: PolicyBatch) -> dict[str, float]:
+        """PPO (or GSPO) update over ``batch``: mini-batches of ``global_batch_size × n`` responses, ``ppo_epochs``
+        passes. Needs ``advantages``; ``old_log_probs`` (else computed first) and ``ref_log_probs`` (KL loss on).
+        Returns metrics (``actor/...``), identical from every rank."""
+        if batch.advantages is None:
+            raise ValueError("update_policy: batch.advantages is required")
+        per_worker = min(self.mini_batch_size_per_worker, -(-len(batch) // self.world_size))
+        results, _ = self._sharded("update_policy", batch, per_worker)
+        return results[0]
+
+    def sft_step(self, batch: PolicyBatch) -> dict[str, float]:
+        """One optimizer step of cross-entropy on the response tokens (``sft/...`` metrics)."""
+        results, _ = self._sharded("sft_step", batch)
+        return results[0]
+
+    def configure_optimizer(self, optim: OptimConfig, total_steps: int | None = None) -> None:
+        """Fresh AdamW and schedule (e.g. GRPO after an SFT warm start in the same pool)."""
+        self._get([w.configure_optimizer.remote(optim, total_steps) for w in self.workers])
+
+    # ----------------------------------------------------------------- state
+    def save_checkpoint(self, path: str) -> None:
+        """Sharded model + optimizer + schedule + RNG into ``path/actor`` (see ``actor.checkpoint``)."""
+        self._get([w.save_checkpoint.remote(str(path)) for w in self.workers])
+
+    def load_checkpoint(self, path: str) -> None:
+        self._get([w.load_checkpoint.remote(str(path)) for w in self.workers])
+
+    def export_hf(self, path: str, dtype: str | None = None) -> None:
+        """Write the current policy as a Hugging Face folder (weights + processor) to ``path``."""
+        self._get([w.export_hf.remote(str(path), dtype) for w in self.workers])
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """The unsharded weights on CPU (through the object store)."""
+        return self._get([w.full_state_dict.remote() for w in self.workers])[0]
+
+    def full_state_dict_ref(self) -> Any:
+        """A Ray ref to the unsharded weights (rank 0's result), for engines to fetch without the driver."""
+        refs = [w.full_state_dict.remote() for w in self.workers]
+        self._get(refs[1:])
+        return refs[0]
+
+    def optimizer_state_summary(self) -> list[dict[str, Any]]:
+        return self._get([w.optimizer_state_summary.remote() for w in self.workers])
+
+    # ----------------------------------------------------- weight sync hooks
+    def weight_plan(self, engine_dtype: str, bucket_bytes: int) -> Any:
+        return self._get(self.workers[0].weight_plan.remote(engine_dtype, bucket_bytes))
+
+    def start_weight_sync_server(self) -> tuple[str, int]:
+        return self._get(self.workers[0].start_weight_sync_server.remote())
+
+    def join_weight_sync_async(self, host: str, port: int, world_size: int, backend: str) -> Any:
+        """Rank 0 joins the weight-sync group; returns the Ray ref (wait for it together with the engines')."""
+        return self.workers[0].join_weight_sync.remote(host, port, world_size, backend)
+
+    def broadcast_weights_async(self, plan: Any) -> list[Any]:
+        """All ranks gather, rank 0 broadcasts; returns Ray refs (bytes sent per rank)."""
+        return [w.broadcast_weights.remote(plan) for w in self.workers]
+
+    @property
+    def device(self) -> str:
+        return self.info[0]["device"]
+
+    def shutdown(self) -> None:
+        import ray
+
+        workers, self.workers = getattr(self, "workers", []), []
+        if workers:
+            try:
+                ray.get([w.shutdown.remote() for w in workers], timeout=30)
+            except Exception as exc:  # a crashed worker must not stop the others from going away
+                logger.warning("actor shutdown: %s", exc)
+        for w in workers:
+            ray.kill(w)

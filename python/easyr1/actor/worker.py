@@ -1,0 +1,282 @@
+"""One FSDP2 actor worker (a Ray actor in the pool; a plain object works too for a one-process world).
+
+Holds the trainable policy, its optimizer and schedule, and the frozen reference. All ranks receive shards of the
+same size and run the same number of forward/backward calls (FSDP's collectives require it).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import warnings
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from easyr1.config.actor import OptimConfig
+from easyr1.models.forward import response_log_probs
+from easyr1.models.inputs import EncodedPrompt, PolicyInputs, collate, encode_prompt
+from easyr1.models.loading import LoadedPolicy, load_policy, resolve_dtype
+from easyr1.rollout.weight_sync import TensorSpec, WeightPlan, WeightSyncGroup, dtype_name, local_host, make_plan
+from easyr1.rollout.weight_sync import wire_dtype as _wire_dtype
+
+from . import checkpoint as ckpt
+from .batch import PolicyBatch, fixed_micro_batches, token_budget_partition
+from .fsdp import apply_fsdp2, device_mesh, full_state_dict, init_process_group, iter_full_tensors, state_specs
+from .optim import build_optimizer, build_scheduler
+from .placement import worker_device, worker_threads
+from .settings import ActorSettings
+from .update import ppo_update, sft_update
+
+logger = logging.getLogger(__name__)
+
+# FSDP2 warns that the root module returns views (logits); we never modify model outputs in place.
+warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
+
+
+class ActorWorker:
+    """Rank ``rank`` of ``world_size``. Call :meth:`rendezvous` on rank 0, then :meth:`setup` on all ranks at once."""
+
+    def __init__(self, settings: ActorSettings, rank: int, world_size: int):
+        self.settings = settings
+        self.rank = rank
+        self.world_size = world_size
+        self.device = worker_device(settings.placement)
+        if self.device == "cuda":
+            torch.cuda.set_device(0)  # Ray exposes exactly this worker's GPU(s)
+        torch.set_num_threads(worker_threads(settings.placement))
+        self.policy: LoadedPolicy | None = None
+        self.model: Any = None
+        self.ref_model: Any = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: Any = None
+        self.global_step = 0
+        self._sync_store: Any = None
+        self._sync_group: WeightSyncGroup | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def rendezvous(self) -> tuple[str, int]:
+        """Rank 0: an address and free port for the actor world's TCP rendezvous."""
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return local_host(), port
+
+    def setup(self, host: str, port: int) -> dict[str, Any]:
+        s = self.settings
+        backend = "nccl" if self.device == "cuda" else "gloo"
+        init_process_group(host, port, self.rank, self.world_size, backend)
+        torch.manual_seed(s.actor.seed + self.rank)
+        mesh = device_mesh(self.device, self.world_size)
+        cfg = s.actor.model
+        master_dtype = "float32" if s.actor.fsdp.mixed_precision else cfg.dtype
+        self.policy = load_policy(
+            cfg.model_path,
+            tokenizer_path=cfg.tokenizer_path,
+            dtype=master_dtype,
+            attn_implementation=cfg.attn_implementation,
+            device=self.device,
+            freeze_vision_tower=cfg.freeze_vision_tower,
+            gradient_checkpointing=cfg.enable_gradient_checkpointing,
+            trust_remote_code=cfg.trust_remote_code,
+        )
+        self.model = apply_fsdp2(
+            self.policy.model,
+            mesh=mesh,
+            fsdp=s.actor.fsdp,
+            device=self.device,
+            cpu_offload=s.actor.fsdp.enable_cpu_offload,
+        )
+        self.configure_optimizer(s.optim, s.total_steps)
+        if s.with_reference:
+            ref = load_policy(
+                cfg.model_path,
+                tokenizer_path=cfg.tokenizer_path,
+                dtype=cfg.dtype,
+                attn_implementation=cfg.attn_implementation,
+                device=self.device,
+                trust_remote_code=cfg.trust_remote_code,
+            ).model
+            ref.requires_grad_(False)
+            self.ref_model = apply_fsdp2(
+                ref,
+                mesh=mesh,
+                fsdp=s.actor.fsdp,
+                device=self.device,
+                cpu_offload=s.ref.offload_params,
+                mixed_precision=False,
+            )
+        n_params = sum(p.numel() for p in self.model.parameters())  # local shards
+        return {"rank": self.rank, "device": self.device, "backend": backend, "local_params": n_params}
+
+    def configure_optimizer(self, optim: OptimConfig, total_steps: int | None) -> None:
+        """(Re)create AdamW and the schedule (e.g. after an SFT warm start in the same pool)."""
+        self.optimizer = build_optimizer(self.model.parameters(), optim)
+        self.scheduler = build_scheduler(self.optimizer, optim, total_steps)
+        self.settings.optim, self.settings.total_steps = optim, total_steps
+
+    @property
+    def processor(self) -> Any:
+        assert self.policy is not None, "setup() first"
+        return self.policy.processor
+
+    @property
+    def pad_token_id(self) -> int:
+        return int(self.processor.tokenizer.pad_token_id)
+
+    # ------------------------------------------------------------- batching
+    def encode(self, batch: PolicyBatch) -> list[EncodedPrompt]:
+        """Encode each distinct prompt object once (the n samples of a group share one)."""
+        cache: dict[int, EncodedPrompt] = {}
+        out = []
+        for prompt in batch.prompts:
+            key = id(prompt)
+            if key not in cache:
+                cache[key] = encode_prompt(self.processor, prompt)
+            out.append(cache[key])
+        return out
+
+    def micro_batches(self, encoded: list[EncodedPrompt], batch: PolicyBatch, micro_batch_size: int) -> list[list[int]]:
+        """Index groups for forward/backward calls; the same count on every rank."""
+        n = len(batch)
+        if self.settings.actor.dynamic_batching:
+            lengths = [len(e) + len(r) for e, r in zip(encoded, batch.responses, strict=True)]
+            budget = self.settings.actor.max_token_len_per_device
+            parts = self._max_over_ranks(len(token_budget_partition(lengths, budget)))
+            return token_budget_partition(lengths, budget, num_parts=min(parts, n))
+        groups = fixed_micro_batches(n, micro_batch_size)
+        if self._max_over_ranks(len(groups)) != len(groups):
+            raise RuntimeError("actor ranks got different micro-batch counts (shards must have equal sizes)")
+        return groups
+
+    def _max_over_ranks(self, value: int) -> int:
+        if self.world_size == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.int64)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item())
+
+    def inputs(self, encoded: list[EncodedPrompt], batch: PolicyBatch, idx: list[int]) -> PolicyInputs:
+        return collate([encoded[i] for i in idx], [batch.responses[i] for i in idx], pad_token_id=self.pad_token_id).to(
+            self.device
+        )
+
+    # ------------------------------------------------------------ experience
+    @torch.no_grad()
+    def compute_log_probs(self, batch: PolicyBatch, which: str = "actor") -> torch.Tensor:
+        """(b, T) log-probs of this shard's responses under the current policy (``actor``) or the reference
+        (``ref``); zeros past each response's end; float32 on CPU."""
+        if which == "ref":
+            if self.ref_model is None:
+                raise RuntimeError("this actor pool was built without a reference model")
+            model, size = self.ref_model, self.settings.ref.micro_batch_size_per_device_for_experience
+        else:
+            model, size = self.model, self.settings.actor.micro_batch_size_per_device_for_experience
+        encoded = self.encode(batch)
+        out = torch.zeros(len(batch), batch.max_response_length, dtype=torch.float32)
+        was_training = model.training
+        model.eval()
+        try:
+            for idx in self.micro_batches(encoded, batch, size):
+                inputs = self.inputs(encoded, batch, idx)
+                logp, _ = response_log_probs(model, inputs, temperature=self.settings.logprob_temperature)
+                logp = (logp * inputs.response_mask).float().cpu()
+                out[idx, : logp.shape[1]] = logp
+        finally:
+            model.train(was_training)
+        return out
+
+    # --------------------------------------------------------------- updates
+    def update_policy(self, batch: PolicyBatch, mini_batch_size: int) -> dict[str, float]:
+        """PPO/GSPO over this shard: ``ppo_epochs`` passes of mini-batches of ``mini_batch_size`` responses."""
+        if batch.old_log_probs is None:
+            batch = batch.with_fields(old_log_probs=self.compute_log_probs(batch))
+        if self.settings.use_kl_loss and batch.ref_log_probs is None:
+            raise ValueError("update_policy: the KL loss is on but the batch has no ref_log_probs")
+        start = time.perf_counter()
+        metrics = ppo_update(self, batch, mini_batch_size)
+        metrics["actor/update_time_s"] = time.perf_counter() - start
+        return metrics
+
+    def sft_step(self, batch: PolicyBatch) -> dict[str, float]:
+        """One optimizer step of token-mean cross-entropy on the responses of this shard."""
+        return sft_update(self, batch)
+
+    def optimizer_step(self) -> tuple[float, bool]:
+        """Clip, step (skipped when the gradient norm is not finite), schedule. Returns (grad norm, stepped)."""
+        assert self.optimizer is not None
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.settings.actor.max_grad_norm)
+        if hasattr(norm, "full_tensor"):
+            norm = norm.full_tensor()
+        grad_norm = float(norm)
+        stepped = bool(torch.isfinite(torch.tensor(grad_norm)))
+        if stepped:
+            self.optimizer.step()
+        else:
+            logger.warning("non-finite gradient norm %s: optimizer step skipped", grad_norm)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.global_step += 1
+        return grad_norm, stepped
+
+    # ----------------------------------------------------------------- state
+    def save_checkpoint(self, path: str) -> None:
+        ckpt.save_checkpoint(self, path)
+
+    def load_checkpoint(self, path: str) -> None:
+        ckpt.load_checkpoint(self, path)
+
+    def export_hf(self, path: str, dtype: str | None = None) -> None:
+        ckpt.export_hf(self, path, dtype)
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """The unsharded policy weights on CPU (rank 0; ``{}`` on other ranks)."""
+        return full_state_dict(self.model)
+
+    def optimizer_state_summary(self) -> dict[str, Any]:
+        """Per-parameter sums of this rank's optimizer state shards plus the schedule position (for tests/logs)."""
+        assert self.optimizer is not None
+        summary: dict[str, Any] = {"step": self.global_step, "lr": self.scheduler.get_last_lr()[0]}
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        for p, state in self.optimizer.state.items():
+            for key, value in state.items():
+                local = value.to_local() if hasattr(value, "to_local") else value
+                summary[f"{names[id(p)]}/{key}"] = float(local.double().sum())
+        return summary
+
+    # ----------------------------------------------------------- weight sync
+    def weight_plan(self, engine_dtype: str, bucket_bytes: int) -> WeightPlan:
+        dtype = resolve_dtype(engine_dtype, self.device) if engine_dtype == "auto" else getattr(torch, engine_dtype)
+        specs = [TensorSpec(n, s, dtype_name(_wire_dtype(d, dtype))) for n, s, d in state_specs(self.model)]
+        return make_plan(specs, bucket_bytes)
+
+    def start_weight_sync_server(self) -> tuple[str, int]:
+        """Rank 0: host the weight-sync rendezvous; returns (host, port) for the engines."""
+        self._sync_store, host, port = WeightSyncGroup.start_server()
+        return host, port
+
+    def join_weight_sync(self, host: str, port: int, world_size: int, backend: str) -> None:
+        """Rank 0 joins the weight-sync group as its rank 0 (concurrently with the engines)."""
+        self._sync_group = WeightSyncGroup.join(host, port, 0, world_size, backend, store=self._sync_store)
+
+    def broadcast_weights(self, plan: WeightPlan) -> int:
+        """All ranks gather full tensors (FSDP collective); rank 0 broadcasts them bucket by bucket to the
+        engines. Returns bytes sent (0 on other ranks)."""
+        tensors = iter_full_tensors(self.model)
+        if self.rank != 0:
+            for _ in tensors:
+                pass
+            return 0
+        if self._sync_group is None:
+            raise RuntimeError("broadcast_weights before join_weight_sync")
+        return self._sync_group.send(plan, tensors)
+
+    def ping(self) -> int:
+        return self.rank
+
+    def shutdown(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,200 @@
+"""The driver's handle on the generation engines, and the actor → engines weight sync.
+
+``RolloutPool(cfg)`` starts ``worker.rollout.num_engines`` engines (``hf`` or ``vllm``) as Ray actors placed with
+``cluster.rollout``; ``generate`` splits prompts over them; ``sync_weights(actor_pool)`` moves the actor's current
+weights into every engine (collective broadcast, or the object store) and checks them on a fixed probe.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from easyr1.actor.placement import ray_actor_options, worker_device, worker_threads
+from easyr1.config import EasyR1Config
+
+from .probe import probe_prompts
+from .protocol import PolicyPrompt, RolloutOutput, SamplingParams
+
+logger = logging.getLogger(__name__)
+
+PROBE_TOKENS = 16
+
+
+def _engine_class(name: str) -> type:
+    if name == "hf":
+        from .hf_engine import HFRolloutEngine
+
+        return HFRolloutEngine
+    if name == "vllm":
+        from .vllm_engine import VLLMRolloutEngine
+
+        return VLLMRolloutEngine
+    raise ValueError(f"unknown rollout engine {name!r} (hf or vllm)")
+
+
+class RolloutPool:
+    """Generation engines as Ray actors. Implements the ``RolloutEngine`` protocol for the whole pool.
+
+    Args:
+        cfg: the full config (``worker.rollout``, ``worker.actor.model`` for the policy path and dtype,
+            ``cluster.rollout`` for placement).
+        model_path: policy folder to start from (default ``worker.actor.model.model_path``).
+    """
+
+    def __init__(self, cfg: EasyR1Config, *, model_path: str | None = None):
+        import ray
+
+        self.cfg = cfg
+        rollout = cfg.worker.rollout
+        model = cfg.worker.actor.model
+        placement = cfg.cluster.rollout
+        cls = _engine_class(rollout.name)
+        remote_cls = ray.remote(cls)
+        options = ray_actor_options(placement)
+        if rollout.name == "vllm":
+            options["num_gpus"] = max(options.get("num_gpus", 0), rollout.tensor_parallel_size)
+        self.engines = []
+        for i in range(rollout.num_engines):
+            kwargs: dict[str, Any] = {
+                "tokenizer_path": model.tokenizer_path,
+                "dtype": model.dtype,
+                "engine_index": i,
+                "trust_remote_code": model.trust_remote_code,
+            }
+            if rollout.name == "hf":
+                kwargs.update(
+                    attn_implementation=model.attn_implementation,
+                    device=worker_device(placement),
+                    generation_batch_size=rollout.generation_batch_size,
+                    threads=worker_threads(placement),
+                )
+            else:
+                kwargs.update(
+                    rollout=rollout,
+                    max_prompt_length=cfg.data.max_prompt_length,
+                    max_response_length=cfg.data.max_response_length,
+                )
+            self.engines.append(remote_cls.options(**options).remote(model_path or model.model_path, **kwargs))
+        try:
+            ray.get([e.ping.remote() for e in self.engines])  # surfaces load errors here, not at first use
+        except Exception:
+            self.shutdown()
+            raise
+        self._plan: Any = None
+        self._group_ready = False
+        self._probe = probe_prompts(2)
+
+    # ------------------------------------------------------------ generation
+    def generate(self, prompts: Sequence[PolicyPrompt], sampling: SamplingParams) -> list[RolloutOutput]:
+        """``len(prompts) × sampling.n`` outputs grouped by prompt in input order; prompts are split into
+        contiguous chunks, one per engine."""
+        import ray
+
+        if not prompts:
+            return []
+        k = min(len(self.engines), len(prompts))
+        bounds = [round(i * len(prompts) / k) for i in range(k + 1)]
+        refs = [self.engines[i].generate.remote(list(prompts[bounds[i] : bounds[i + 1]]), sampling) for i in range(k)]
+        return [out for part in ray.get(refs) for out in part]
+
+    def log_probs(self, prompts: Sequence[PolicyPrompt], responses: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Training-forward log-probs under engine 0's weights (``hf`` engines)."""
+        import ray
+
+        return ray.get(self.engines[0].log_probs.remote(list(prompts), [list(r) for r in responses]))
+
+    # ----------------------------------------------------------------- weights
+    def update_weights(self, state_dict: Mapping[str, Any]) -> None:
+        """Object-store path: one ``ray.put`` of the full state dict, loaded by every engine."""
+        import ray
+
+        ref = ray.put(dict(state_dict))
+        ray.get([e.update_weights.remote(ref) for e in self.engines])
+
+    def _engine_dtype(self) -> str:
+        import ray
+
+        return ray.get(self.engines[0].weight_dtype.remote())
+
+    def _setup_collective(self, actor_pool: Any) -> None:
+        import ray
+
+        rollout = self.cfg.worker.rollout
+        engine_dtype = self._engine_dtype()
+        self._plan = actor_pool.weight_plan(engine_dtype, rollout.weight_sync_bucket_mb * 2**20)
+        ranks = ray.get([e.num_sync_ranks.remote() for e in self.engines])
+        world = 1 + sum(ranks)
+        engines_on_gpu = worker_device(self.cfg.cluster.rollout) == "cuda" or rollout.name == "vllm"
+        backend = "nccl" if actor_pool.device == "cuda" and engines_on_gpu else "gloo"
+        host, port = actor_pool.start_weight_sync_server()
+        refs = [actor_pool.join_weight_sync_async(host, port, world, backend)]
+        offset = 1
+        for engine, n in zip(self.engines, ranks, strict=True):
+            refs.append(engine.init_weight_sync.remote(host, port, offset, world, backend))
+            offset += n
+        ray.get(refs)
+        self._group_ready = True
+        logger.info(
+            "weight sync group ready: %d ranks, %s, %d buckets, %.1f MB",
+            world,
+            backend,
+            len(self._plan.buckets),
+            self._plan.total_bytes / 2**20,
+        )
+
+    def sync_weights(self, actor_pool: Any, *, check: bool | None = None) -> dict[str, float]:
+        """Copy the actor's current weights into every engine (``worker.rollout.weight_sync``), then — when
+        ``check`` (default ``worker.rollout.check_sync_logprobs``) — compare engine and actor log-probs on the
+        fixed probe. Returns ``rollout/sync_*`` metrics."""
+        import ray
+
+        rollout = self.cfg.worker.rollout
+        check = rollout.check_sync_logprobs if check is None else check
+        start = time.perf_counter()
+        metrics: dict[str, float] = {}
+        if rollout.weight_sync == "collective":
+            if not self._group_ready:
+                self._setup_collective(actor_pool)
+            refs = actor_pool.broadcast_weights_async(self._plan)
+            refs += [e.receive_weights.remote(self._plan) for e in self.engines]
+            done = ray.get(refs)
+            metrics["rollout/sync_bytes"] = float(done[0])
+        else:
+            state_ref = actor_pool.full_state_dict_ref()
+            ray.get([e.update_weights.remote(state_ref) for e in self.engines])
+        metrics["rollout/sync_time_s"] = time.perf_counter() - start
+        if check:
+            metrics["rollout/sync_probe_max_abs_diff"] = self.probe_difference(actor_pool)
+        return metrics
+
+    def probe_difference(self, actor_pool: Any) -> float:
+        """Greedy-generate on the probe with every engine, score the same tokens with the actor; the largest
+        absolute per-token log-prob difference over all engines."""
+        import ray
+
+        from easyr1.actor.batch import PolicyBatch
+
+        sampling = SamplingParams(n=1, temperature=0.0, max_tokens=PROBE_TOKENS, seed=0)
+        per_engine = ray.get([e.generate.remote(self._probe, sampling) for e in self.engines])
+        outputs = [o for part in per_engine for o in part]
+        prompts = [p for _ in per_engine for p in self._probe]
+        actor_lp = actor_pool.compute_log_probs(PolicyBatch(prompts, [o.token_ids for o in outputs]))
+        worst = 0.0
+        for i, out in enumerate(outputs):
+            if out.logprobs is None:
+                raise RuntimeError("engine returned no log-probs for the probe")
+            engine_lp = torch.tensor(out.logprobs)
+            worst = max(worst, float((engine_lp - actor_lp[i, : len(out.logprobs)]).abs().max()))
+        return worst
+
+    def shutdown(self) -> None:
+        import ray
+
+        engines, self.engines = getattr(self, "engines", []), []
+        for e in engines:
+            ray.kill(e)
