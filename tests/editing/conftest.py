@@ -13,6 +13,17 @@ from PIL import Image
 from easyr1.config.editing import ImageEditConfig
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """The tiny models gain nothing from threads, and on a shared 2-core machine extra threads only contend."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def noise_image(seed: int, width: int = 64, height: int = 64) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8))

@@ -39,6 +39,10 @@ PIPELINE_CLASSES = ("QwenImageEditPipeline", "QwenImageEditPlusPipeline")
 """Checkpoint classes (``model_index.json`` ``_class_name``) this editor loads."""
 
 
+REAL_QWEN_VOCAB = 151_643
+"""Tokenizers at least this large are Qwen's own, for which the pipeline's template constants are right."""
+
+
 def pipeline_class_name(model_path: str | Path) -> str:
     """The pipeline class a diffusers checkpoint folder declares; clear errors for anything else."""
     root = Path(model_path)
@@ -129,7 +133,7 @@ class QwenImageEditEditor:
             self.pipeline.enable_model_cpu_offload()
         else:
             self.pipeline.to(self.device)
-        self.pipeline.prompt_template_encode_start_idx = template_prefix_tokens(self.pipeline)
+        self._set_template_prefix()
         # The Plus pipeline only accepts one prompt per call.
         self.batch_size = 1 if self.class_name == "QwenImageEditPlusPipeline" else max(1, int(batch_size))
         logger.info(
@@ -141,6 +145,27 @@ class QwenImageEditEditor:
             time.perf_counter() - started,
             self.pipeline.prompt_template_encode_start_idx,
         )
+
+    def _set_template_prefix(self) -> None:
+        """Make the pipeline drop exactly the template's system part from the text encoder's output.
+
+        diffusers' constant (64) is calibrated for the real Qwen tokenizer and is kept for it; any other tokenizer
+        (the tiny one) gets the count from its own tokens.
+        """
+        default = self.pipeline.prompt_template_encode_start_idx
+        counted = template_prefix_tokens(self.pipeline)
+        if counted == default:
+            return
+        if len(self.pipeline.tokenizer) >= REAL_QWEN_VOCAB:
+            logger.warning(
+                "template prefix counts %d tokens but the pipeline drops %d; keeping the pipeline's value for this "
+                "Qwen-sized tokenizer",
+                counted,
+                default,
+            )
+            return
+        logger.info("template prefix: %d tokens with this tokenizer (pipeline constant %d)", counted, default)
+        self.pipeline.prompt_template_encode_start_idx = counted
 
     @classmethod
     def from_config(cls, cfg: ImageEditConfig, device: str | None = None) -> QwenImageEditEditor:
