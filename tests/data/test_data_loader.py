@@ -164,3 +164,16 @@ def test_stable_permutation_is_a_deterministic_permutation():
     assert sorted(p.tolist()) == list(range(1000))
     assert (p == stable_permutation(1000, 7, 2, 1)).all()
     assert not (p == stable_permutation(1000, 7, 3, 1)).all()
+
+
+def test_state_is_json_and_resumes_after_a_round_trip(seed_dir, helpers):
+    import json
+
+    cfg = cfg_for("seed", seed_dir, helpers, rollout_batch_size=3)
+    reference = _drain(build_dataloader(cfg))
+    loader = build_dataloader(cfg)
+    head = _drain(loader, 2)
+    state = json.loads(json.dumps(loader.state_dict()))
+    resumed = build_dataloader(cfg)
+    resumed.load_state_dict(state)
+    assert head + _drain(resumed) == reference

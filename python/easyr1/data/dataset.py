@@ -111,10 +111,10 @@ class EditDataset:
             if start == 0:
                 self.stats = DataStats()
             stats = self.stats
-        window = self.read_batch_rows
         pool = (
             ThreadPoolExecutor(self.decode_threads, thread_name_prefix="easyr1-decode") if self.decode_threads else None
         )
+        window = self.read_batch_rows if pool else 1  # decoding inline gains nothing from reading ahead
         try:
             for position, raws in self._blocks(epoch, start):
                 pending: deque[Future | Any] = deque()
