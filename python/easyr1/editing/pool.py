@@ -319,6 +319,10 @@ class EditorPool:
                     ray.kill(call.replica.handle, no_restart=False)
                     lost(call, "timeout")
                     self._probe_later(call.replica, 0.0)
+            for ref, probe in list(self._probes.items()):
+                if now >= probe.deadline:  # restarted but never answered (e.g. cannot be placed again)
+                    del self._probes[ref]
+                    self._retire(probe.replica, TimeoutError(f"not back after {self.startup_timeout_s:.0f}s"))
         missing = [i for i, r in enumerate(results) if r is None]
         if missing:  # a bug, not a backend failure: never hand out fewer results than requests
             raise RuntimeError(f"{self.name} pool lost {len(missing)} results")
