@@ -11,9 +11,10 @@ from PIL import Image
 from easyr1.config import DIMENSIONS, load_config
 from easyr1.data.types import EditSample
 from easyr1.editing.protocol import EditResult
+from easyr1.editing.seeds import edit_seed
 from easyr1.reward.judge.protocol import JudgeResult
 from easyr1.rollout.protocol import RolloutOutput
-from easyr1.trainer.scoring import RewardPipeline, derive_seed
+from easyr1.trainer.scoring import RewardPipeline
 
 GOOD = "<CoT>The shadow falls the wrong way.</CoT>\n<Re_edit>Move the shadow to the left</Re_edit>"
 NO_TAGS = "I would improve the picture."
@@ -67,7 +68,7 @@ def cfg():
 
 def test_valid_samples_get_combined_reward(cfg):
     editor, judge = RecordingEditor(), ScriptedJudge()
-    scored = RewardPipeline(cfg, editor, judge).score([_row(0)], _outputs([GOOD, GOOD]), step=1)
+    scored = RewardPipeline(cfg, editor, judge).score([_row(0)], _outputs([GOOD, GOOD]))
     assert scored.valid.tolist() == [True, True]
     fmt = float(scored.format_scores[0])
     expected = 0.75 * 8.0 + 0.25 * fmt * 2
@@ -80,7 +81,7 @@ def test_valid_samples_get_combined_reward(cfg):
 def test_failures_are_masked_with_reasons(cfg):
     texts = [GOOD, "<CoT>x</CoT>\n<Re_edit>explode it</Re_edit>", GOOD, NO_TAGS]
     judge = ScriptedJudge(fail={"r0/2"})
-    scored = RewardPipeline(cfg, RecordingEditor(), judge).score([_row(0)], _outputs(texts), step=1)
+    scored = RewardPipeline(cfg, RecordingEditor(), judge).score([_row(0)], _outputs(texts))
     assert scored.reasons == [None, "edit:exception", "judge:timeout", None]
     assert scored.valid.tolist() == [True, False, False, True]
     assert math.isnan(scored.rewards[1]) and math.isnan(scored.rewards[2])
@@ -95,7 +96,7 @@ def test_skip_edit_judges_the_preliminary_image():
     cfg = load_config(None, ["worker.reward.missing_re_edit=skip_edit"])
     editor, judge = RecordingEditor(), ScriptedJudge()
     row = _row(3)
-    scored = RewardPipeline(cfg, editor, judge).score([row], _outputs([NO_TAGS], "r3"), step=1)
+    scored = RewardPipeline(cfg, editor, judge).score([row], _outputs([NO_TAGS], "r3"))
     assert editor.requests == []
     assert judge.requests[0].edited_image is row.edited_image
     assert scored.valid.tolist() == [True] and scored.counts["no_re_edit"] == 1
@@ -104,7 +105,7 @@ def test_skip_edit_judges_the_preliminary_image():
 def test_fallback_instruction_is_edited_and_counted():
     cfg = load_config(None, ["worker.reward.missing_re_edit=fallback_instruction"])
     editor = RecordingEditor()
-    scored = RewardPipeline(cfg, editor, ScriptedJudge()).score([_row(0)], _outputs([NO_TAGS]), step=1)
+    scored = RewardPipeline(cfg, editor, ScriptedJudge()).score([_row(0)], _outputs([NO_TAGS]))
     assert editor.requests[0].instruction == cfg.worker.reward.fallback_instruction
     assert scored.counts["no_re_edit"] == 1
 
@@ -112,12 +113,12 @@ def test_fallback_instruction_is_edited_and_counted():
 def test_seeds_per_item_and_per_group():
     cfg = load_config(None, [])
     editor = RecordingEditor()
-    RewardPipeline(cfg, editor, ScriptedJudge()).score([_row(0)], _outputs([GOOD, GOOD]), step=4)
+    RewardPipeline(cfg, editor, ScriptedJudge()).score([_row(0)], _outputs([GOOD, GOOD]))
     seeds = [r.seed for r in editor.requests]
-    assert seeds[0] != seeds[1] and seeds[0] == derive_seed(0, "r0", 0, 4)
+    assert seeds[0] != seeds[1] and seeds[0] == edit_seed(cfg.worker.image_edit, "r0", 0)
     cfg = load_config(None, ["worker.image_edit.seed_mode=per_group"])
     editor = RecordingEditor()
-    RewardPipeline(cfg, editor, ScriptedJudge()).score([_row(0)], _outputs([GOOD, GOOD]), step=4)
+    RewardPipeline(cfg, editor, ScriptedJudge()).score([_row(0)], _outputs([GOOD, GOOD]))
     assert editor.requests[0].seed == editor.requests[1].seed
 
 
@@ -125,9 +126,9 @@ def test_improvement_uses_cached_preliminary_scores():
     cfg = load_config(None, ["worker.reward.improvement=true", "worker.image_edit.seed_mode=per_group", "worker.reward.strategy=weighted_sum"])
     judge = ScriptedJudge()
     pipeline = RewardPipeline(cfg, RecordingEditor(), judge)
-    scored = pipeline.score([_row(0)], _outputs([GOOD, GOOD]), step=1)
+    scored = pipeline.score([_row(0)], _outputs([GOOD, GOOD]))
     assert [r.key for r in judge.requests].count("r0/preliminary") == 1
-    pipeline.score([_row(0)], _outputs([GOOD]), step=2)
+    pipeline.score([_row(0)], _outputs([GOOD]))
     assert [r.key for r in judge.requests].count("r0/preliminary") == 1  # cached
     assert torch.isfinite(scored.rewards).all() and (scored.rewards <= 10).all()
 
@@ -138,4 +139,4 @@ def test_judge_returning_wrong_count_is_an_error(cfg):
             return []
 
     with pytest.raises(RuntimeError, match="judge returned 0 results"):
-        RewardPipeline(cfg, RecordingEditor(), ShortJudge()).score([_row(0)], _outputs([GOOD]), step=1)
+        RewardPipeline(cfg, RecordingEditor(), ShortJudge()).score([_row(0)], _outputs([GOOD]))

@@ -15,13 +15,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from easyr1.algorithms import compute_advantage, effective_sample_mask, filter_groups
+from easyr1.algorithms import (
+    compute_advantage,
+    effective_sample_mask,
+    filter_groups,
+    get_advantage_estimator,
+    kl_reward_penalty,
+    make_kl_controller,
+)
 from easyr1.config import DIMENSIONS, EasyR1Config, dump_yaml
 from easyr1.data.types import EditSample
+from easyr1.editing.seeds import derive_seed
 from easyr1.rollout.protocol import PolicyPrompt, RolloutOutput, SamplingParams
 
 from .checkpoint import CheckpointManager
-from .scoring import RewardPipeline, ScoredBatch, derive_seed
+from .scoring import RewardPipeline, ScoredBatch
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +64,8 @@ class GRPOTrainer:
         self.scorer = RewardPipeline(cfg, components.editor, components.judge)
         self.step = 0
         self.best_val = -math.inf
+        algo = cfg.algorithm
+        self.kl_ctrl = make_kl_controller(algo.kl_type, algo.kl_coef, algo.kl_target, algo.kl_horizon)
 
     # ------------------------------------------------------------------ set-up / resume
     def resume(self) -> None:
@@ -69,10 +79,12 @@ class GRPOTrainer:
             return
         state = CheckpointManager.read_driver_state(path)
         if state.get("model_only"):
-            logger.warning("checkpoint %s holds model weights only; loading them and starting at step 0", path)
-            self.c.actor.load_checkpoint(path / "actor", model_only=True)
+            raise StageFailure(
+                f"{path} is a model-only checkpoint (trainer.save_model_only): it cannot resume a run. Start a new run "
+                f"from its weights with worker.actor.model.model_path={path / 'model'}"
+            )
         else:
-            self.c.actor.load_checkpoint(path / "actor")
+            self.c.actor.load_checkpoint(str(path))
             self.c.train_loader.load_state_dict(state["loader"])
             self.step = int(state["step"])
             self.best_val = float(state.get("best_val", -math.inf))
@@ -95,7 +107,7 @@ class GRPOTrainer:
         prompts: list[PolicyPrompt] = [self.c.build_prompt(row) for row in rows]
         with timed(timings, "rollout"):
             outputs: list[RolloutOutput] = self.c.rollout.generate(prompts, self._sampling(step, validation))
-        scored = self.scorer.score(rows, outputs, step)
+        scored = self.scorer.score(rows, outputs)
         for name, seconds in scored.timings.items():
             timings[name] = timings.get(name, 0.0) + seconds
         return prompts, outputs, scored
@@ -120,11 +132,10 @@ class GRPOTrainer:
                 )
                 result = filter_groups(
                     key_scores, group, scored.valid, std_threshold=algo.filter_std_threshold,
-                    mean_low=algo.filter_low, mean_high=algo.filter_high,
+                    low=algo.filter_low, high=algo.filter_high,
                 )
-                keep = result.kept_groups
-                filter_counts["kept"] += int(keep.sum())
-                filter_counts["dropped"] += int((~keep).sum())
+                keep = result.group_keep
+                filter_counts.update({k: int(v) for k, v in result.as_metrics().items()})
             for g, row in enumerate(rows):
                 if bool(keep[g]):
                     kept.append((row, prompts[g], outputs[g * n : (g + 1) * n], scored, slice(g * n, (g + 1) * n)))
@@ -172,27 +183,10 @@ class GRPOTrainer:
             raise StageFailure(f"step {step}: every judge call failed ({Counter(r for r in reasons if r)}); stopping")
 
         algo = self.cfg.algorithm
-        advantages = compute_advantage(algo.adv_estimator, reward_t, group, valid_t, eps=algo.norm_eps, gamma=algo.gamma)
-        effective = effective_sample_mask(algo.adv_estimator, group, valid_t)
         masked = Counter(r for r in reasons if r is not None)
+        effective = effective_sample_mask(algo.adv_estimator, group, valid_t)
         masked["group:too_few_valid"] = int((valid_t & ~effective).sum())
-
-        batch = self.c.make_actor_batch(prompts, outputs, advantages, effective)
-        actor_metrics: dict[str, float] = {}
-        if int(effective.sum()) > 0:
-            with timed(timings, "old_logprob"):
-                batch = self.c.actor.compute_log_probs(batch)
-            if not algo.disable_kl and algo.use_kl_loss:
-                with timed(timings, "ref_logprob"):
-                    batch = self.c.actor.compute_ref_log_probs(batch)
-            with timed(timings, "update"):
-                actor_metrics = self.c.actor.update_policy(batch)
-            with timed(timings, "sync"):
-                sync_metrics = self.c.rollout.sync_weights(self.c.actor) or {}
-            actor_metrics.update(sync_metrics)
-        else:
-            logger.warning("step %d: no sample can contribute (all masked or single-valid groups); update skipped", step)
-
+        actor_metrics = self._update(prompts, outputs, reward_t, valid_t, effective, group, timings)
         # Metrics.
         finite = reward_t[valid_t]
         metrics["reward/mean"] = float(finite.mean()) if finite.numel() else math.nan
@@ -209,9 +203,9 @@ class GRPOTrainer:
         metrics["samples/no_re_edit"] = counts["no_re_edit"]
         metrics["samples/edit_failed"] = counts["edit_failed"]
         metrics["samples/judge_failed"] = counts["judge_failed"]
-        if algo.online_filtering:
-            metrics["filter/kept_groups"] = filter_counts["kept"]
-            metrics["filter/dropped_groups"] = filter_counts["dropped"]
+        metrics.update(filter_counts)
+        judged = [res for sb in {id(k[3]): k[3] for k in kept}.values() for res in sb.judge_results if res is not None]
+        metrics.update(self._judge_metrics(judged))
         response_tokens = sum(len(o.token_ids) for o in outputs)
         metrics["response/length_mean"] = response_tokens / max(total, 1)
         for key, value in actor_metrics.items():
@@ -227,8 +221,77 @@ class GRPOTrainer:
         metrics["throughput/images_per_s"] = counts["edits"] / max(timings.get("edit", 1e-9), 1e-9) if counts["edits"] else 0.0
         metrics["throughput/samples_per_s"] = total / timings["step"]
         self.c.telemetry.log_step(step, metrics)
+        self.c.telemetry.observe_rewards(
+            {
+                "overall": reward_t[valid_t].tolist(),
+                "format": fmt,
+                **{d: [v for v in dims[d] if math.isfinite(v)] for d in DIMENSIONS},
+            }
+        )
+        self.c.telemetry.observe_judge_latency([res.latency_s for res in judged if not res.cached])
         if self.cfg.telemetry.log_images_every > 0 and step % self.cfg.telemetry.log_images_every == 0:
             self.c.telemetry.log_samples(step, self._sample_rows(samples_for_log, self.cfg.telemetry.images_per_table))
+        return metrics
+
+    def _update(self, prompts, outputs, rewards, valid, effective, group, timings) -> dict[str, float]:
+        """Old/ref log-probs, advantages, PPO update and weight sync; returns actor metrics."""
+        algo = self.cfg.algorithm
+        if int(effective.sum()) == 0:
+            logger.warning("step %d: no sample can contribute (all masked or lone valid samples); update skipped", self.step + 1)
+            return {}
+        batch = self.c.make_actor_batch(prompts, outputs, effective)
+        width = batch.max_response_length
+        lengths = torch.tensor([len(r) for r in batch.responses])
+        response_mask = torch.arange(width)[None, :] < lengths[:, None]
+        with timed(timings, "old_logprob"):
+            batch = batch.with_fields(old_log_probs=self.c.actor.compute_log_probs(batch))
+        kl_reward = not algo.disable_kl and not algo.use_kl_loss
+        if not algo.disable_kl:
+            with timed(timings, "ref_logprob"):
+                batch = batch.with_fields(ref_log_probs=self.c.actor.compute_ref_log_probs(batch))
+        opts: dict[str, Any] = {"eps": algo.norm_eps, "gamma": algo.gamma}
+        metrics: dict[str, float] = {}
+        if get_advantage_estimator(algo.adv_estimator).token_level or kl_reward:
+            opts["response_mask"] = response_mask
+        if kl_reward:
+            token_rewards, current_kl = kl_reward_penalty(
+                batch.old_log_probs, batch.ref_log_probs, response_mask, algo.kl_penalty, self.kl_ctrl.value
+            )
+            opts["token_rewards"] = token_rewards
+            metrics["actor/reward_kl"] = float(current_kl)
+            metrics["actor/kl_coef"] = float(self.kl_ctrl.value)
+            self.kl_ctrl.update(float(current_kl), len(batch))
+        advantages = compute_advantage(algo.adv_estimator, rewards, group, valid, **opts)
+        batch = batch.with_fields(advantages=advantages.float())
+        with timed(timings, "update"):
+            metrics.update(self.c.actor.update_policy(batch))
+        with timed(timings, "sync"):
+            metrics.update(self.c.rollout.sync_weights(self.c.actor) or {})
+        return metrics
+
+    def _judge_metrics(self, results: list[Any]) -> dict[str, float]:
+        """Per-step judge counters from the results themselves (works for every judge backend)."""
+        if not results:
+            return {}
+        outcomes = Counter("cached" if r.cached else ("ok" if r.valid else r.reason or "failed") for r in results)
+        latencies = sorted(r.latency_s for r in results if not r.cached)
+        prompt_tokens = sum(r.prompt_tokens for r in results)
+        completion_tokens = sum(r.completion_tokens for r in results)
+        j = self.cfg.judge
+        metrics: dict[str, float] = {f"judge/requests/{k}": v for k, v in outcomes.items()}
+        metrics.update(
+            {
+                "judge/prompt_tokens": prompt_tokens,
+                "judge/completion_tokens": completion_tokens,
+                "judge/cost_usd": prompt_tokens / 1000 * j.price_per_1k_prompt_tokens
+                + completion_tokens / 1000 * j.price_per_1k_completion_tokens,
+                "judge/cache_hits": outcomes.get("cached", 0),
+                "judge/cache_misses": len(results) - outcomes.get("cached", 0),
+            }
+        )
+        if latencies:
+            metrics["judge/latency_p50_s"] = float(np.quantile(latencies, 0.5))
+            metrics["judge/latency_p95_s"] = float(np.quantile(latencies, 0.95))
         return metrics
 
     def _sample_rows(self, items, limit: int) -> list[dict[str, Any]]:
@@ -296,19 +359,24 @@ class GRPOTrainer:
             "numpy_rng": _jsonable(np.random.get_state()),
             "torch_rng": torch.get_rng_state().tolist(),
         }
+        def write_actor(folder: Path) -> None:
+            if model_only:
+                self.c.actor.export_hf(str(folder / "model"))
+            else:
+                self.c.actor.save_checkpoint(str(folder))  # writes folder/actor/
+
         self.checkpoints.save(
             step,
-            lambda folder: self.c.actor.save_checkpoint(folder / "actor", model_only=model_only),
+            write_actor,
             state,
             dump_yaml(self.cfg, redact=True),
         )
 
     # ------------------------------------------------------------------ the loop
     def total_steps(self) -> int:
-        tcfg = self.cfg.trainer
-        per_epoch = self.c.train_loader.steps_per_epoch()
-        total = per_epoch * tcfg.total_epochs
-        return min(total, tcfg.max_steps) if tcfg.max_steps else total
+        from .components import training_steps
+
+        return training_steps(self.cfg, self.c.train_loader)
 
     def fit(self, progress=None) -> list[dict[str, float]]:
         tcfg = self.cfg.trainer

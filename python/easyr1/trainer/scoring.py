@@ -7,14 +7,12 @@ what a response without a ``<Re_edit>`` gets, and that choice is counted too.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from PIL import Image
@@ -22,17 +20,12 @@ from PIL import Image
 from easyr1.config import DIMENSIONS, EasyR1Config
 from easyr1.data.types import EditSample
 from easyr1.editing.protocol import Editor, EditRequest, EditResult
+from easyr1.editing.seeds import edit_seed
 from easyr1.reward import EditAction, FormatRule, combine_with_config, decide_edit, parse_response
 from easyr1.reward.judge.protocol import Judge, JudgeRequest, JudgeResult
 from easyr1.rollout.protocol import RolloutOutput
 
 logger = logging.getLogger(__name__)
-
-
-def derive_seed(*parts: Any) -> int:
-    """A stable 31-bit seed from the given parts (same parts → same seed, across processes and runs)."""
-    digest = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & 0x7FFFFFFF
 
 
 @dataclass
@@ -75,13 +68,8 @@ class RewardPipeline:
         self._preliminary_cache: dict[str, JudgeResult] = {}
 
     # -- helpers -------------------------------------------------------------------------------------------
-    def _seed(self, sample: EditSample, sample_index: int, step: int) -> int:
-        if self.edit_cfg.seed_mode == "per_group":
-            return derive_seed(self.edit_cfg.base_seed, sample.id, step)
-        return derive_seed(self.edit_cfg.base_seed, sample.id, sample_index, step)
-
     # -- the pass ------------------------------------------------------------------------------------------
-    def score(self, rows: Sequence[EditSample], outputs: Sequence[RolloutOutput], step: int) -> ScoredBatch:
+    def score(self, rows: Sequence[EditSample], outputs: Sequence[RolloutOutput]) -> ScoredBatch:
         by_id = {row.id: row for row in rows}
         n = len(outputs)
         counts: Counter = Counter(total=n)
@@ -109,7 +97,7 @@ class RewardPipeline:
                 EditRequest(
                     image=row.edited_image,
                     instruction=instructions[i] or "",
-                    seed=self._seed(row, outputs[i].sample_index, step),
+                    seed=edit_seed(self.edit_cfg, row.id, outputs[i].sample_index),
                     key=f"{row.id}/{outputs[i].sample_index}",
                     metadata=row.metadata,
                 )

@@ -1,0 +1,141 @@
+"""Build everything a run needs from a config — Ray, data, pools, editor, judge, telemetry — and tear it down."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from easyr1.actor.batch import PolicyBatch
+from easyr1.config import EasyR1Config
+from easyr1.data import EditDataLoader, EditSample, build_dataloader, build_policy_prompt
+from easyr1.editing.protocol import Editor
+from easyr1.reward.judge.protocol import Judge
+from easyr1.rollout.protocol import PolicyPrompt, RolloutOutput
+
+logger = logging.getLogger(__name__)
+
+
+class StepBatches:
+    """``next_batch()`` across epochs on top of an :class:`EditDataLoader` (whose iteration is one epoch)."""
+
+    def __init__(self, loader: EditDataLoader):
+        self.loader = loader
+        self._iter: Any = None
+
+    def next_batch(self) -> list[EditSample]:
+        for _ in range(2):
+            if self._iter is None:
+                self._iter = iter(self.loader)
+            try:
+                return next(self._iter)
+            except StopIteration:
+                self._iter = None
+        raise RuntimeError(f"the training data yields no batch of {self.loader.batch_size} rows")
+
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.loader))
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._iter = None
+        self.loader.load_state_dict(state)
+
+    def iter_batches(self):
+        """One full pass (validation): a fresh epoch every time."""
+        self.loader.epoch, self.loader.position = 0, 0
+        yield from self.loader
+
+
+@dataclass
+class Components:
+    """What the driver talks to. Built by :func:`build_components`; ``close()`` releases all of it."""
+
+    cfg: EasyR1Config
+    actor: Any
+    rollout: Any
+    editor: Editor
+    judge: Judge
+    telemetry: Any
+    train_loader: StepBatches
+    val_loader: StepBatches | None
+    started_ray: bool = False
+    closables: list[Any] = field(default_factory=list)
+
+    def build_prompt(self, row: EditSample) -> PolicyPrompt:
+        return build_policy_prompt(row, self.cfg.data.system_prompt)
+
+    @staticmethod
+    def make_actor_batch(prompts: list[PolicyPrompt], outputs: list[RolloutOutput], valid: torch.Tensor) -> PolicyBatch:
+        return PolicyBatch(prompts=prompts, responses=[list(o.token_ids) for o in outputs], valid=valid)
+
+    def close(self) -> None:
+        for obj in reversed(self.closables):
+            try:
+                (getattr(obj, "close", None) or obj.shutdown)()
+            except Exception as exc:  # keep closing the rest
+                logger.warning("while shutting down %s: %s", type(obj).__name__, exc)
+        if self.started_ray:
+            import ray
+
+            ray.shutdown()
+
+
+def training_steps(cfg: EasyR1Config, train: StepBatches) -> int:
+    """GRPO steps of the run: ``total_epochs`` × batches per epoch, capped by ``max_steps``."""
+    total = train.steps_per_epoch() * cfg.trainer.total_epochs
+    return min(total, cfg.trainer.max_steps) if cfg.trainer.max_steps else total
+
+
+def build_editor_for(cfg: EasyR1Config) -> tuple[Editor, Any]:
+    """The editor pool on Ray (Qwen-Image-Edit, or several replicas), else the editor in this process."""
+    from easyr1.editing.factory import build_editor, build_editor_pool
+
+    edit = cfg.worker.image_edit
+    if edit.backend == "qwen_image_edit" or edit.num_replicas > 1:
+        pool = build_editor_pool(edit, cfg.cluster.editor)
+        return pool, pool
+    editor = build_editor(edit)
+    return editor, editor if hasattr(editor, "close") else None
+
+
+def build_components(cfg: EasyR1Config, run_dir: Path) -> Components:
+    from easyr1.actor.placement import init_ray
+    from easyr1.actor.pool import ActorPool, optimizer_steps_per_training_step
+    from easyr1.models.loading import load_processor
+    from easyr1.reward.judge import build_judge
+    from easyr1.rollout.pool import RolloutPool
+    from easyr1.telemetry import Telemetry
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    closables: list[Any] = []
+    model = cfg.worker.actor.model
+    processor = load_processor(model.tokenizer_path or model.model_path, trust_remote_code=model.trust_remote_code)
+    train = StepBatches(build_dataloader(cfg.data, "train", processor=processor))
+    val = StepBatches(build_dataloader(cfg.data, "val", processor=processor)) if cfg.data.val_files else None
+    telemetry = Telemetry(cfg, run_dir)
+    closables.append(telemetry)
+    # Ray's socket paths must stay short: its temp dir lives in the system temp folder, named per process.
+    started = init_ray(cfg.cluster, temp_dir=tempfile.mkdtemp(prefix="easyr1-ray-"))
+    try:
+        judge = build_judge(cfg.judge)
+        if hasattr(judge, "close"):
+            closables.append(judge)
+        editor, editor_closable = build_editor_for(cfg)
+        if editor_closable is not None:
+            closables.append(editor_closable)
+        actor = ActorPool(cfg, total_steps=training_steps(cfg, train) * optimizer_steps_per_training_step(cfg))
+        closables.append(actor)
+        rollout = RolloutPool(cfg)
+        closables.append(rollout)
+    except BaseException:
+        comps = Components(cfg, None, None, None, None, telemetry, train, val, started, closables)  # type: ignore[arg-type]
+        comps.close()
+        raise
+    return Components(cfg, actor, rollout, editor, judge, telemetry, train, val, started, closables)

@@ -1,0 +1,156 @@
+"""``easyr1 demo``: the whole loop on a laptop CPU — tiny models, sandbox data, SFT warm start, then GRPO.
+
+Everything is built locally (no GPU, no network): a tiny random-weight Qwen2.5-VL policy, the sandbox world's
+scenes, editor and judge. Re-running with the same ``--out`` reuses what is already there and resumes GRPO from
+its newest complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from importlib import resources
+from pathlib import Path
+
+from easyr1.config import DIMENSIONS, ConfigValidationError, EasyR1Config, load_config
+
+logger = logging.getLogger(__name__)
+
+
+def preset_path() -> Path:
+    return Path(str(resources.files("easyr1") / "presets" / "sandbox.yaml"))
+
+
+def demo_overrides(out: Path, steps: int | None, seed: int | None) -> list[str]:
+    """Point the preset's paths at ``out`` and apply ``--steps``/``--seed``."""
+    items = [
+        f"data.train_files={out / 'data' / 'train'}",
+        f"data.val_files={out / 'data' / 'val'}",
+        f"worker.actor.model.model_path={out / 'tiny' / 'policy'}",
+        f"trainer.output_dir={out}",
+        f"sft.output_dir={out / 'sft'}",
+    ]
+    if steps is not None:
+        items.append(f"trainer.max_steps={steps}")
+    if seed is not None:
+        items += [
+            f"data.seed={seed}",
+            f"sandbox.seed={seed}",
+            f"trainer.seed={seed}",
+            f"worker.rollout.seed={seed}",
+            f"worker.actor.seed={seed}",
+        ]
+    return items
+
+
+def prepare(cfg: EasyR1Config, out: Path, seed: int) -> dict[str, float]:
+    """Build the tiny policy and the sandbox data when missing; returns reference rewards of the data."""
+    from easyr1.models.tiny import build_tiny_policy
+    from easyr1.sandbox.generator import write_sandbox_splits
+
+    policy = Path(cfg.worker.actor.model.model_path)
+    if not (policy / "config.json").is_file():
+        logger.info("building the tiny policy in %s", policy)
+        build_tiny_policy(policy, seed=seed)
+    data = Path(cfg.data.train_files).parent
+    if not any(Path(cfg.data.train_files).glob("*.parquet")):
+        logger.info("writing sandbox data to %s", data)
+        write_sandbox_splits(data, cfg.sandbox)
+    return reference_rewards(cfg)
+
+
+def reference_rewards(cfg: EasyR1Config, rows: int = 64) -> dict[str, float]:
+    """Mean sandbox judge score (5 dims) of doing nothing vs of the demonstrations, on validation rows."""
+    import pyarrow.parquet as pq
+
+    from easyr1.sandbox.answers import score_answer, score_preliminary
+
+    folder = Path(cfg.data.val_files or cfg.data.train_files)
+    records = []
+    for path in sorted(folder.glob("*.parquet")):
+        records.extend(pq.read_table(path, columns=["scene_json", "demonstration"]).to_pylist())
+        if len(records) >= rows:
+            break
+    records = records[:rows]
+    if not records:
+        return {}
+    nothing = [score_preliminary(r["scene_json"]).mean for r in records]
+    demo = [score_answer(r["scene_json"], r["demonstration"]).mean for r in records]
+    return {"do_nothing": sum(nothing) / len(nothing), "demonstration": sum(demo) / len(demo)}
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .entry import run_training
+    from .grpo import StageFailure
+    from .report import read_metrics, summarize, write_report
+    from .sft import run_sft
+
+    console = Console(stderr=True)
+    out = Path(args.out).resolve()
+    base = args.config or preset_path()
+    try:
+        cfg = load_config(base, [*demo_overrides(out, args.steps, args.seed), *args.overrides])
+    except ConfigValidationError as exc:
+        console.print(f"easyr1 demo: {exc}", style="red", markup=False)
+        return 2
+    seed = args.seed if args.seed is not None else cfg.sandbox.seed
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+    console.rule("easyr1 demo: tiny Qwen2.5-VL policy + sandbox world, on CPU")
+    t0 = time.perf_counter()
+    references = prepare(cfg, out, seed)
+    times["prepare"] = time.perf_counter() - t0
+
+    sft_dir = Path(cfg.sft.output_dir or out / "sft")
+    t0 = time.perf_counter()
+    if not (sft_dir / "config.json").is_file():
+        run_sft(cfg, console=console)
+    else:
+        logger.info("reusing the SFT warm start in %s", sft_dir)
+    times["sft"] = time.perf_counter() - t0
+    cfg.worker.actor.model.model_path = str(sft_dir)
+
+    t0 = time.perf_counter()
+    try:
+        run_training(cfg, console=console)
+    except StageFailure as exc:
+        console.print(f"easyr1 demo stopped: {exc}", style="red", markup=False)
+        return 1
+    times["grpo"] = time.perf_counter() - t0
+    times["total"] = time.perf_counter() - start
+
+    rows = read_metrics(out / "metrics.jsonl")
+    summary = summarize(rows)
+    grids = sorted((out / "samples").glob("*.png")) if (out / "samples").is_dir() else []
+    report = write_report(out, summary, rows, grids[-4:])
+    (out / "demo_summary.json").write_text(
+        json.dumps({"times_s": times, "references": references, **summary.to_dict()}, indent=1)
+    )
+
+    table = Table(title=f"reward over {summary.steps} GRPO steps (0–10; first vs last 20 %)")
+    table.add_column("metric")
+    table.add_column("first", justify="right")
+    table.add_column("last", justify="right")
+    for key in ("reward/mean", *(f"reward/{d}" for d in DIMENSIONS), "reward/format"):
+        first, last = summary.first.get(key, math.nan), summary.last.get(key, math.nan)
+        table.add_row(key, f"{first:.2f}", f"{last:.2f}")
+    console.print(table)
+    stages = ", ".join(f"{k} {v:.2f}s" for k, v in summary.stage_seconds.items() if k != "step")
+    console.print(f"time per step by stage: {stages}")
+    if references:
+        console.print(
+            f"sandbox reference (mean of 5 judge dims on validation rows): doing nothing {references['do_nothing']:.2f}, "
+            f"the demonstrations {references['demonstration']:.2f}"
+        )
+    console.print(
+        f"wall time: prepare {times['prepare']:.0f}s, SFT {times['sft']:.0f}s, GRPO {times['grpo']:.0f}s, "
+        f"total {times['total']:.0f}s"
+    )
+    console.print(f"report: {report}\nmetrics: {out / 'metrics.jsonl'}\ncheckpoints: {out / 'checkpoints'}")
+    return 0

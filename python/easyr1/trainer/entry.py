@@ -1,0 +1,72 @@
+"""``easyr1 train CONFIG [key=value …]``: validate the config (before Ray starts), build the pools, run GRPO."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from easyr1.config import ConfigValidationError, EasyR1Config, dump_yaml, load_config
+
+logger = logging.getLogger(__name__)
+
+
+def progress_bar(console=None):
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def run_training(cfg: EasyR1Config, *, console=None) -> list[dict[str, float]]:
+    """Run GRPO for ``cfg`` in ``cfg.trainer.output_dir``; returns the per-step metrics of this invocation."""
+    from .components import build_components
+    from .grpo import GRPOTrainer
+
+    run_dir = Path(cfg.trainer.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(dump_yaml(cfg, redact=True))
+    components = build_components(cfg, run_dir)
+    try:
+        trainer = GRPOTrainer(cfg, run_dir, components=components)
+        trainer.resume()
+        with progress_bar(console) as progress:
+            return trainer.fit(progress)
+    finally:
+        components.close()
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigValidationError as exc:
+        console.print(f"easyr1 train: {exc}", style="red", markup=False)
+        return 2
+    from .grpo import StageFailure
+
+    try:
+        history = run_training(cfg, console=console)
+    except StageFailure as exc:
+        console.print(f"easyr1 train stopped: {exc}", style="red", markup=False)
+        return 1
+    if history:
+        last = history[-1]
+        console.print(f"done: {len(history)} step(s), last reward/mean {last.get('reward/mean', float('nan')):.3f}; run folder {cfg.trainer.output_dir}")
+    return 0
