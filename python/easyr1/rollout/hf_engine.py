@@ -118,9 +118,15 @@ class HFRolloutEngine:
         return dtype_name(next(self.model.parameters()).dtype)
 
     def update_weights(self, state_dict: Mapping[str, Any]) -> None:
-        """Load full (unsharded) tensors; every state-dict entry must be present (strict)."""
-        result = self.model.load_state_dict(dict(state_dict), strict=True)
-        del result
+        """Load full (unsharded) tensors; every state-dict entry must be present (checked before anything is
+        loaded, so a bad dict leaves the engine's weights untouched)."""
+        expected = set(self.model.state_dict())
+        missing, unexpected = expected - set(state_dict), set(state_dict) - expected
+        if missing or unexpected:
+            raise RuntimeError(
+                f"update_weights: missing {sorted(missing)[:5]} ({len(missing)}), unexpected {sorted(unexpected)[:5]}"
+            )
+        self.model.load_state_dict(dict(state_dict), strict=True)
 
     def num_sync_ranks(self) -> int:
         return 1
