@@ -15,6 +15,7 @@ import itertools
 import logging
 import time
 import uuid
+import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -113,6 +114,23 @@ def classify_exception(exc: BaseException) -> str:
     return "client_error"
 
 
+def _release(
+    loop: BackgroundLoop,
+    worker: concurrent.futures.ThreadPoolExecutor,
+    cache: JudgeCache | None,
+    clients: list[openai.AsyncOpenAI],
+) -> None:
+    async def close_clients() -> None:
+        for client in clients:
+            await client.close()
+        clients.clear()
+
+    loop.close(close_clients())
+    worker.shutdown(wait=True)
+    if cache is not None:
+        cache.close()
+
+
 def _refused_connection(exc: BaseException) -> bool:
     try:
         from aiohttp import ClientConnectorError
@@ -163,6 +181,9 @@ class OpenAIJudge:
         self._system_prompts: dict[tuple[str | None, bool], str] = {}
         self._key_prefix = f"easyr1-judge-{uuid.uuid4().hex[:12]}"
         self._call_ids = itertools.count()
+        # released by close(), or when the judge is garbage-collected or the interpreter exits
+        self._clients: list[openai.AsyncOpenAI] = []
+        self._finalizer = weakref.finalize(self, _release, self._loop, self._worker, self.cache, self._clients)
 
     def __repr__(self) -> str:
         c = self.cfg
@@ -184,11 +205,9 @@ class OpenAIJudge:
         return await self._loop.arun(self._score_batch(list(requests), on_result))
 
     def close(self) -> None:
-        """Close the HTTP client, stop the private loop and close the cache."""
-        self._loop.close(self._aclose())
-        self._worker.shutdown(wait=True)
-        if self.cache is not None:
-            self.cache.close()
+        """Close the HTTP client, stop the private loop and close the cache. Safe to call twice."""
+        self._finalizer()
+        self._client = None
 
     def __enter__(self) -> OpenAIJudge:
         return self
@@ -206,11 +225,6 @@ class OpenAIJudge:
             if not isinstance(req.instruction, str):
                 raise ValueError(f"judge request {i} (key={req.key!r}): instruction is not a string")
 
-    async def _aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
-
     def _ensure_client(self) -> openai.AsyncOpenAI:
         """Built on the private loop on first use (the HTTP pool then stays bound to that loop)."""
         if self._client is None:
@@ -227,6 +241,7 @@ class OpenAIJudge:
                 timeout=self.cfg.timeout_s,
                 http_client=http_client,
             )
+            self._clients.append(self._client)
             self._semaphore = asyncio.Semaphore(self.cfg.max_concurrency)
             if self.cfg.requests_per_minute:
                 self._rpm = AsyncLimiter(self.cfg.requests_per_minute, RATE_WINDOW_S)
@@ -241,7 +256,7 @@ class OpenAIJudge:
         tasks = [asyncio.create_task(self._score_sample(req, progress[i], encoded)) for i, req in enumerate(requests)]
         if on_result is not None:
             for i, task in enumerate(tasks):
-                task.add_done_callback(_report_to(on_result, i))
+                task.add_done_callback(_done_callback(on_result, i))
         pending: set[asyncio.Task] = set()
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self.cfg.batch_deadline_s)
@@ -278,7 +293,7 @@ class OpenAIJudge:
                 results.append(task.result())
         if on_result is not None:
             for i in late:
-                on_result(i, results[i])
+                _report_to(on_result, i, results[i])
         reasons = [r.reason if not r.valid else None for r in results]
         self.stats.record_samples(reasons)
         failures = Counter(r for r in reasons if r)
@@ -508,13 +523,17 @@ def _http_client(kind: str, **kwargs: Any) -> Any:
     return openai.DefaultAsyncHttpxClient(**kwargs)
 
 
-def _report_to(on_result: ResultCallback, index: int) -> Callable[[asyncio.Task], None]:
+def _report_to(on_result: ResultCallback, index: int, result: JudgeResult) -> None:
+    try:
+        on_result(index, result)
+    except Exception:
+        logger.exception("judge on_result callback failed")
+
+
+def _done_callback(on_result: ResultCallback, index: int) -> Callable[[asyncio.Task], None]:
     def callback(task: asyncio.Task) -> None:
-        if task.cancelled() or task.exception() is not None:
-            return  # reported after the batch is assembled
-        try:
-            on_result(index, task.result())
-        except Exception:
-            logger.exception("judge on_result callback failed")
+        if not task.cancelled() and task.exception() is None:
+            _report_to(on_result, index, task.result())
+        # cancelled or failed samples are reported once the batch is assembled
 
     return callback

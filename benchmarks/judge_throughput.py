@@ -1,0 +1,190 @@
+"""Judge throughput: a serial loop in the style of the reference against our concurrent client.
+
+64 samples × 5 dimensions against the loopback test server (a child process, so it does not share the client's
+CPU time slice) answering each call after a fixed latency. The serial loop makes one call after another with the
+SDK's synchronous client, as the reference did; ours runs the same calls through ``OpenAIJudge``. The bound is
+ceil(calls / concurrency) × latency: what perfect concurrency with zero client cost would take.
+
+    python benchmarks/judge_throughput.py [--samples 64] [--latency 0.2] [--concurrency 64] [--repeats 3]
+
+Prints a table, then one JSON line with ``serial_s``, ``ours_s``, ``bound_s``, ``speedup`` and ``bound_ratio``
+(per_dimension mode) and the same for ``single_call`` mode. Goal: speedup ≥ 40×, ours ≤ 1.25 × bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from typing import Any
+
+import openai
+from PIL import Image, ImageDraw
+
+from easyr1.config import JudgeConfig
+from easyr1.reward.judge import DIMENSIONS, JudgeRequest, rubrics
+from easyr1.reward.judge.images import encode_image
+from easyr1.reward.judge.openai_judge import OpenAIJudge
+from easyr1.reward.judge.parsing import parse_json_answer, parse_number_answer
+from easyr1.reward.judge.test_server import ServerBehaviour, SubprocessJudgeServer
+
+GOAL_SPEEDUP = 40.0
+GOAL_BOUND_RATIO = 1.25
+API_KEY = "sk-benchmark"
+
+
+def scene(seed: int, size: int) -> Image.Image:
+    """A drawn scene (sky, ground, sun, objects) so the JPEGs have realistic structure."""
+    img = Image.new("RGB", (size, size), (110 + seed % 60, 160, 230))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, size * 2 // 3, size, size), fill=(90, 140 - seed % 40, 70))
+    draw.ellipse((size // 10, size // 10, size // 4, size // 4), fill=(250, 220, 90))
+    for k in range(6):
+        x = (seed * 37 + k * 71) % (size - size // 6)
+        draw.rectangle((x, size // 2, x + size // 8, size // 2 + size // 5), fill=((seed * 13 + k * 50) % 256, 80, 120))
+    return img
+
+
+def make_requests(samples: int, size: int, group: int = 4) -> list[JudgeRequest]:
+    """``samples`` rollouts in groups of ``group`` sharing a source image (n rollouts of one prompt)."""
+    sources = [scene(p, size) for p in range(math.ceil(samples / group))]
+    return [
+        JudgeRequest(sources[i // group], scene(1000 + i, size), f"prompt {i // group}: repair the shadow ({i})")
+        for i in range(samples)
+    ]
+
+
+def serial_reference(base_url: str, requests: list[JudgeRequest], cfg: JudgeConfig) -> tuple[float, int]:
+    """One call after another with the synchronous SDK client, like the reference; returns (seconds, valid)."""
+    client = openai.OpenAI(api_key=API_KEY, base_url=base_url, max_retries=0, timeout=cfg.timeout_s)
+    valid = 0
+    start = time.perf_counter()
+    for req in requests:
+        images = [
+            encode_image(img, max_side=cfg.image_max_side, quality=cfg.jpeg_quality)
+            for img in (req.source_image, req.edited_image)
+        ]
+        content: list[dict[str, Any]] = [{"type": "text", "text": rubrics.user_text(req.instruction)}]
+        for index, (role, image) in enumerate(zip(("source", "edited"), images, strict=True), 1):
+            content.append({"type": "text", "text": rubrics.image_label(index, role)})
+            content.append({"type": "image_url", "image_url": {"url": image.data_url, "detail": cfg.image_detail}})
+        dims: list[str | None] = list(DIMENSIONS) if cfg.mode == "per_dimension" else [None]
+        answers = []
+        for dim in dims:
+            system = rubrics.dimension_system_prompt(dim) if dim else rubrics.single_call_system_prompt()
+            extra = {"response_format": rubrics.response_format()} if dim is None else {}
+            response = client.chat.completions.create(
+                model=cfg.model,
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": content}],  # type: ignore[list-item]
+                temperature=cfg.temperature,
+                max_tokens=cfg.max_tokens,
+                **extra,
+            )
+            text = response.choices[0].message.content
+            answers.append(parse_number_answer(text) if dim else parse_json_answer(text))
+        valid += all(a is not None for a in answers)
+    elapsed = time.perf_counter() - start
+    client.close()
+    return elapsed, valid
+
+
+def ours(base_url: str, requests: list[JudgeRequest], cfg: JudgeConfig, repeats: int) -> tuple[list[float], int]:
+    with OpenAIJudge(cfg, api_key=API_KEY) as judge:
+        judge.score_batch(requests)  # warm-up: loop thread and a full connection pool, as in a training loop
+        times, valid = [], 0
+        for _ in range(repeats):
+            start = time.perf_counter()
+            results = judge.score_batch(requests)
+            times.append(time.perf_counter() - start)
+            valid = sum(r.valid for r in results)
+    return times, valid
+
+
+def run_mode(server: SubprocessJudgeServer, requests: list[JudgeRequest], mode: str, args: argparse.Namespace) -> dict:
+    cfg = JudgeConfig(
+        backend="openai",
+        base_url=server.base_url,
+        model="judge-benchmark",
+        mode=mode,
+        max_concurrency=args.concurrency,
+        max_retries=0,
+        timeout_s=30.0,
+        batch_deadline_s=600.0,
+    )
+    calls = len(requests) * (len(DIMENSIONS) if mode == "per_dimension" else 1)
+    serial_s, serial_valid = serial_reference(server.base_url, requests, cfg)
+    times, ours_valid = ours(server.base_url, requests, cfg, args.repeats)
+    if serial_valid != len(requests) or ours_valid != len(requests):
+        raise SystemExit(f"{mode}: invalid results (serial {serial_valid}, ours {ours_valid} of {len(requests)})")
+    best = min(times)
+    bound = math.ceil(calls / args.concurrency) * args.latency
+    return {
+        "mode": mode,
+        "calls": calls,
+        "serial_s": round(serial_s, 3),
+        "ours_s": round(best, 3),
+        "ours_median_s": round(statistics.median(times), 3),
+        "bound_s": round(bound, 3),
+        "speedup": round(serial_s / best, 1),
+        "bound_ratio": round(best / bound, 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--latency", type=float, default=0.2, help="server latency per call (s)")
+    parser.add_argument("--concurrency", type=int, default=64, help="judge.max_concurrency of ours")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of ours (the best is reported)")
+    parser.add_argument("--image-size", type=int, default=512, help="side of the square test images")
+    args = parser.parse_args(argv)
+
+    requests = make_requests(args.samples, args.image_size)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    with SubprocessJudgeServer(ServerBehaviour(latency_s=args.latency)) as server:
+        per_dim = run_mode(server, requests, "per_dimension", args)
+        single = run_mode(server, requests, "single_call", args)
+    single["speedup_vs_reference"] = round(per_dim["serial_s"] / single["ours_s"], 1)
+
+    print(
+        f"judge throughput: {args.samples} samples, {args.latency * 1000:.0f} ms per call, concurrency "
+        f"{args.concurrency}, {args.image_size}px images, {os.cpu_count()} CPUs, load avg {load:.2f}"
+    )
+    header = f"{'mode':<14}{'calls':>7}{'serial s':>10}{'ours s':>9}{'median s':>10}{'bound s':>9}{'speedup':>9}{'ours/bound':>12}"
+    print(header)
+    print("-" * len(header))
+    for row in (per_dim, single):
+        print(
+            f"{row['mode']:<14}{row['calls']:>7}{row['serial_s']:>10.2f}{row['ours_s']:>9.3f}"
+            f"{row['ours_median_s']:>10.3f}{row['bound_s']:>9.2f}{row['speedup']:>8.1f}x{row['bound_ratio']:>12.3f}"
+        )
+    print(f"single_call vs the reference's serial per-dimension loop: {single['speedup_vs_reference']:.1f}x")
+    goal_met = per_dim["speedup"] >= GOAL_SPEEDUP and per_dim["bound_ratio"] <= GOAL_BOUND_RATIO
+    print(
+        f"goal (per_dimension): speedup >= {GOAL_SPEEDUP:.0f}x and ours <= {GOAL_BOUND_RATIO} x bound: "
+        f"{'met' if goal_met else 'NOT met'}"
+    )
+    result = {
+        "benchmark": "judge_throughput",
+        "samples": args.samples,
+        "latency_s": args.latency,
+        "concurrency": args.concurrency,
+        "image_size": args.image_size,
+        "cpus": os.cpu_count(),
+        "load_avg_1m": round(load, 2),
+        **{
+            k: per_dim[k] for k in ("calls", "serial_s", "ours_s", "ours_median_s", "bound_s", "speedup", "bound_ratio")
+        },
+        "goal_met": goal_met,
+        "single_call": {k: v for k, v in single.items() if k != "mode"},
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
