@@ -23,6 +23,7 @@ import argparse
 import functools
 import json
 import os
+import shutil
 import tempfile
 import time
 
@@ -98,17 +99,14 @@ def main() -> int:
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(
-        num_cpus=max(2, max(ks) // 2),
-        include_dashboard=False,
-        _temp_dir=tempfile.mkdtemp(prefix="rb", dir="/tmp"),
-        log_to_driver=False,
-    )
+    temp_dir = tempfile.mkdtemp(prefix="rb", dir="/tmp")
+    ray.init(num_cpus=max(2, max(ks) // 2), include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False)
     try:
         calls, unique, duplicates = workload(args.image_side)
         rows = [measure(k, calls, args.latency, args.batch_size) for k in ks]
     finally:
         ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
     base = rows[0]["throughput"] / ks[0]
     print(
