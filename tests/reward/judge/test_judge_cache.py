@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from judge_testkit import make_requests, picture
 
-from conftest import make_requests, picture
 from easyr1.reward.judge import JudgeRequest, rubrics
 from easyr1.reward.judge.test_server import Rule, ServerBehaviour
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from judge_testkit import API_KEY, picture
 
-from conftest import API_KEY, picture
 from easyr1.cli import main
 from easyr1.reward.judge.protocol import DIMENSIONS
 from easyr1.reward.judge.test_server import Rule, ServerBehaviour

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from judge_testkit import make_requests, picture
 
-from conftest import make_requests, picture
 from easyr1.reward.judge import JudgeRequest
 from easyr1.reward.judge import openai_judge as openai_judge_module
 from easyr1.reward.judge.protocol import DIMENSIONS

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from judge_testkit import make_requests
 
-from conftest import make_requests
 from easyr1.reward.judge import openai_judge as openai_judge_module
 from easyr1.reward.judge.test_server import Rule, ServerBehaviour
 

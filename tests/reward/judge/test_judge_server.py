@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from judge_testkit import API_KEY, make_requests
 
-from conftest import API_KEY, make_requests
 from easyr1.config import JudgeConfig
 from easyr1.reward.judge.openai_judge import OpenAIJudge
 from easyr1.reward.judge.test_server import Rule, ServerBehaviour, SubprocessJudgeServer
