@@ -109,10 +109,12 @@ def test_replica_that_cannot_start_is_reported(ray_local, tiny_cfg):
         EditorPool.from_config(broken, PoolPlacement(num_cpus_per_worker=0.5))
 
 
-def test_tiny_pipeline_edits_through_the_pool(ray_local, tiny_cfg, make_image):
+def test_tiny_pipeline_edits_through_the_pool(ray_local, tiny_cfg, make_image, monkeypatch):
     batch = [EditRequest(make_image(i), f"Add a red ball {i}", 5 + i, f"r{i}/0") for i in range(5)]
     batch.append(batch[0])
-    cfg = dataclasses.replace(tiny_cfg, num_replicas=2, batch_size=2)
+    # a path relative to the driver's working directory reaches the replicas resolved
+    monkeypatch.chdir(tiny_cfg.model_path + "/..")
+    cfg = dataclasses.replace(tiny_cfg, num_replicas=2, batch_size=2, model_path="editor")
     with EditorPool.from_config(cfg, PoolPlacement(num_cpus_per_worker=0.5)) as pool:
         results = pool.edit(batch)
         assert [r.ok for r in results] == [True] * 6, [r.reason for r in results]

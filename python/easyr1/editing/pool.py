@@ -28,6 +28,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .batching import balanced_chunks, edit_isolating_failures
@@ -163,6 +164,10 @@ class EditorPool:
         backend (:func:`easyr1.editing.factory.build_editor`)."""
         from .factory import build_editor
 
+        model_path = Path(cfg.model_path)
+        if not model_path.is_absolute() and model_path.exists():
+            # replicas are other processes, perhaps started in another working directory
+            cfg = dataclasses.replace(cfg, model_path=str(model_path.resolve()))
         return cls(
             factory or functools.partial(build_editor, cfg),
             num_replicas=cfg.num_replicas,
