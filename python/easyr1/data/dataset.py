@@ -148,6 +148,7 @@ class EditDataset:
                     yield position, result
                 # The block is done before the next one is fetched, so at most one block is held in memory.
                 raws.clear()
+                self.source.release_memory()
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)

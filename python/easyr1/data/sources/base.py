@@ -58,6 +58,10 @@ class RowSource(ABC):
     def fetch(self, refs: Sequence[RowRef]) -> list[RawRow]:
         """Raw rows for ``refs``, in that order."""
 
+    def release_memory(self) -> None:
+        """Called after each block: hand freed buffers back to the system (no-op unless a source pools memory)."""
+        return None
+
     def fingerprint(self) -> str:
         """Identifies the data layout (files, unit sizes), so a resumed loader can check it reads the same rows."""
         digest = hashlib.sha256()

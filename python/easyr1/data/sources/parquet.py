@@ -51,6 +51,10 @@ class ParquetSource(RowSource):
                     self.units.append(Unit(file, rg, group.num_rows, first))
                 first += group.num_rows
 
+    def release_memory(self) -> None:
+        # Arrow's allocator keeps freed row groups for reuse; without this the process grows by a block or so.
+        pa.default_memory_pool().release_unused()
+
     def fetch(self, refs: Sequence[RowRef]) -> list[RawRow]:
         tables: dict[int, pa.Table] = {}
         out = []
