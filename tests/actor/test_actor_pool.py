@@ -3,15 +3,23 @@ checkpoints and Hugging Face export."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
-from easyr1.actor.batch import PolicyBatch
+from easyr1.actor.batch import PolicyBatch, encode_responses
 from easyr1.rollout.probe import probe_prompts
 
 pytestmark = pytest.mark.slow
+
+DEMONSTRATIONS = [
+    "<CoT>The ball floats above the grass.</CoT>\n<Re_edit>Place the ball on the ground.</Re_edit>",
+    "<CoT>The shadow falls on the wrong side of the tree.</CoT>\n<Re_edit>Flip the shadow of the tree to the left.</Re_edit>",
+    "<CoT>The sky is dark but the ground is lit.</CoT>\n<Re_edit>Make the sky blue.</Re_edit>",
+]
+TAGS = re.compile(r"^<CoT>.+</CoT>\n<Re_edit>.+</Re_edit>$", re.DOTALL)
 
 
 def _fixed_batch(lengths=(5, 9, 7, 3, 6, 8, 4, 7), seed: int = 0) -> PolicyBatch:
@@ -34,7 +42,8 @@ def _prepare(pool, batch: PolicyBatch) -> PolicyBatch:
 def pools(ray_session, make_config):
     from easyr1.actor.pool import ActorPool
 
-    pool2 = ActorPool(make_config(num_workers=2))
+    # Two ranks packing micro-batches by token budget vs one rank with fixed micro-batches of 2.
+    pool2 = ActorPool(make_config(num_workers=2, dynamic_batching=True, max_token_len_per_device=150))
     pool1 = ActorPool(make_config(num_workers=1))
     yield pool1, pool2
     pool1.shutdown()
@@ -47,7 +56,8 @@ def test_sharded_step_equals_single_process_step(pools) -> None:
     b1, b2 = _prepare(pool1, batch), _prepare(pool2, batch)
     torch.testing.assert_close(b1.old_log_probs, b2.old_log_probs, rtol=0, atol=1e-6)
     m1, m2 = pool1.update_policy(b1), pool2.update_policy(b2)
-    # 8 responses per mini-batch: 4 micro-batches on one rank vs 2 × 2 on two ranks — the same single step.
+    # 8 responses per mini-batch: 4 micro-batches on one rank vs token-budget micro-batches on two ranks — the
+    # same single step.
     assert m1["actor/optimizer_steps"] == m2["actor/optimizer_steps"] == 1
     assert m1["actor/grad_norm"] == pytest.approx(m2["actor/grad_norm"], rel=1e-4)
     assert m1["actor/tokens"] == m2["actor/tokens"] == sum(len(r) for r in batch.responses)
@@ -109,3 +119,37 @@ def test_export_hf_loads_with_the_production_loader(pools, tmp_path: Path) -> No
         with torch.no_grad():
             logp, _ = response_log_probs(loaded.model, inputs)
         torch.testing.assert_close(logp * inputs.response_mask, expected, rtol=0, atol=1e-5, msg=folder)
+
+
+def test_sft_teaches_the_tag_format(pools, tmp_path: Path) -> None:
+    """SFT on three demonstrations makes greedy decoding reproduce the tag format (runs last: reuses the
+    one-rank pool with a fresh optimizer)."""
+    from easyr1.config.actor import OptimConfig
+    from easyr1.models.generation import generate_sequences
+    from easyr1.models.inputs import encode_prompts
+    from easyr1.models.loading import load_policy
+
+    pool, _ = pools
+    prompts = probe_prompts(3)
+
+    def greedy_texts(folder: Path) -> list[str]:
+        policy = load_policy(folder)
+        tok = policy.processor.tokenizer
+        encoded = encode_prompts(policy.processor, prompts)
+        gens = generate_sequences(policy.model, tok, encoded, max_new_tokens=48, temperature=0.0)
+        return [tok.decode(g.token_ids, skip_special_tokens=True) for g in gens]
+
+    start = Path(pool.cfg.worker.actor.model.model_path)
+    assert not any(TAGS.match(t) for t in greedy_texts(start))
+    batch = PolicyBatch(prompts, encode_responses(load_policy(start).processor.tokenizer, DEMONSTRATIONS))
+    pool.configure_optimizer(OptimConfig(lr=1e-2, weight_decay=0.0))
+    first = pool.sft_step(batch)
+    for _ in range(70):
+        last = pool.sft_step(batch)
+        if last["sft/loss"] < 0.02:
+            break
+    assert last["sft/loss"] < first["sft/loss"] / 10
+    pool.export_hf(str(tmp_path / "sft"))
+    texts = greedy_texts(tmp_path / "sft")
+    assert all(TAGS.match(t) for t in texts), texts
+    assert texts == DEMONSTRATIONS

@@ -21,6 +21,7 @@ def pools(ray_session, make_config):
     cfg = make_config(num_workers=2, n=2)
     cfg.worker.rollout.num_engines = 2
     cfg.worker.rollout.weight_sync_bucket_mb = 1  # several buckets even for the tiny model
+    cfg.worker.actor.fsdp.enable_rank0_init = True  # rank 1 starts from uninitialised weights, gets rank 0's
     actor = ActorPool(cfg)
     rollout = RolloutPool(cfg)
     yield actor, rollout
@@ -46,7 +47,8 @@ def test_generation_is_split_over_engines_and_grouped(pools) -> None:
     outs = rollout.generate(prompts, SamplingParams(n=2, max_tokens=8, seed=1))
     assert [(o.prompt_id, o.sample_index) for o in outs] == [(p.id, k) for p in prompts for k in range(2)]
     assert {o.extra["engine"] for o in outs} == {0, 1}
-    # Engines and actor start from the same folder: generation log-probs equal the actor's.
+    # Engines and actor start from the same folder (actor rank 1 via rank 0's broadcast): generation log-probs
+    # equal the actor's.
     batch = PolicyBatch([prompts[i // 2] for i in range(6)], [o.token_ids for o in outs])
     actor_lp = actor.compute_log_probs(batch)
     for i, o in enumerate(outs):

@@ -6,10 +6,12 @@ same size and run the same number of forward/backward calls (FSDP's collectives 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import time
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -24,7 +26,16 @@ from easyr1.rollout.weight_sync import wire_dtype as _wire_dtype
 
 from . import checkpoint as ckpt
 from .batch import PolicyBatch, fixed_micro_batches, token_budget_partition
-from .fsdp import apply_fsdp2, device_mesh, full_state_dict, init_process_group, iter_full_tensors, state_specs
+from .fsdp import (
+    apply_fsdp2,
+    device_mesh,
+    full_state_dict,
+    init_process_group,
+    iter_full_tensors,
+    move_model,
+    move_optimizer,
+    state_specs,
+)
 from .optim import build_optimizer, build_scheduler
 from .placement import worker_device, worker_threads
 from .settings import ActorSettings
@@ -71,45 +82,81 @@ class ActorWorker:
         torch.manual_seed(s.actor.seed + self.rank)
         mesh = device_mesh(self.device, self.world_size)
         cfg = s.actor.model
+        # Mixed precision keeps fp32 master weights and computes in fsdp.param_dtype.
         master_dtype = "float32" if s.actor.fsdp.mixed_precision else cfg.dtype
-        self.policy = load_policy(
-            cfg.model_path,
-            tokenizer_path=cfg.tokenizer_path,
-            dtype=master_dtype,
-            attn_implementation=cfg.attn_implementation,
-            device=self.device,
-            freeze_vision_tower=cfg.freeze_vision_tower,
-            gradient_checkpointing=cfg.enable_gradient_checkpointing,
-            trust_remote_code=cfg.trust_remote_code,
-        )
-        self.model = apply_fsdp2(
-            self.policy.model,
-            mesh=mesh,
-            fsdp=s.actor.fsdp,
-            device=self.device,
-            cpu_offload=s.actor.fsdp.enable_cpu_offload,
+        self.policy = self._load(master_dtype, training=True)
+        self.model = self._shard(
+            self.policy.model, mesh=mesh, cpu_offload=s.actor.fsdp.enable_cpu_offload, mixed_precision=None
         )
         self.configure_optimizer(s.optim, s.total_steps)
         if s.with_reference:
-            ref = load_policy(
-                cfg.model_path,
-                tokenizer_path=cfg.tokenizer_path,
-                dtype=cfg.dtype,
-                attn_implementation=cfg.attn_implementation,
-                device=self.device,
-                trust_remote_code=cfg.trust_remote_code,
-            ).model
+            ref = self._load(cfg.dtype, training=False).model
             ref.requires_grad_(False)
-            self.ref_model = apply_fsdp2(
-                ref,
-                mesh=mesh,
-                fsdp=s.actor.fsdp,
-                device=self.device,
-                cpu_offload=s.ref.offload_params,
-                mixed_precision=False,
-            )
+            self.ref_model = self._shard(ref, mesh=mesh, cpu_offload=s.ref.offload_params, mixed_precision=False)
+        self._offload()
         n_params = sum(p.numel() for p in self.model.parameters())  # local shards
         return {"rank": self.rank, "device": self.device, "backend": backend, "local_params": n_params}
+
+    @property
+    def _rank0_init(self) -> bool:
+        return self.settings.actor.fsdp.enable_rank0_init and self.world_size > 1
+
+    def _load(self, dtype: str, *, training: bool) -> LoadedPolicy:
+        cfg = self.settings.actor.model
+        return load_policy(
+            cfg.model_path,
+            tokenizer_path=cfg.tokenizer_path,
+            dtype=dtype,
+            attn_implementation=cfg.attn_implementation,
+            device=self.device,
+            freeze_vision_tower=cfg.freeze_vision_tower and training,
+            gradient_checkpointing=cfg.enable_gradient_checkpointing and training,
+            trust_remote_code=cfg.trust_remote_code,
+            load_weights=self.rank == 0 or not self._rank0_init,
+        )
+
+    def _shard(self, model: Any, *, mesh: Any, cpu_offload: bool, mixed_precision: bool | None) -> Any:
+        """FSDP2-wrap ``model``; with ``fsdp.enable_rank0_init`` rank 0's weights are then broadcast to all."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        full = dict(model.state_dict()) if self._rank0_init and self.rank == 0 else {}
+        sharded = apply_fsdp2(
+            model,
+            mesh=mesh,
+            fsdp=self.settings.actor.fsdp,
+            device=self.device,
+            cpu_offload=cpu_offload,
+            mixed_precision=mixed_precision,
+        )
+        if self._rank0_init:
+            options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+            set_model_state_dict(sharded, full, options=options)
+        return sharded
+
+    @contextlib.contextmanager
+    def _resident(self) -> Iterator[None]:
+        """Bring offloaded parameters/optimizer state back to the GPU for the duration of a call."""
+        self._onload()
+        try:
+            yield
+        finally:
+            self._offload()
+
+    def _onload(self) -> None:
+        self._move(self.device)
+
+    def _offload(self) -> None:
+        self._move("cpu")
+
+    def _move(self, device: str) -> None:
+        # Idle offloading only matters on GPU; FSDP's own CPUOffloadPolicy already keeps parameters on CPU.
+        off = self.settings.actor.offload
+        if self.device != "cuda" or self.settings.actor.fsdp.enable_cpu_offload:
+            return
+        if off.offload_params:
+            move_model(self.model, device)
+        if off.offload_optimizer and self.optimizer is not None:
+            move_optimizer(self.optimizer, device)
 
     def configure_optimizer(self, optim: OptimConfig, total_steps: int | None) -> None:
         """(Re)create AdamW and the schedule (e.g. after an SFT warm start in the same pool)."""
@@ -179,11 +226,11 @@ class ActorWorker:
         was_training = model.training
         model.eval()
         try:
-            for idx in self.micro_batches(encoded, batch, size):
-                inputs = self.inputs(encoded, batch, idx)
-                logp, _ = response_log_probs(model, inputs, temperature=self.settings.logprob_temperature)
-                logp = (logp * inputs.response_mask).float().cpu()
-                out[idx, : logp.shape[1]] = logp
+            with self._resident() if which == "actor" else contextlib.nullcontext():
+                for idx in self.micro_batches(encoded, batch, size):
+                    inputs = self.inputs(encoded, batch, idx)
+                    logp, _ = response_log_probs(model, inputs, temperature=self.settings.logprob_temperature)
+                    out[idx, : logp.shape[1]] = (logp * inputs.response_mask).float().cpu()
         finally:
             model.train(was_training)
         return out
@@ -196,13 +243,15 @@ class ActorWorker:
         if self.settings.use_kl_loss and batch.ref_log_probs is None:
             raise ValueError("update_policy: the KL loss is on but the batch has no ref_log_probs")
         start = time.perf_counter()
-        metrics = ppo_update(self, batch, mini_batch_size)
+        with self._resident():
+            metrics = ppo_update(self, batch, mini_batch_size)
         metrics["actor/update_time_s"] = time.perf_counter() - start
         return metrics
 
     def sft_step(self, batch: PolicyBatch) -> dict[str, float]:
         """One optimizer step of token-mean cross-entropy on the responses of this shard."""
-        return sft_update(self, batch)
+        with self._resident():
+            return sft_update(self, batch)
 
     def optimizer_step(self) -> tuple[float, bool]:
         """Clip, step (skipped when the gradient norm is not finite), schedule. Returns (grad norm, stepped)."""
@@ -224,10 +273,12 @@ class ActorWorker:
 
     # ----------------------------------------------------------------- state
     def save_checkpoint(self, path: str) -> None:
-        ckpt.save_checkpoint(self, path)
+        with self._resident():
+            ckpt.save_checkpoint(self, path)
 
     def load_checkpoint(self, path: str) -> None:
-        ckpt.load_checkpoint(self, path)
+        with self._resident():
+            ckpt.load_checkpoint(self, path)
 
     def export_hf(self, path: str, dtype: str | None = None) -> None:
         ckpt.export_hf(self, path, dtype)
@@ -265,14 +316,15 @@ class ActorWorker:
     def broadcast_weights(self, plan: WeightPlan) -> int:
         """All ranks gather full tensors (FSDP collective); rank 0 broadcasts them bucket by bucket to the
         engines. Returns bytes sent (0 on other ranks)."""
-        tensors = iter_full_tensors(self.model)
-        if self.rank != 0:
-            for _ in tensors:
-                pass
-            return 0
-        if self._sync_group is None:
+        if self.rank == 0 and self._sync_group is None:
             raise RuntimeError("broadcast_weights before join_weight_sync")
-        return self._sync_group.send(plan, tensors)
+        with self._resident():
+            tensors = iter_full_tensors(self.model)
+            if self.rank != 0:
+                for _ in tensors:
+                    pass
+                return 0
+            return self._sync_group.send(plan, tensors)
 
     def ping(self) -> int:
         return self.rank

@@ -219,8 +219,12 @@ def load_policy(
     freeze_vision_tower: bool = False,
     gradient_checkpointing: bool = False,
     trust_remote_code: bool = False,
+    load_weights: bool = True,
 ) -> LoadedPolicy:
     """Load a Qwen-VL family policy and its processor from local folders.
+
+    ``load_weights=False`` builds the same model with uninitialised weights from ``config.json`` only (no weight
+    files read) — for FSDP ranks that receive the weights from rank 0.
 
     ``device`` decides the ``auto`` dtype and attention implementation and where the weights go. Gradient
     checkpointing (non-reentrant) also turns the KV cache off for training forwards. The model is returned in
@@ -233,9 +237,16 @@ def load_policy(
     attn = resolve_attn_implementation(attn_implementation, device)
     cls = policy_class(family)
     try:
-        model = cls.from_pretrained(
-            str(model_path), dtype=torch_dtype, attn_implementation=attn, trust_remote_code=trust_remote_code
-        )
+        if load_weights:
+            model = cls.from_pretrained(
+                str(model_path), dtype=torch_dtype, attn_implementation=attn, trust_remote_code=trust_remote_code
+            )
+        else:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(str(model_path), trust_remote_code=trust_remote_code)
+            config._attn_implementation = attn
+            model = instantiate_policy(config, dtype=torch_dtype)
     except Exception as exc:
         raise PolicyLoadError(
             f"cannot load {cls.__name__} from {str(model_path)!r}: {type(exc).__name__}: {exc}"
