@@ -58,7 +58,9 @@ def test_generation_is_split_over_engines_and_grouped(pools) -> None:
 def test_collective_sync_after_an_update(pools) -> None:
     actor, rollout = pools
     _train_once(actor, rollout)
-    assert rollout.probe_difference(actor) > 1e-3, "engines should be stale after the update"
+    stale = rollout.probe_difference(actor)
+    assert stale > 1e-3, "engines should be stale after the update"
+    rollout.cfg.worker.rollout.sync_probe_tolerance = 1e-4
     metrics = rollout.sync_weights(actor)
     assert metrics["rollout/sync_probe_max_abs_diff"] <= 1e-4
     assert metrics["rollout/sync_bytes"] > 0
@@ -76,3 +78,12 @@ def test_object_store_sync(pools) -> None:
         assert rollout.sync_weights(actor)["rollout/sync_probe_max_abs_diff"] <= 1e-4
     finally:
         rollout.cfg.worker.rollout.weight_sync = "collective"
+
+
+def test_a_stale_engine_fails_the_probe_check(pools) -> None:
+    actor, rollout = pools
+    _train_once(actor, rollout)  # engines now hold the previous weights
+    rollout.cfg.worker.rollout.sync_probe_tolerance = 1e-4
+    with pytest.raises(RuntimeError, match="sync check failed"):
+        rollout.verify_sync(actor)
+    rollout.sync_weights(actor)  # and a real sync passes the same check

@@ -61,6 +61,9 @@ class RolloutConfig:
     """Bucket size of the collective weight broadcast."""
     check_sync_logprobs: bool = True
     """After each sync, compare engine and actor log-probs on a fixed probe and log the max difference."""
+    sync_probe_tolerance: float | None = None
+    """Raise when the probe difference exceeds this (``None``: only report ``rollout/sync_probe_max_abs_diff``).
+    Same dtype on both sides (``hf`` engine, fp32 CPU) agrees to ~1e-6; bf16 engines need ~0.1."""
     val_override_config: RolloutValOverride = field(default_factory=RolloutValOverride)
     """Sampling overrides used for validation."""
 
@@ -76,4 +79,6 @@ class RolloutConfig:
         yield from check_positive(f"{path}.generation_batch_size", self.generation_batch_size)
         yield from check_choice(f"{path}.weight_sync", self.weight_sync, ["collective", "object_store"])
         yield from check_positive(f"{path}.weight_sync_bucket_mb", self.weight_sync_bucket_mb)
+        if self.sync_probe_tolerance is not None:
+            yield from check_positive(f"{path}.sync_probe_tolerance", self.sync_probe_tolerance)
         yield from check_positive(f"{path}.val_override_config.n", self.val_override_config.n)

@@ -169,8 +169,19 @@ class RolloutPool:
             ray.get([e.update_weights.remote(state_ref) for e in self.engines])
         metrics["rollout/sync_time_s"] = time.perf_counter() - start
         if check:
-            metrics["rollout/sync_probe_max_abs_diff"] = self.probe_difference(actor_pool)
+            metrics["rollout/sync_probe_max_abs_diff"] = self.verify_sync(actor_pool)
         return metrics
+
+    def verify_sync(self, actor_pool: Any) -> float:
+        """:meth:`probe_difference`, raising ``RuntimeError`` above ``worker.rollout.sync_probe_tolerance``."""
+        diff = self.probe_difference(actor_pool)
+        tolerance = self.cfg.worker.rollout.sync_probe_tolerance
+        if tolerance is not None and diff > tolerance:
+            raise RuntimeError(
+                f"weight sync check failed: engine and actor log-probs differ by {diff:.3g} on the probe "
+                f"(worker.rollout.sync_probe_tolerance={tolerance})"
+            )
+        return diff
 
     def probe_difference(self, actor_pool: Any) -> float:
         """Greedy-generate on the probe with every engine, score the same tokens with the actor; the largest
