@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-data", help="read a dataset end to end and report bad rows")
     p.add_argument("path", help="file or folder")
-    p.add_argument("--pattern", default="*.parquet")
+    p.add_argument("--pattern", default=None, help="glob inside a folder (default: *.parquet, or *.jsonl for jsonl)")
     p.add_argument("--format", choices=["seed", "jsonl", "hf"], default="seed")
     p.add_argument("--on-bad-row", choices=["error", "skip"], default="error")
     p.set_defaults(target="easyr1.data.check:check_data_command")

@@ -47,6 +47,11 @@ def test_config_equals_override_names_the_file(tmp_path):
     assert cfg.worker.rollout.n == 6
 
 
+def test_value_yaml_cannot_read_is_a_string():
+    cfg = load_config(None, ["data.pattern=*.jsonl", "data.format=jsonl"])
+    assert cfg.data.pattern == "*.jsonl"
+
+
 def test_nested_dict_override():
     cfg = load_config(None, ["worker.reward.weights.format=0.5"])
     assert cfg.worker.reward.weights["format"] == 0.5

@@ -43,7 +43,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             raise ConfigValidationError([ConfigError(item, None, "overrides must look like key=value")])
         key, raw = item.split("=", 1)
         key = key.strip().lstrip("+")
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _parse_value(raw)
         merged = _merge(merged, translate({key: value}), source="command line")
     try:
         cfg: EasyR1Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
@@ -53,6 +53,16 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     if errors:
         raise ConfigValidationError(errors)
     return cfg
+
+
+def _parse_value(raw: str) -> Any:
+    """A command-line value as YAML (numbers, booleans, lists); what YAML cannot read (``*.jsonl``) is a string."""
+    if not raw.strip():
+        return ""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

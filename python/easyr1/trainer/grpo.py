@@ -26,6 +26,7 @@ from easyr1.algorithms import (
 from easyr1.config import DIMENSIONS, EasyR1Config, dump_yaml
 from easyr1.data.types import EditSample
 from easyr1.editing.seeds import derive_seed
+from easyr1.reward import parse_response
 from easyr1.rollout.protocol import PolicyPrompt, RolloutOutput, SamplingParams
 
 from .checkpoint import CheckpointManager
@@ -204,6 +205,9 @@ class GRPOTrainer:
         metrics["samples/edit_failed"] = counts["edit_failed"]
         metrics["samples/judge_failed"] = counts["judge_failed"]
         metrics.update(filter_counts)
+        take_editor_metrics = getattr(self.c.editor, "take_metrics", None)
+        if callable(take_editor_metrics):
+            metrics.update(take_editor_metrics())
         judged = [res for sb in {id(k[3]): k[3] for k in kept}.values() for res in sb.judge_results if res is not None]
         metrics.update(self._judge_metrics(judged))
         response_tokens = sum(len(o.token_ids) for o in outputs)
@@ -306,7 +310,8 @@ class GRPOTrainer:
                     "preliminary": row.edited_image,
                     "final": scored.final_images[j],
                     "response": scored.texts[j],
-                    "re_edit": scored.re_edits[j],
+                    "re_edit": scored.re_edits[j] or "",
+                    "cot": "\n".join(parse_response(scored.texts[j]).cot),
                     "scores": dict(res.scores) if res is not None and res.scores else {},
                     "format": float(scored.format_scores[j]),
                     "reward": float(scored.rewards[j]),
