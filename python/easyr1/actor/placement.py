@@ -39,6 +39,22 @@ def worker_threads(placement: PoolPlacement) -> int:
     return max(1, int(placement.num_cpus_per_worker))
 
 
+def wait_for_pool(refs: list[Any], *, what: str, options: dict[str, Any], count: int, timeout_s: float) -> list[Any]:
+    """``ray.get`` of a pool's start-up calls, with a clear error when the workers cannot be placed in time
+    (not enough CPUs/GPUs or no node advertising the pool's custom resource)."""
+    import ray
+
+    try:
+        return ray.get(refs, timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        wanted = {k: v for k, v in options.items() if k in ("num_cpus", "num_gpus", "resources")}
+        raise RuntimeError(
+            f"{what}: {count} worker(s) asking for {wanted} each did not start within {timeout_s:.0f}s; "
+            f"cluster total {ray.cluster_resources()}, free now {ray.available_resources()} — lower the pool sizes "
+            "or cluster.<pool>.num_cpus_per_worker, or give Ray more resources (cluster.num_cpus)"
+        ) from None
+
+
 def init_ray(cluster: ClusterConfig, *, temp_dir: str | None = None, **kwargs: Any) -> bool:
     """Connect to the configured Ray cluster, or start a local one. Returns ``True`` if this call started Ray.
 

@@ -21,7 +21,7 @@ from easyr1.config import EasyR1Config
 from easyr1.config.actor import OptimConfig
 
 from .batch import PolicyBatch, shard_batch
-from .placement import ray_actor_options
+from .placement import ray_actor_options, wait_for_pool
 from .settings import actor_settings
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class ActorPool:
         total_steps: optimizer steps the lr schedule spans (needed for cosine decay or a warm-up ratio).
         optim: optimizer settings to use instead of ``worker.actor.optim`` (e.g. the SFT learning rate).
         with_reference: load the frozen reference copy; default: when a KL term is configured.
+        startup_timeout_s: how long the workers may take to be placed and start before a clear error.
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class ActorPool:
         total_steps: int | None = None,
         optim: OptimConfig | None = None,
         with_reference: bool | None = None,
+        startup_timeout_s: float = 600.0,
     ):
         import ray
 
@@ -75,10 +77,12 @@ class ActorPool:
             for rank in range(self.world_size)
         ]
         try:
+            wait = {"what": "actor pool", "options": options, "count": self.world_size, "timeout_s": startup_timeout_s}
+            wait_for_pool([w.ping.remote() for w in self.workers], **wait)
             host, port = ray.get(self.workers[0].rendezvous.remote())
             self.info = ray.get([w.setup.remote(host, port) for w in self.workers])
         except Exception:
-            self.shutdown()
+            self.shutdown(graceful=False)
             raise
         logger.info("actor pool ready: %d workers on %s", self.world_size, self.info[0]["device"])
 
@@ -175,11 +179,12 @@ class ActorPool:
     def device(self) -> str:
         return self.info[0]["device"]
 
-    def shutdown(self) -> None:
+    def shutdown(self, graceful: bool = True) -> None:
+        """End the workers (``graceful``: leave the process group first)."""
         import ray
 
         workers, self.workers = getattr(self, "workers", []), []
-        if workers:
+        if workers and graceful:
             try:
                 ray.get([w.shutdown.remote() for w in workers], timeout=30)
             except Exception as exc:  # a crashed worker must not stop the others from going away

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from easyr1.actor.placement import ray_actor_options, worker_device, worker_threads
+from easyr1.actor.placement import ray_actor_options, wait_for_pool, worker_device, worker_threads
 from easyr1.config import EasyR1Config
 
 from .probe import probe_prompts
@@ -44,9 +44,10 @@ class RolloutPool:
         cfg: the full config (``worker.rollout``, ``worker.actor.model`` for the policy path and dtype,
             ``cluster.rollout`` for placement).
         model_path: policy folder to start from (default ``worker.actor.model.model_path``).
+        startup_timeout_s: how long the engines may take to be placed and load before a clear error.
     """
 
-    def __init__(self, cfg: EasyR1Config, *, model_path: str | None = None):
+    def __init__(self, cfg: EasyR1Config, *, model_path: str | None = None, startup_timeout_s: float = 600.0):
         import ray
 
         self.cfg = cfg
@@ -80,8 +81,14 @@ class RolloutPool:
                     max_response_length=cfg.data.max_response_length,
                 )
             self.engines.append(remote_cls.options(**options).remote(model_path or model.model_path, **kwargs))
-        try:
-            ray.get([e.ping.remote() for e in self.engines])  # surfaces load errors here, not at first use
+        try:  # surfaces placement and load errors here, not at first use
+            wait_for_pool(
+                [e.ping.remote() for e in self.engines],
+                what="rollout pool",
+                options=options,
+                count=len(self.engines),
+                timeout_s=startup_timeout_s,
+            )
         except Exception:
             self.shutdown()
             raise
