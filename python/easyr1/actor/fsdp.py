@@ -74,7 +74,10 @@ def iter_full_tensors(model: torch.nn.Module, *, to_cpu: bool = False) -> Iterat
     """Every state-dict entry as a full tensor, one at a time (a collective: all ranks must iterate together)."""
     from torch.distributed.tensor import DTensor
 
+    nccl = dist.is_initialized() and dist.get_backend() == "nccl"
     for name, value in model.state_dict().items():
+        if isinstance(value, DTensor) and nccl and value.device.type == "cpu":
+            value = value.to("cuda")  # CPU-offloaded shards: NCCL gathers GPU tensors only
         full = value.full_tensor() if isinstance(value, DTensor) else value
         yield name, (full.cpu() if to_cpu else full)
 
