@@ -59,7 +59,10 @@ def make_requests(samples: int, size: int, group: int = 4) -> list[JudgeRequest]
 
 
 def serial_reference(base_url: str, requests: list[JudgeRequest], cfg: JudgeConfig) -> tuple[float, int]:
-    """One call after another with the synchronous SDK client, like the reference; returns (seconds, valid)."""
+    """One call after another with the synchronous SDK client, like the reference; returns (seconds, valid).
+
+    The images are encoded once per sample here too, so the comparison measures concurrency, not encoding.
+    """
     client = openai.OpenAI(api_key=API_KEY, base_url=base_url, max_retries=0, timeout=cfg.timeout_s)
     valid = 0
     start = time.perf_counter()
