@@ -88,7 +88,8 @@ class GRPOTrainer:
             self.c.actor.load_checkpoint(str(path))
             self.c.train_loader.load_state_dict(state["loader"])
             self.step = int(state["step"])
-            self.best_val = float(state.get("best_val", -math.inf))
+            best = state.get("best_val")
+            self.best_val = -math.inf if best is None else float(best)
             random.setstate(_tuple_state(state["python_rng"]))
             np.random.set_state(_np_state(state["numpy_rng"]))
             torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
@@ -209,7 +210,11 @@ class GRPOTrainer:
         if callable(take_editor_metrics):
             metrics.update(take_editor_metrics())
         judged = [res for sb in {id(k[3]): k[3] for k in kept}.values() for res in sb.judge_results if res is not None]
-        metrics.update(self._judge_metrics(judged))
+        judge_stats = getattr(self.c.judge, "stats", None)
+        if judge_stats is not None and hasattr(judge_stats, "drain"):  # the HTTP judge counts calls and retries itself
+            metrics.update(judge_stats.drain().to_metrics())
+        else:
+            metrics.update(self._judge_metrics(judged))
         response_tokens = sum(len(o.token_ids) for o in outputs)
         metrics["response/length_mean"] = response_tokens / max(total, 1)
         for key, value in actor_metrics.items():
