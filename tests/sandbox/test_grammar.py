@@ -88,6 +88,7 @@ def test_phrase_parses_to_ops(text, ops):
         "Remove the shadows",  # shadows follow the sun: not an operation
         "Paint the box",  # no colour
         "Move the box",  # no direction
+        "Make the cone ball",  # two objects, no "into": not a replacement
         "Dance",
         "",
     ],

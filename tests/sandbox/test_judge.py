@@ -169,3 +169,14 @@ def test_explain_lists_the_violations(single_defect_rows):
     violations = SandboxJudge().explain(_request(row.doc.to_json()))
     assert [v.kind for v in violations] == ["lit_candle_under_water"]
     assert set(SEVERITY) >= {v.kind for v in violations}
+
+
+def test_unrequested_sky_changes_are_penalised(single_defect_rows):
+    """Removing the sun, adding a moon or relighting are not free in a row that did not ask for them."""
+    for row in single_defect_rows["floating_object"][:5]:
+        fixed = "; ".join(row.re_edits)
+        side = "right" if row.doc.source.sun_side == "left" else "left"
+        for extra in ("Remove the sun", "Add the moon", f"Relight the scene from the {side}", "Make it night"):
+            damaged = score_re_edit(row.doc, f"{fixed}; {extra}")
+            assert damaged.unparsed == [] and damaged.ignored == [], extra
+            assert damaged.mean < 9.5, (extra, damaged.scores)

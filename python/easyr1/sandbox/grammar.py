@@ -252,7 +252,7 @@ def _h_make(s: _Slots) -> list[Op]:
         states = [st for st in states if st != "day"] + (["day"] if target is None and "night" not in states else [])
     if states:
         return _state_ops(list(dict.fromkeys(states)), target)
-    tail_nouns = s.nouns(tail)
+    tail_nouns = s.nouns(s.after("into", "to"))
     if (
         target in (*OBJECT_KINDS, "decoration")
         and tail_nouns

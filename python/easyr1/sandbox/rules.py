@@ -30,24 +30,24 @@ from .scene import (
 )
 
 PG, EC, CS, LC, TA = DIMENSIONS
-SPILLOVER = 0.05
+SPILLOVER = 0.08
 """Share every dimension loses per violation, on top of the violation's own severities."""
 MOVED_TOLERANCE = 0.08
 """An object displaced by more than this (fraction of the width) counts as moved."""
 
 SEVERITY: dict[str, dict[str, float]] = {
     # consistency
-    "shadow_toward_sun": {PG: 0.65, LC: 0.1},
-    "floating_object": {PG: 0.6, LC: 0.25},
-    "dry_ground_in_rain": {EC: 0.65, LC: 0.2},
-    "wet_ground_under_clear_sky": {EC: 0.65, LC: 0.2},
+    "shadow_toward_sun": {PG: 0.75, LC: 0.1},
+    "floating_object": {PG: 0.7, LC: 0.25},
+    "dry_ground_in_rain": {EC: 0.75, LC: 0.2},
+    "wet_ground_under_clear_sky": {EC: 0.75, LC: 0.2},
     "snowfall_on_bare_ground": {EC: 0.5},
-    "green_tree_in_snow": {EC: 0.65, LC: 0.15},
+    "green_tree_in_snow": {EC: 0.75, LC: 0.15},
     "snowy_tree_without_snow": {EC: 0.5},
-    "sun_at_night": {LC: 0.65, EC: 0.25},
+    "sun_at_night": {LC: 0.75, EC: 0.25},
     "sun_behind_clouds": {EC: 0.4, LC: 0.2},
-    "lit_candle_under_water": {LC: 0.65, PG: 0.25},
-    "decoration_of_other_festival": {CS: 0.65, TA: 0.1},
+    "lit_candle_under_water": {LC: 0.75, PG: 0.25},
+    "decoration_of_other_festival": {CS: 0.75, TA: 0.1},
     "decoration_without_festival": {CS: 0.35},
     # intent
     "requested_edit_missing": {TA: 0.7},
@@ -207,8 +207,13 @@ def preservation_violations(intent: list[Clause], s: Scene, source: Scene) -> li
     kinds = {c.kind for c in intent}
     if "weather" not in kinds and (s.sky != source.sky or s.night != source.night):
         out.append(Violation("scene_changed", "the weather or time of day was changed"))
-    if "sun_side" not in kinds and "weather" not in kinds and s.sun and source.sun and s.sun_side != source.sun_side:
-        out.append(Violation("scene_changed", "the sun was moved"))
+    if "sun_side" not in kinds and "weather" not in kinds:
+        if s.sun and source.sun and s.sun_side != source.sun_side:
+            out.append(Violation("scene_changed", "the sun was moved"))
+        if s.sun != source.sun:
+            out.append(Violation("scene_changed", "the sun was removed" if source.sun else "a sun was added"))
+    if "weather" not in kinds and s.moon != source.moon:
+        out.append(Violation("scene_changed", "the moon was removed" if source.moon else "a moon was added"))
     if "festival" not in kinds and s.festival != source.festival:
         out.append(Violation("scene_changed", "the festival banner was changed"))
     return out

@@ -106,9 +106,6 @@ class Scene:
     def all_of(self, kinds: tuple[str, ...] | list[str]) -> list[SceneObject]:
         return [o for o in self.objects if o.kind in kinds]
 
-    def sun_visible(self) -> bool:
-        return self.sun
-
     def copy(self) -> Scene:
         return copy.deepcopy(self)
 
