@@ -85,7 +85,7 @@ def test_sandbox_loop_resume_and_export(assets, tmp_path):
     full_rows = [r for r in read_rows(full) if "reward/mean" in r]
     assert [r["step"] for r in full_rows] == [1, 2, 3, 4]
     for row in full_rows:
-        assert REQUIRED_KEYS <= row.keys(), REQUIRED_KEYS - row.keys()
+        assert row.keys() >= REQUIRED_KEYS, REQUIRED_KEYS - row.keys()
         masked = sum(v for k, v in row.items() if k.startswith("samples/masked/"))
         assert row["samples/valid"] + masked == row["samples/total"] == 4
     # Interrupted after 2 steps, then resumed (resume: auto) to 4.
