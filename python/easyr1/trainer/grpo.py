@@ -181,7 +181,7 @@ class GRPOTrainer:
         valid_t = torch.tensor(valid, dtype=torch.bool)
         group = torch.arange(len(kept)).repeat_interleave(n)
 
-        if int(valid_t.sum()) == 0 and counts["judged"] > 0 and counts["judge_failed"] == counts["judged"] and self.cfg.trainer.abort_on_all_failed:
+        if counts["judged"] > 0 and counts["judge_failed"] == counts["judged"] and self.cfg.trainer.abort_on_all_failed:
             raise StageFailure(f"step {step}: every judge call failed ({Counter(r for r in reasons if r)}); stopping")
 
         algo = self.cfg.algorithm
