@@ -237,6 +237,12 @@ def test_secret_alias_moves_key_out_of_config(monkeypatch, caplog):
     assert all("SECRET" not in r.getMessage() for r in caplog.records)
 
 
+def test_redaction_masks_credentials_in_urls():
+    cfg = load_config(None, ["judge.base_url=https://user:sk-abc@judge.example/v1?api-key=sk-def"])
+    text = dump_yaml(cfg)
+    assert "sk-abc" not in text and "sk-def" not in text and "judge.example/v1" in text
+
+
 def test_redaction_masks_secret_looking_values():
     cfg = load_config()
     data = config_to_dict(cfg)

@@ -168,12 +168,25 @@ def test_token_level_estimator_and_kl_reward(data_dir, tmp_path):
     assert "actor/reward_kl" in metrics and math.isfinite(metrics["actor/reward_kl"])
 
 
-def test_all_judge_failures_stop_the_run(data_dir, tmp_path):
-    trainer, comps = make(data_dir, tmp_path, judge=FailingJudge())
-    with pytest.raises(StageFailure, match="every judge call failed"):
+class FailingEditor:
+    def edit(self, requests):
+        from easyr1.editing.protocol import EditResult
+
+        return [EditResult.failure("no_replicas") for _ in requests]
+
+
+@pytest.mark.parametrize(("judge", "editor", "reason"), [(FailingJudge(), None, "judge:timeout"), (None, FailingEditor(), "edit:no_replicas")])
+def test_all_failed_attempts_stop_the_run_after_logging(data_dir, tmp_path, judge, editor, reason):
+    trainer, comps = make(data_dir, tmp_path, "trainer.save_freq=1", judge=judge)
+    if editor is not None:
+        comps.editor = editor
+        trainer.scorer.editor = editor
+    with pytest.raises(StageFailure, match="every edit/judge attempt failed"):
         trainer.train_step()
     comps.telemetry.close()
-    assert comps.actor.batches == []
+    assert comps.actor.batches == [] and comps.actor.saved == []
+    (row,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert row[f"samples/masked/{reason}"] == 6 and row["samples/valid"] == 0
 
 
 def test_checkpoint_resume_continues_the_data_order(data_dir, tmp_path):
@@ -191,14 +204,30 @@ def test_checkpoint_resume_continues_the_data_order(data_dir, tmp_path):
     assert later == digests[1:]
 
 
-def test_model_only_checkpoint_cannot_resume(data_dir, tmp_path):
+def test_model_only_checkpoints_are_skipped_by_auto_and_refused_explicitly(data_dir, tmp_path):
     trainer, comps = make(data_dir, tmp_path, "trainer.save_freq=1", "trainer.save_model_only=true")
     trainer.train_step()
     comps.telemetry.close()
-    assert (tmp_path / "checkpoints" / "global_step_1" / "model").is_dir()
-    again, comps = make(data_dir, tmp_path, "trainer.save_freq=1", "trainer.save_model_only=true")
+    ckpt = tmp_path / "checkpoints" / "global_step_1"
+    assert (ckpt / "model").is_dir()
+    again, comps = make(data_dir, tmp_path / "other", "trainer.save_freq=1", f"trainer.save_checkpoint_path={tmp_path / 'checkpoints'}")
+    again.resume()  # auto: nothing resumable, a fresh start (the model-only folder is not a resume point)
+    assert again.step == 0
+    comps.telemetry.close()
+    explicit, comps = make(data_dir, tmp_path / "third", f"trainer.load_checkpoint_path={ckpt}")
     with pytest.raises(StageFailure, match="model-only"):
-        again.resume()
+        explicit.resume()
+    comps.telemetry.close()
+
+
+def test_later_checkpoints_of_another_run_are_refused(data_dir, tmp_path):
+    trainer, comps = make(data_dir, tmp_path, "trainer.save_freq=1")
+    trainer.train_step()
+    trainer.train_step()
+    comps.telemetry.close()
+    fresh, comps = make(data_dir, tmp_path, "trainer.resume=disable")
+    with pytest.raises(StageFailure, match="later steps"):
+        fresh.resume()
     comps.telemetry.close()
 
 

@@ -21,7 +21,7 @@ single response carries no group-relative signal, so here it contributes nothing
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -311,8 +311,11 @@ def reinforce_plus_plus_advantage(inputs: AdvantageInputs) -> torch.Tensor:
 
 @register_advantage_estimator("reinforce_plus_plus_baseline", token_level=True)
 def reinforce_plus_plus_baseline_advantage(inputs: AdvantageInputs) -> torch.Tensor:
-    """``s_i − mean_g`` on every valid token, then whitened over all valid tokens of the batch."""
+    """``s_i − mean_g`` on every valid token, then whitened over all valid tokens of the batch. Token rewards (the
+    KL reward penalty) are summed into ``s_i`` before group-centring."""
     assert inputs.response_mask is not None
+    if inputs.token_rewards is not None:
+        inputs = replace(inputs, scores=inputs.scores + inputs.token_rewards.sum(dim=-1))
     stats, effective = _group_effective(inputs)
     m = inputs.response_mask & effective[:, None]
     per_token = stats.centered[:, None].expand(m.shape)

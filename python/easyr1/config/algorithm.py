@@ -11,8 +11,9 @@ ADV_ESTIMATORS = ["grpo", "dr_grpo", "rloo", "reinforce_plus_plus", "reinforce_p
 KL_PENALTIES = [
     *["kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3"],
     *["kl+", "k1+", "abs+", "mse+", "k2+", "low_var_kl+", "k3+"],
-    "full",
 ]
+"""Per-token estimators the trainer can use (``full`` exists in ``easyr1.algorithms.kl_penalty`` for callers
+holding whole log-distributions, which the actor does not keep)."""
 
 
 @dataclass
@@ -29,7 +30,7 @@ class AlgorithmConfig:
     """KL to the reference as a loss term (``True``) or as a per-token reward penalty (``False``)."""
     kl_penalty: str = "low_var_kl"
     """KL estimator: kl|k1, abs, mse|k2, low_var_kl|k3, straight-through variants with a ``+`` suffix (value of the
-    estimator, gradient of k2), or ``full`` (exact KL over the vocabulary; needs full log-distributions)."""
+    estimator, gradient of k2)."""
     kl_coef: float = 1e-2
     """KL coefficient (initial value when ``kl_type=adaptive``)."""
     kl_type: str = "fixed"

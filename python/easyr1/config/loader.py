@@ -118,12 +118,25 @@ def config_to_dict(cfg: EasyR1Config, *, redact: bool = True) -> dict[str, Any]:
     return _redact(data) if redact else data
 
 
+def _redact_url(value: str) -> str:
+    """``https://user:token@host/path?api-key=x`` → ``https://***@host/path?***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(value)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", parts.fragment))
+
+
 def _redact(node: Any, key: str = "") -> Any:
     if isinstance(node, dict):
         return {k: _redact(v, k) for k, v in node.items()}
     if isinstance(node, list):
         return [_redact(v, key) for v in node]
     lowered = key.lower()
+    if isinstance(node, str) and node.startswith(("http://", "https://")):
+        return _redact_url(node)
     if (
         node not in (None, "")
         and any(m in lowered for m in SECRET_MARKERS)

@@ -56,9 +56,13 @@ class CheckpointManager:
         _write_text(tmp / "config.yaml", config_yaml)
         _write_text(tmp / COMPLETE, str(step))
         _fsync_dir(tmp)
-        if final.exists():  # re-saving the same step (e.g. after a resume): replace it whole
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        if final.exists():  # re-saving a step: move the old copy aside first, so a kill never leaves neither
+            old = self.root / f"global_step_{step}.old-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
         _fsync_dir(self.root)
         _write_text(self.root / TRACKER, str(step), atomic=True)
         logger.info("checkpoint saved: %s", final)
@@ -91,12 +95,16 @@ class CheckpointManager:
         removed = []
         if self.root.is_dir():
             for child in self.root.iterdir():
-                if child.is_dir() and ".tmp-" in child.name:
+                if child.is_dir() and (".tmp-" in child.name or ".old-" in child.name):
                     shutil.rmtree(child, ignore_errors=True)
                     removed.append(child)
         if removed:
             logger.warning("removed %d partial checkpoint folder(s) from an interrupted save", len(removed))
         return removed
+
+    def newer_than(self, step: int) -> list[CheckpointInfo]:
+        """Complete checkpoints of later steps (left by another run in the same folder)."""
+        return [c for c in self.complete_checkpoints() if c.step > step]
 
     def prune(self) -> None:
         if self.save_limit is None or self.save_limit < 0:

@@ -37,6 +37,10 @@ class StepBatches:
                 self._iter = None
         raise RuntimeError(f"the training data yields no batch of {self.loader.batch_size} rows")
 
+    def metrics(self) -> dict[str, float]:
+        """``data/epoch`` and the epoch's counters (rows read, bad rows by reason, overlong prompts)."""
+        return self.loader.metrics()
+
     def steps_per_epoch(self) -> int:
         return max(1, len(self.loader))
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from easyr1.actor.settings import needs_reference
 from easyr1.algorithms import (
     compute_advantage,
     effective_sample_mask,
@@ -28,6 +29,7 @@ from easyr1.data.types import EditSample
 from easyr1.editing.seeds import derive_seed
 from easyr1.reward import parse_response
 from easyr1.rollout.protocol import PolicyPrompt, RolloutOutput, SamplingParams
+from easyr1.rollout.sampling import sampling_params
 
 from .checkpoint import CheckpointManager
 from .scoring import RewardPipeline, ScoredBatch
@@ -72,69 +74,89 @@ class GRPOTrainer:
     def resume(self) -> None:
         tcfg = self.cfg.trainer
         self.checkpoints.remove_partial()
-        path = Path(tcfg.load_checkpoint_path) if tcfg.load_checkpoint_path else None
+        explicit = Path(tcfg.load_checkpoint_path) if tcfg.load_checkpoint_path else None
+        path = explicit
         if path is None and tcfg.resume == "auto":
-            latest = self.checkpoints.latest()
-            path = latest.path if latest else None
-        if path is None:
-            return
-        state = CheckpointManager.read_driver_state(path)
-        if state.get("model_only"):
+            full = [c for c in self.checkpoints.complete_checkpoints() if not _model_only(c.path)]
+            if len(full) < len(self.checkpoints.complete_checkpoints()):
+                logger.warning("model-only checkpoints (trainer.save_model_only) cannot resume a run; they are skipped")
+            path = full[-1].path if full else None
+        if path is not None and _model_only(path):
             raise StageFailure(
                 f"{path} is a model-only checkpoint (trainer.save_model_only): it cannot resume a run. Start a new run "
                 f"from its weights with worker.actor.model.model_path={path / 'model'}"
             )
-        else:
-            self.c.actor.load_checkpoint(str(path))
-            self.c.train_loader.load_state_dict(state["loader"])
-            self.step = int(state["step"])
-            best = state.get("best_val")
-            self.best_val = -math.inf if best is None else float(best)
-            random.setstate(_tuple_state(state["python_rng"]))
-            np.random.set_state(_np_state(state["numpy_rng"]))
-            torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        start = 0 if path is None else int(CheckpointManager.read_driver_state(path)["step"])
+        newer = [c for c in self.checkpoints.newer_than(start) if not _model_only(c.path)]
+        if newer:
+            raise StageFailure(
+                f"{self.checkpoints.root} holds checkpoints of later steps ({[c.step for c in newer]}) than this run "
+                f"starts from ({start}); use another trainer.output_dir / save_checkpoint_path, or resume: auto"
+            )
+        if path is None:
+            return
+        state = CheckpointManager.read_driver_state(path)
+        self.c.actor.load_checkpoint(str(path))
+        self.c.train_loader.load_state_dict(state["loader"])
+        self.step = int(state["step"])
+        best = state.get("best_val")
+        self.best_val = -math.inf if best is None else float(best)
+        if state.get("kl_coef") is not None:
+            self.kl_ctrl.value = float(state["kl_coef"])
+        random.setstate(_tuple_state(state["python_rng"]))
+        np.random.set_state(_np_state(state["numpy_rng"]))
+        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
         self.c.rollout.sync_weights(self.c.actor)
         logger.info("resumed from %s at step %d", path, self.step)
 
     # ------------------------------------------------------------------ the step
-    def _sampling(self, step: int, validation: bool = False) -> SamplingParams:
-        r = self.cfg.worker.rollout
-        max_tokens = r.response_length or self.cfg.data.max_response_length
-        if validation:
-            v = r.val_override_config
-            return SamplingParams(n=v.n, temperature=v.temperature, top_p=v.top_p, top_k=r.top_k, max_tokens=max_tokens, seed=derive_seed(r.seed, "val", step))
-        return SamplingParams(n=r.n, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, max_tokens=max_tokens, seed=derive_seed(r.seed, step))
+    def _sampling(self, step: int, attempt: int = 0, validation: bool = False) -> SamplingParams:
+        seed = derive_seed(self.cfg.worker.rollout.seed, "val" if validation else "train", step, attempt)
+        return sampling_params(self.cfg, validation=validation, seed=seed)
 
-    def _rollout_and_score(self, rows: list[EditSample], step: int, timings: dict[str, float], validation: bool = False):
+    def _rollout_and_score(
+        self, rows: list[EditSample], step: int, timings: dict[str, float], *, attempt: int = 0, validation: bool = False
+    ):
         prompts: list[PolicyPrompt] = [self.c.build_prompt(row) for row in rows]
         with timed(timings, "rollout"):
-            outputs: list[RolloutOutput] = self.c.rollout.generate(prompts, self._sampling(step, validation))
+            outputs: list[RolloutOutput] = self.c.rollout.generate(prompts, self._sampling(step, attempt, validation))
         scored = self.scorer.score(rows, outputs)
         for name, seconds in scored.timings.items():
             timings[name] = timings.get(name, 0.0) + seconds
         return prompts, outputs, scored
 
     def _collect(self, step: int, timings: dict[str, float]):
-        """Rollout + score, with optional online filtering that refills the batch up to max_try_make_batch."""
+        """Rollout + score, with optional online filtering that refills the batch up to max_try_make_batch.
+
+        Returns the kept groups, the ids of every row consumed, filter counts and every attempt's scored batch (so
+        failures of dropped groups are still counted)."""
         algo = self.cfg.algorithm
         want = self.cfg.data.rollout_batch_size
         n = self.cfg.worker.rollout.n
         kept: list[tuple[EditSample, PolicyPrompt, list[RolloutOutput], ScoredBatch, slice]] = []
+        attempts: list[ScoredBatch] = []
         consumed_ids: list[str] = []
         filter_counts: Counter = Counter()
         for attempt in range(1 + (algo.max_try_make_batch if algo.online_filtering else 0)):
             rows = self.c.train_loader.next_batch()
             consumed_ids.extend(row.id for row in rows)
-            prompts, outputs, scored = self._rollout_and_score(rows, step, timings)
+            prompts, outputs, scored = self._rollout_and_score(rows, step, timings, attempt=attempt)
+            attempts.append(scored)
+            if scored.all_attempts_failed() and self.cfg.trainer.abort_on_all_failed:
+                self._abort(step, scored)
             group = torch.arange(len(rows)).repeat_interleave(n)
             keep = torch.ones(len(rows), dtype=torch.bool)
             if algo.online_filtering:
-                key_scores = scored.rewards if algo.filter_key == "overall" else (
-                    scored.format_scores if algo.filter_key == "format" else scored.dimension_scores[algo.filter_key]
-                )
+                key_scores = {"overall": scored.rewards, "format": scored.format_scores}.get(algo.filter_key)
+                if key_scores is None:
+                    key_scores = scored.dimension_scores[algo.filter_key]
                 result = filter_groups(
-                    key_scores, group, scored.valid, std_threshold=algo.filter_std_threshold,
-                    low=algo.filter_low, high=algo.filter_high,
+                    key_scores,
+                    group,
+                    scored.valid & torch.isfinite(key_scores),  # zero-reward samples have no judge dimensions
+                    std_threshold=algo.filter_std_threshold,
+                    low=algo.filter_low,
+                    high=algo.filter_high,
                 )
                 keep = result.group_keep
                 filter_counts.update({k: int(v) for k, v in result.as_metrics().items()})
@@ -144,13 +166,21 @@ class GRPOTrainer:
             if len(kept) >= want:
                 break
             logger.info("online filtering kept %d/%d groups after attempt %d", len(kept), want, attempt + 1)
-        return kept[:want], consumed_ids, filter_counts
+        return kept[:want], consumed_ids, filter_counts, attempts
+
+    def _abort(self, step: int, scored: ScoredBatch) -> None:
+        """Log what happened, then stop: a step where every edit or judge call failed cannot be masked away."""
+        reasons = scored.masked_by_reason()
+        metrics: dict[str, float] = {"samples/total": len(scored.reasons), "samples/valid": 0}
+        metrics.update({f"samples/masked/{k}": v for k, v in reasons.items()})
+        self.c.telemetry.log_step(step, metrics)
+        raise StageFailure(f"step {step}: every edit/judge attempt failed ({dict(reasons)}); stopping, nothing saved")
 
     def train_step(self) -> dict[str, float]:
         step = self.step + 1
         timings: dict[str, float] = {}
         t_step = time.perf_counter()
-        kept, consumed_ids, filter_counts = self._collect(step, timings)
+        kept, consumed_ids, filter_counts, attempts = self._collect(step, timings)
         n = self.cfg.worker.rollout.n
         metrics: dict[str, float] = {"step": step, "data/digest": sample_digest(consumed_ids)}  # type: ignore[dict-item]
         if not kept:
@@ -161,7 +191,8 @@ class GRPOTrainer:
         dims: dict[str, list[float]] = {d: [] for d in DIMENSIONS}
         samples_for_log = []
         counts: Counter = Counter()
-        seen_batches = set()
+        for scored in attempts:
+            counts.update(scored.counts)
         for row, prompt, outs, scored, sl in kept:
             prompts.extend([prompt] * len(outs))
             outputs.extend(outs)
@@ -171,9 +202,6 @@ class GRPOTrainer:
             reasons.extend(scored.reasons[sl])
             for d in DIMENSIONS:
                 dims[d].extend(scored.dimension_scores[d][sl].tolist())
-            if id(scored) not in seen_batches:
-                seen_batches.add(id(scored))
-                counts.update(scored.counts)
             for j in range(sl.start, sl.stop):
                 samples_for_log.append((row, scored, j))
         total = len(outputs)
@@ -181,11 +209,8 @@ class GRPOTrainer:
         valid_t = torch.tensor(valid, dtype=torch.bool)
         group = torch.arange(len(kept)).repeat_interleave(n)
 
-        if counts["judged"] > 0 and counts["judge_failed"] == counts["judged"] and self.cfg.trainer.abort_on_all_failed:
-            raise StageFailure(f"step {step}: every judge call failed ({Counter(r for r in reasons if r)}); stopping")
-
         algo = self.cfg.algorithm
-        masked = Counter(r for r in reasons if r is not None)
+        masked = Counter(r for r in reasons if r is not None)  # the kept groups' share of each attempt's reasons
         effective = effective_sample_mask(algo.adv_estimator, group, valid_t)
         masked["group:too_few_valid"] = int((valid_t & ~effective).sum())
         actor_metrics = self._update(prompts, outputs, reward_t, valid_t, effective, group, timings)
@@ -206,15 +231,9 @@ class GRPOTrainer:
         metrics["samples/edit_failed"] = counts["edit_failed"]
         metrics["samples/judge_failed"] = counts["judge_failed"]
         metrics.update(filter_counts)
-        take_editor_metrics = getattr(self.c.editor, "take_metrics", None)
-        if callable(take_editor_metrics):
-            metrics.update(take_editor_metrics())
-        judged = [res for sb in {id(k[3]): k[3] for k in kept}.values() for res in sb.judge_results if res is not None]
-        judge_stats = getattr(self.c.judge, "stats", None)
-        if judge_stats is not None and hasattr(judge_stats, "drain"):  # the HTTP judge counts calls and retries itself
-            metrics.update(judge_stats.drain().to_metrics())
-        else:
-            metrics.update(self._judge_metrics(judged))
+        metrics.update(self.c.train_loader.metrics())
+        judged = [res for sb in attempts for res in sb.judge_results if res is not None]
+        metrics.update(self._drain_pool_metrics(judged))
         response_tokens = sum(len(o.token_ids) for o in outputs)
         metrics["response/length_mean"] = response_tokens / max(total, 1)
         for key, value in actor_metrics.items():
@@ -238,7 +257,8 @@ class GRPOTrainer:
             }
         )
         self.c.telemetry.observe_judge_latency([res.latency_s for res in judged if not res.cached])
-        if self.cfg.telemetry.log_images_every > 0 and step % self.cfg.telemetry.log_images_every == 0:
+        self.c.telemetry.observe_edit_latency([t for sb in attempts for t in sb.edit_latencies])
+        if self.c.telemetry.should_log_samples(step):
             self.c.telemetry.log_samples(step, self._sample_rows(samples_for_log, self.cfg.telemetry.images_per_table))
         return metrics
 
@@ -254,8 +274,9 @@ class GRPOTrainer:
         response_mask = torch.arange(width)[None, :] < lengths[:, None]
         with timed(timings, "old_logprob"):
             batch = batch.with_fields(old_log_probs=self.c.actor.compute_log_probs(batch))
-        kl_reward = not algo.disable_kl and not algo.use_kl_loss
-        if not algo.disable_kl:
+        need_ref = needs_reference(self.cfg)
+        kl_reward = need_ref and not algo.use_kl_loss
+        if need_ref:
             with timed(timings, "ref_logprob"):
                 batch = batch.with_fields(ref_log_probs=self.c.actor.compute_ref_log_probs(batch))
         opts: dict[str, Any] = {"eps": algo.norm_eps, "gamma": algo.gamma}
@@ -264,7 +285,7 @@ class GRPOTrainer:
             opts["response_mask"] = response_mask
         if kl_reward:
             token_rewards, current_kl = kl_reward_penalty(
-                batch.old_log_probs, batch.ref_log_probs, response_mask, algo.kl_penalty, self.kl_ctrl.value
+                batch.old_log_probs, batch.ref_log_probs, response_mask & effective[:, None], algo.kl_penalty, self.kl_ctrl.value
             )
             opts["token_rewards"] = token_rewards
             metrics["actor/reward_kl"] = float(current_kl)
@@ -276,6 +297,19 @@ class GRPOTrainer:
             metrics.update(self.c.actor.update_policy(batch))
         with timed(timings, "sync"):
             metrics.update(self.c.rollout.sync_weights(self.c.actor) or {})
+        return metrics
+
+    def _drain_pool_metrics(self, judged: list[Any]) -> dict[str, float]:
+        """The editor pool's and the judge's counters since the last call (per step, not running totals)."""
+        metrics: dict[str, float] = {}
+        take_editor_metrics = getattr(self.c.editor, "take_metrics", None)
+        if callable(take_editor_metrics):
+            metrics.update(take_editor_metrics())
+        judge_stats = getattr(self.c.judge, "stats", None)
+        if judge_stats is not None and hasattr(judge_stats, "drain"):  # the HTTP judge counts calls and retries itself
+            metrics.update(judge_stats.drain().to_metrics())
+        else:
+            metrics.update(self._judge_metrics(judged))
         return metrics
 
     def _judge_metrics(self, results: list[Any]) -> dict[str, float]:
@@ -349,6 +383,8 @@ class GRPOTrainer:
             metrics[f"val/reward/{d}"] = float(np.mean(dims[d])) if dims[d] else math.nan
         for name, seconds in timings.items():
             metrics[f"val/timing/{name}_s"] = seconds
+        # Validation's judge calls and edits are counted here, not in the next training step.
+        metrics.update({f"val/{k}": v for k, v in self._drain_pool_metrics([]).items()})
         self.c.telemetry.log_step(self.step, metrics)
         self.c.telemetry.log_samples(self.step, self._sample_rows(logged, self.cfg.trainer.val_generations_to_log), prefix="val")
         if math.isfinite(metrics["val/reward/mean"]):
@@ -365,6 +401,7 @@ class GRPOTrainer:
             "model_only": model_only,
             "loader": self.c.train_loader.state_dict(),
             "best_val": self.best_val if math.isfinite(self.best_val) else None,
+            "kl_coef": float(self.kl_ctrl.value),
             "python_rng": _jsonable(random.getstate()),
             "numpy_rng": _jsonable(np.random.get_state()),
             "torch_rng": torch.get_rng_state().tolist(),
@@ -404,11 +441,14 @@ class GRPOTrainer:
                 self.validate()
             if progress is not None:
                 progress.update(task, completed=self.step, description=f"GRPO reward {metrics['reward/mean']:.2f}")
-        if tcfg.save_freq == -1 or self.step % tcfg.save_freq:
-            with_time: dict[str, float] = {}
-            with timed(with_time, "checkpoint"):
-                self._maybe_save(self.step, force=True)
+        latest = self.checkpoints.latest()
+        if self.step > 0 and (latest is None or latest.step != self.step):
+            self._maybe_save(self.step, force=True)
         return history
+
+
+def _model_only(path: Path) -> bool:
+    return bool(CheckpointManager.read_driver_state(path).get("model_only"))
 
 
 def _jsonable(state: Any) -> Any:

@@ -20,7 +20,8 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if "reward/mean" in r]
+    by_step = {r["step"]: r for r in rows if "reward/mean" in r}  # a resumed run re-logs the steps it replays
+    return [by_step[s] for s in sorted(by_step)]
 
 
 @dataclass

@@ -46,6 +46,10 @@ class ScoredBatch:
     texts: list[str]
     """The responses, as generated."""
     final_images: list[Image.Image | None]
+    actions: list[str] = field(default_factory=list)
+    """Per sample: ``edit``, ``skip_edit`` or ``zero_reward`` (what ``missing_re_edit`` decided)."""
+    edit_latencies: list[float] = field(default_factory=list)
+    """Seconds per edit that was made (successful or not), for the latency histogram."""
     counts: Counter = field(default_factory=Counter)
     """``no_re_edit``, ``edits``, ``edit_failed``, ``judged``, ``judge_failed``, ``judge_cached`` …"""
     timings: dict[str, float] = field(default_factory=dict)
@@ -53,6 +57,11 @@ class ScoredBatch:
 
     def masked_by_reason(self) -> Counter:
         return Counter(r for r in self.reasons if r is not None)
+
+    def all_attempts_failed(self) -> bool:
+        """Every sample that was meant to be edited/judged was masked by a failure (none was scored)."""
+        attempted = [r for r, a in zip(self.reasons, self.actions, strict=True) if a != "zero_reward"]
+        return bool(attempted) and all(r is not None for r in attempted)
 
 
 class RewardPipeline:
@@ -71,6 +80,9 @@ class RewardPipeline:
     # -- the pass ------------------------------------------------------------------------------------------
     def score(self, rows: Sequence[EditSample], outputs: Sequence[RolloutOutput]) -> ScoredBatch:
         by_id = {row.id: row for row in rows}
+        if len(by_id) != len(rows):
+            dupes = sorted({row.id for row in rows if sum(r.id == row.id for r in rows) > 1})
+            raise ValueError(f"duplicate row ids in one batch: {dupes[:5]} (rows are matched to responses by id)")
         n = len(outputs)
         counts: Counter = Counter(total=n)
         timings: dict[str, float] = {}
@@ -164,13 +176,15 @@ class RewardPipeline:
                 for d in DIMENSIONS:
                     if d in res.scores:
                         dims[d][i] = float(res.scores[d])
-        preliminary = self._preliminary_scores(rows, outputs) if r.improvement else None
+        preliminary, preliminary_failures = self._preliminary_scores(rows, outputs) if r.improvement else (None, {})
         rewards, valid = combine_with_config(dims, fmt, r, preliminary_scores=preliminary)
         rewards = rewards.to(torch.float64).clone()
         valid = valid.clone().bool()
         for i in range(n):
             if actions[i] is EditAction.ZERO_REWARD:
                 rewards[i], valid[i] = 0.0, True
+            elif reasons[i] is None and outputs[i].prompt_id in preliminary_failures:
+                reasons[i] = f"judge_preliminary:{preliminary_failures[outputs[i].prompt_id]}"
             elif reasons[i] is None and not bool(valid[i]):
                 reasons[i] = "reward:invalid"
             if reasons[i] is not None:
@@ -185,19 +199,22 @@ class RewardPipeline:
             reasons=reasons,
             re_edits=instructions,
             texts=[out.text for out in outputs],
+            actions=[a.value for a in actions],
+            edit_latencies=[res.latency_s for res in edit_results.values()],
             final_images=final_images,
             counts=counts,
             timings=timings,
             judge_results=judge_results,
         )
 
-    def _preliminary_scores(self, rows: Sequence[EditSample], outputs: Sequence[RolloutOutput]) -> dict[str, torch.Tensor]:
-        """Judge scores of each row's preliminary image (judged once per row and cached), repeated per response.
-
-        A failed preliminary judgement is not cached (the next step tries again) and leaves NaN, which masks the
-        row's responses for this step.
-        """
+    def _preliminary_scores(
+        self, rows: Sequence[EditSample], outputs: Sequence[RolloutOutput]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """Judge scores of each row's preliminary image (judged once per row and cached), repeated per response,
+        and the failure reason per row id whose preliminary judgement failed this time (those rows' responses are
+        masked; failures are not cached, so the next step tries again)."""
         todo = [row for row in rows if row.id not in self._preliminary_cache]
+        failures: dict[str, str] = {}
         if todo:
             requests = [
                 JudgeRequest(row.source_image, row.edited_image, row.instruction, key=f"{row.id}/preliminary", metadata=row.metadata)
@@ -206,6 +223,8 @@ class RewardPipeline:
             for row, res in zip(todo, self.judge.score_batch(requests), strict=True):
                 if res.valid:
                     self._preliminary_cache[row.id] = res
+                else:
+                    failures[row.id] = res.reason or "failed"
         n = len(outputs)
         base = {d: torch.full((n,), math.nan, dtype=torch.float64) for d in DIMENSIONS}
         for i, out in enumerate(outputs):
@@ -213,4 +232,4 @@ class RewardPipeline:
             if res is not None and res.scores:
                 for d in DIMENSIONS:
                     base[d][i] = float(res.scores.get(d, math.nan))
-        return base
+        return base, failures

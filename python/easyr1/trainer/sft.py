@@ -45,6 +45,7 @@ def run_sft(cfg: EasyR1Config, *, console=None) -> Path:
     from easyr1.models.loading import load_processor
     from easyr1.telemetry.loggers import JsonlLogger
 
+    from .components import StepBatches
     from .entry import progress_bar
 
     s = cfg.sft
@@ -65,24 +66,23 @@ def run_sft(cfg: EasyR1Config, *, console=None) -> Path:
         step = 0
         with progress_bar(console) as progress:
             task = progress.add_task("SFT warm start", total=steps)
+            batches = StepBatches(loader)  # raises when an epoch yields no batch, instead of looping forever
             while step < steps:
-                for rows in loader:
-                    texts = []
-                    for row in rows:
-                        text = demos.get(row.id) if demos is not None else row.metadata.get("demonstration")
-                        if not text:
-                            raise ValueError(f"{row.origin or row.id}: no demonstration for row {row.id!r}")
-                        texts.append(text)
-                    batch = PolicyBatch(
-                        prompts=[build_policy_prompt(row, cfg.data.system_prompt) for row in rows],
-                        responses=encode_responses(processor.tokenizer, texts),
-                    )
-                    metrics = actor.sft_step(batch)
-                    step += 1
-                    metrics_log.log_metrics(step, {"step": step, **metrics})
-                    progress.update(task, completed=step, description=f"SFT loss {metrics.get('sft/loss', float('nan')):.3f}")
-                    if step >= steps:
-                        break
+                rows = batches.next_batch()
+                texts = []
+                for row in rows:
+                    text = demos.get(row.id) if demos is not None else row.metadata.get("demonstration")
+                    if not text:
+                        raise ValueError(f"{row.origin or row.id}: no demonstration for row {row.id!r}")
+                    texts.append(text)
+                batch = PolicyBatch(
+                    prompts=[build_policy_prompt(row, cfg.data.system_prompt) for row in rows],
+                    responses=encode_responses(processor.tokenizer, texts),
+                )
+                metrics = actor.sft_step(batch)
+                step += 1
+                metrics_log.log_metrics(step, {"step": step, **metrics})
+                progress.update(task, completed=step, description=f"SFT loss {metrics.get('sft/loss', float('nan')):.3f}")
         actor.export_hf(str(out))
     finally:
         metrics_log.close()
@@ -107,7 +107,7 @@ def sft_command(args: argparse.Namespace) -> int:
         return 2
     try:
         out = run_sft(cfg, console=console)
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:
         console.print(f"easyr1 sft: {exc}", style="red", markup=False)
         return 1
     console.print(f"SFT model written to {out}; train from it with worker.actor.model.model_path={out}")
