@@ -27,3 +27,15 @@ def shared_dir() -> Path:
     if not SHARED_DIR.is_dir():
         pytest.skip(f"shared data folder {SHARED_DIR} is absent (a clone outside the workplace)")
     return SHARED_DIR
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_ray_leaks_between_modules():
+    """Each test module starts without a Ray and leaves none behind (a module's Ray would otherwise be reused
+    by the next module with the wrong resources)."""
+    yield
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()

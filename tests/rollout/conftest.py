@@ -26,9 +26,9 @@ def tiny_policy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_policy(tmp_path_factory.mktemp("tiny") / "policy", seed=0)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_session() -> Iterator[None]:
-    """A local Ray for the whole session (2 CPUs, no dashboard, no auth); reused if already running."""
+    """A local Ray per test module (2 CPUs, no dashboard, no auth), so no module inherits another's Ray."""
     import ray
 
     if ray.is_initialized():
