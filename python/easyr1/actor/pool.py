@@ -104,10 +104,10 @@ class ActorPool:
         return max(1, a.global_batch_size * self.settings.rollout_n // self.world_size)
 
     # ------------------------------------------------------------ experience
-    def compute_log_probs(self, batch: PolicyBatch) -> torch.Tensor:
+    def compute_log_probs(self, batch: PolicyBatch, *, temperature: float | None = None) -> torch.Tensor:
         """(B, T) per-token log-probs of ``batch.responses`` under the current policy (T = longest response;
-        zeros beyond each response)."""
-        parts, counts = self._sharded("compute_log_probs", batch, "actor")
+        zeros beyond each response), at the sampling temperature unless ``temperature`` is given."""
+        parts, counts = self._sharded("compute_log_probs", batch, "actor", temperature)
         return _pad_cat(parts, counts, batch.max_response_length)
 
     def compute_ref_log_probs(self, batch: PolicyBatch) -> torch.Tensor:

@@ -27,7 +27,8 @@ class ActorSettings:
     norm_length: int = 4096
     """Maximum response length: the constant denominator of ``seq-mean-token-sum-norm``."""
     logprob_temperature: float = 1.0
-    """Logits are divided by this before log-probs (1: the raw policy, matching engine log-probs)."""
+    """Logits are divided by this before log-probs: the rollout's sampling temperature (as verl/EasyR1 do), so the
+    PPO ratio and the gradient are taken under the distribution the responses were sampled from."""
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -58,4 +59,5 @@ def actor_settings(
         with_reference=needs_reference(cfg) if with_reference is None else with_reference,
         rollout_n=rollout.n,
         norm_length=rollout.response_length or cfg.data.max_response_length,
+        logprob_temperature=rollout.temperature if rollout.temperature > 0 else 1.0,
     )

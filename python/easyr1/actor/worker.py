@@ -212,9 +212,11 @@ class ActorWorker:
 
     # ------------------------------------------------------------ experience
     @torch.no_grad()
-    def compute_log_probs(self, batch: PolicyBatch, which: str = "actor") -> torch.Tensor:
+    def compute_log_probs(self, batch: PolicyBatch, which: str = "actor", temperature: float | None = None) -> torch.Tensor:
         """(b, T) log-probs of this shard's responses under the current policy (``actor``) or the reference
-        (``ref``); zeros past each response's end; float32 on CPU."""
+        (``ref``); zeros past each response's end; float32 on CPU. ``temperature`` overrides the settings' (the
+        weight-sync probe compares raw, temperature-1 log-probs)."""
+        temperature = self.settings.logprob_temperature if temperature is None else temperature
         if which == "ref":
             if self.ref_model is None:
                 raise RuntimeError("this actor pool was built without a reference model")
@@ -229,7 +231,7 @@ class ActorWorker:
             with self._resident() if which == "actor" else contextlib.nullcontext():
                 for idx in self.micro_batches(encoded, batch, size):
                     inputs = self.inputs(encoded, batch, idx)
-                    logp, _ = response_log_probs(model, inputs, temperature=self.settings.logprob_temperature)
+                    logp, _ = response_log_probs(model, inputs, temperature=temperature)
                     out[idx, : logp.shape[1]] = (logp * inputs.response_mask).float().cpu()
         finally:
             model.train(was_training)

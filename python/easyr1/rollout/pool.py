@@ -201,7 +201,8 @@ class RolloutPool:
         per_engine = ray.get([e.generate.remote(self._probe, sampling) for e in self.engines])
         outputs = [o for part in per_engine for o in part]
         prompts = [p for _ in per_engine for p in self._probe]
-        actor_lp = actor_pool.compute_log_probs(PolicyBatch(prompts, [o.token_ids for o in outputs]))
+        # Engines report raw (temperature-1) log-probs; ask the actor for the same.
+        actor_lp = actor_pool.compute_log_probs(PolicyBatch(prompts, [o.token_ids for o in outputs]), temperature=1.0)
         worst = 0.0
         for i, out in enumerate(outputs):
             if out.logprobs is None:
