@@ -180,22 +180,25 @@ def build_tiny_policy(out_dir: str | Path, seed: int = 0, spec: TinyPolicySpec |
 
 def make_tiny_command(args: argparse.Namespace) -> int:
     """``easyr1 make-tiny --out DIR [--seed S] [--skip-editor]``."""
+    from rich.console import Console
+
+    console = Console()
     out = Path(args.out)
     policy_dir = build_tiny_policy(out / "policy", seed=args.seed)
-    print(f"policy: {policy_dir}")
+    console.print(f"policy: {policy_dir}")
     if args.skip_editor:
         return 0
     try:
         from .tiny_editor import build_tiny_editor
     except ImportError as exc:
-        print(f"editor: not built — easyr1.models.tiny_editor is unavailable ({exc})")
+        console.print(f"editor: not built — easyr1.models.tiny_editor is unavailable ({exc})", markup=False)
         return 1
     editor_dir = out / "editor"
     try:
         build_tiny_editor(editor_dir, args.seed)
     except Exception as exc:
         logger.exception("building the tiny editor failed")
-        print(f"editor: failed — {type(exc).__name__}: {exc}")
+        console.print(f"editor: failed — {type(exc).__name__}: {exc}", markup=False)
         return 1
-    print(f"editor: {editor_dir}")
+    console.print(f"editor: {editor_dir}")
     return 0

@@ -6,6 +6,7 @@ python -m easyr1.sandbox.grid --out docs/images/sandbox_grid.png
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from .generator import generate_row
 from .render import _font, render_scene
 
 HEADERS = ("source", "preliminary edit", "re-edited (demonstration)")
+
+logger = logging.getLogger(__name__)
 
 
 def _wrap(text: str, width: int) -> list[str]:
@@ -97,10 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=160, help="side of each picture in pixels")
     parser.add_argument("--first-index", type=int, default=0, help="index of the first row of the stream")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     make_grid(args.rows, seed=args.seed, size=args.size, first_index=args.first_index).save(out)
-    print(f"wrote {out}")
+    logger.info("wrote %s", out)
     return 0
 
 

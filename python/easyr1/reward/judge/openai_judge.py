@@ -35,6 +35,7 @@ from .loop import BackgroundLoop
 from .parsing import expected_score, looks_like_refusal, parse_json_answer, parse_number_answer
 from .protocol import DIMENSIONS, JudgeRequest, JudgeResult
 from .stats import JudgeStatsRecorder
+from .transport import classify_exception, sdk_http_client
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ ResultCallback = Callable[[int, JudgeResult], None]
 _TOP_LOGPROBS = 20
 RATE_WINDOW_S = 60.0
 """Window of the per-minute limits (a leaky bucket that holds at most one window's worth of requests/tokens)."""
-_REFUSAL_CODES = {"content_policy_violation", "content_filter"}
 
 
 @dataclass
@@ -92,28 +92,6 @@ class _SampleProgress:
         return self.last_end - self.first_start
 
 
-def classify_exception(exc: BaseException) -> str:
-    """Map an SDK exception (after its retries) to a failure reason."""
-    if isinstance(exc, (openai.APITimeoutError, asyncio.TimeoutError)):
-        # the aiohttp transport reports a refused connection as a connect *timeout*; look at the real cause
-        return "server_error" if _refused_connection(exc) else "timeout"
-    if isinstance(exc, openai.APIConnectionError):
-        return "server_error"  # unreachable or connection dropped: the server side failed us
-    if isinstance(exc, openai.RateLimitError):
-        return "rate_limited"
-    if isinstance(exc, openai.APIStatusError):
-        if exc.status_code == 408:
-            return "timeout"
-        if exc.status_code >= 500:
-            return "server_error"
-        if getattr(exc, "code", None) in _REFUSAL_CODES:
-            return "refused"
-        return "client_error"
-    if isinstance(exc, openai.APIResponseValidationError):
-        return "server_error"
-    return "client_error"
-
-
 def _release(
     loop: BackgroundLoop,
     worker: concurrent.futures.ThreadPoolExecutor,
@@ -129,23 +107,6 @@ def _release(
     worker.shutdown(wait=True)
     if cache is not None:
         cache.close()
-
-
-def _refused_connection(exc: BaseException) -> bool:
-    try:
-        from aiohttp import ClientConnectorError
-
-        connect_errors: tuple[type[BaseException], ...] = (ConnectionError, ClientConnectorError)
-    except ImportError:
-        connect_errors = (ConnectionError,)
-    cause: BaseException | None = exc
-    for _ in range(8):
-        cause = cause.__cause__ or cause.__context__
-        if cause is None:
-            return False
-        if isinstance(cause, connect_errors):
-            return True
-    return False
 
 
 class OpenAIJudge:
@@ -233,7 +194,7 @@ class OpenAIJudge:
             async def on_response(response: Any) -> None:
                 stats.record_http(response.status_code)
 
-            http_client = _http_client(self.cfg.http_client, event_hooks={"response": [on_response]})
+            http_client = sdk_http_client(self.cfg.http_client, event_hooks={"response": [on_response]})
             self._client = openai.AsyncOpenAI(
                 api_key=self._api_key,
                 base_url=self.cfg.base_url,
@@ -508,19 +469,6 @@ class OpenAIJudge:
 
 def _int(value: Any) -> int:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
-
-
-def _http_client(kind: str, **kwargs: Any) -> Any:
-    """The SDK's own HTTP client with its defaults (limits, redirects; proxies from the standard environment).
-
-    ``aiohttp`` (the SDK's aiohttp transport) costs about half the CPU per call of ``httpx`` at high concurrency.
-    """
-    if kind == "aiohttp":
-        try:
-            return openai.DefaultAioHttpClient(**kwargs)
-        except RuntimeError:  # aiohttp missing
-            logger.warning("judge.http_client=aiohttp unavailable (aiohttp not installed); using httpx")
-    return openai.DefaultAsyncHttpxClient(**kwargs)
 
 
 def _report_to(on_result: ResultCallback, index: int, result: JudgeResult) -> None:
