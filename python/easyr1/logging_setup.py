@@ -7,6 +7,18 @@ import os
 import sys
 
 _CONFIGURED = False
+
+
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at emit time (test runners and notebooks swap it out)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -33,10 +45,10 @@ def configure_logging(level: str | int | None = None, *, rich_console: bool = Tr
             handler = RichHandler(show_path=False, rich_tracebacks=False, log_time_format="%H:%M:%S")
             handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
         except ImportError:  # rich is a core dependency; this only guards odd installs
-            handler = logging.StreamHandler()
+            handler = _CurrentStderrHandler()
             handler.setFormatter(logging.Formatter(LOG_FORMAT))
     else:
-        handler = logging.StreamHandler()
+        handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logger.addHandler(handler)
     logger.propagate = False

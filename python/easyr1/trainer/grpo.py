@@ -69,6 +69,7 @@ class GRPOTrainer:
         self.best_val = -math.inf
         algo = cfg.algorithm
         self.kl_ctrl = make_kl_controller(algo.kl_type, algo.kl_coef, algo.kl_target, algo.kl_horizon)
+        self._last_checkpoint_s: float | None = None
 
     # ------------------------------------------------------------------ set-up / resume
     def resume(self) -> None:
@@ -239,9 +240,10 @@ class GRPOTrainer:
         for key, value in actor_metrics.items():
             metrics[key if "/" in key else f"actor/{key}"] = float(value)
         self.step = step
-
-        with timed(timings, "checkpoint"):
-            self._maybe_save(step)
+        # The previous step's checkpoint time: this step is logged *before* its own checkpoint is written, so a
+        # kill during the save never loses the step's metrics.
+        if self._last_checkpoint_s is not None:
+            timings["checkpoint"] = self._last_checkpoint_s
         timings["step"] = time.perf_counter() - t_step
         for name, seconds in timings.items():
             metrics[f"timing/{name}_s"] = seconds
@@ -260,6 +262,9 @@ class GRPOTrainer:
         self.c.telemetry.observe_edit_latency([t for sb in attempts for t in sb.edit_latencies])
         if self.c.telemetry.should_log_samples(step):
             self.c.telemetry.log_samples(step, self._sample_rows(samples_for_log, self.cfg.telemetry.images_per_table))
+        start = time.perf_counter()
+        if self._maybe_save(step):
+            self._last_checkpoint_s = time.perf_counter() - start
         return metrics
 
     def _update(self, prompts, outputs, rewards, valid, effective, group, timings) -> dict[str, float]:
@@ -391,10 +396,11 @@ class GRPOTrainer:
             self.best_val = max(self.best_val, metrics["val/reward/mean"])
         return metrics
 
-    def _maybe_save(self, step: int, force: bool = False) -> None:
+    def _maybe_save(self, step: int, force: bool = False) -> bool:
+        """Write a checkpoint when the schedule (or ``force``) says so; returns whether one was written."""
         freq = self.cfg.trainer.save_freq
         if not force and (freq == -1 or step % freq):
-            return
+            return False
         model_only = self.cfg.trainer.save_model_only
         state = {
             "step": step,
@@ -412,12 +418,8 @@ class GRPOTrainer:
             else:
                 self.c.actor.save_checkpoint(str(folder))  # writes folder/actor/
 
-        self.checkpoints.save(
-            step,
-            write_actor,
-            state,
-            dump_yaml(self.cfg, redact=True),
-        )
+        self.checkpoints.save(step, write_actor, state, dump_yaml(self.cfg, redact=True))
+        return True
 
     # ------------------------------------------------------------------ the loop
     def total_steps(self) -> int:
