@@ -23,25 +23,12 @@ from collections.abc import Iterator
 from itertools import product
 from pathlib import Path
 
+from .corpus import QWEN_SPECIAL_TOKENS
+
 logger = logging.getLogger(__name__)
 
-# Qwen2 / Qwen2.5-VL special tokens in the order the real tokenizer numbers them.
-SPECIAL_TOKENS: tuple[str, ...] = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-)
+SPECIAL_TOKENS = QWEN_SPECIAL_TOKENS
+"""Qwen2 / Qwen2.5-VL special tokens in the order the real tokenizer numbers them (shared with the policy)."""
 
 # The Qwen2 pre-tokenizer split (contractions, letter runs, single digits, punctuation runs, whitespace).
 _QWEN2_SPLIT = (

@@ -467,7 +467,8 @@ async def _serve_forever(app: _JudgeApp, host: str, port: int) -> None:
     site = web.TCPSite(runner, host, port)
     await site.start()
     bound = runner.addresses[0][1]
-    print(f"LISTENING http://{host}:{bound}/v1", flush=True)
+    sys.stdout.write(f"LISTENING http://{host}:{bound}/v1\n")  # the handshake a parent process waits for
+    sys.stdout.flush()
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
