@@ -117,19 +117,25 @@ class SeedRowDecoder:
         source = decode_base64_image(_required(raw, SEED_SOURCE), SEED_SOURCE, self.images)
         edited = decode_base64_image(_required(raw, SEED_EDITED), SEED_EDITED, self.images)
         metadata = {k: v for k, v in raw.items() if k not in SEED_COLUMNS}
-        return EditSample(
-            id=sample_id,
-            task=task,
-            instruction=instruction,
-            source_image=source.image,
-            edited_image=edited.image,
-            instruction_short=short,
-            instruction_detailed=detailed,
-            metadata=metadata,
-            origin=ctx.origin,
-            source_original_size=source.original_size,
-            edited_original_size=edited.original_size,
-        )
+        return _sample(sample_id, task, (instruction, short, detailed), source, edited, metadata, ctx)
+
+
+def _sample(sample_id, task, instructions, source, edited, metadata, ctx: RowContext) -> EditSample:
+    """The row from its decoded parts (``instructions`` = (used, short, detailed))."""
+    instruction, short, detailed = instructions
+    return EditSample(
+        id=sample_id,
+        task=task,
+        instruction=instruction,
+        source_image=source.image,
+        edited_image=edited.image,
+        instruction_short=short,
+        instruction_detailed=detailed,
+        metadata=metadata,
+        origin=ctx.origin,
+        source_original_size=source.original_size,
+        edited_original_size=edited.original_size,
+    )
 
 
 class FieldRowDecoder:
@@ -168,16 +174,4 @@ class FieldRowDecoder:
         source = decode_image_value(_required(raw, self.source_key), self.source_key, self.images, ctx.base_dir)
         edited = decode_image_value(_required(raw, self.edited_key), self.edited_key, self.images, ctx.base_dir)
         metadata = {k: v for k, v in raw.items() if k not in self.consumed}
-        return EditSample(
-            id=sample_id,
-            task=task,
-            instruction=instruction,
-            source_image=source.image,
-            edited_image=edited.image,
-            instruction_short=short,
-            instruction_detailed=detailed,
-            metadata=metadata,
-            origin=ctx.origin,
-            source_original_size=source.original_size,
-            edited_original_size=edited.original_size,
-        )
+        return _sample(sample_id, task, (instruction, short, detailed), source, edited, metadata, ctx)

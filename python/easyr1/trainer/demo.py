@@ -15,7 +15,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from easyr1.config import DIMENSIONS, ConfigValidationError, EasyR1Config, load_config
+from easyr1.config import DIMENSIONS, EasyR1Config
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def demo_command(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .entry import run_training
+    from .entry import load_or_report, run_training
     from .grpo import StageFailure
     from .report import read_metrics, summarize, write_report
     from .sft import run_sft
@@ -94,10 +94,8 @@ def demo_command(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     out = Path(args.out).resolve()
     base = args.config or preset_path()
-    try:
-        cfg = load_config(base, [*demo_overrides(out, args.steps, args.seed), *args.overrides])
-    except ConfigValidationError as exc:
-        console.print(f"easyr1 demo: {exc}", style="red", markup=False)
+    cfg = load_or_report(console, "demo", base, [*demo_overrides(out, args.steps, args.seed), *args.overrides])
+    if cfg is None:
         return 2
     seed = args.seed if args.seed is not None else cfg.sandbox.seed
     times: dict[str, float] = {}

@@ -50,14 +50,21 @@ def run_training(cfg: EasyR1Config, *, console=None) -> list[dict[str, float]]:
         components.close()
 
 
+def load_or_report(console, command: str, path, overrides) -> EasyR1Config | None:
+    """The validated config, or ``None`` after printing every problem (the caller exits with 2, before Ray)."""
+    try:
+        return load_config(path, overrides)
+    except ConfigValidationError as exc:
+        console.print(f"easyr1 {command}: {exc}", style="red", markup=False)
+        return None
+
+
 def train_command(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console(stderr=True)
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigValidationError as exc:
-        console.print(f"easyr1 train: {exc}", style="red", markup=False)
+    cfg = load_or_report(console, "train", args.config, args.overrides)
+    if cfg is None:
         return 2
     from .grpo import StageFailure
 

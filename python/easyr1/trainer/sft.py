@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from easyr1.config import ConfigValidationError, EasyR1Config, OptimConfig, load_config
+from easyr1.config import EasyR1Config, OptimConfig
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +99,11 @@ def run_sft(cfg: EasyR1Config, *, console=None) -> Path:
 def sft_command(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from .entry import load_or_report
+
     console = Console(stderr=True)
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigValidationError as exc:
-        console.print(f"easyr1 sft: {exc}", style="red", markup=False)
+    cfg = load_or_report(console, "sft", args.config, args.overrides)
+    if cfg is None:
         return 2
     try:
         out = run_sft(cfg, console=console)
