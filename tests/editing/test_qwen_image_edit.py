@@ -189,3 +189,142 @@ def test_bad_model_paths_are_named(tmp_path):
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     with pytest.raises(ValueError, match="StableDiffusionPipeline"):
         pipeline_class_name(tmp_path)
+
+
+# --- M-RoPE positions of the text encoder (issue 16, defect 3) -------------------------------------------------
+
+
+def reference_mrope_positions(input_ids, attention_mask, grid_thw, image_token_id, merge) -> torch.Tensor:
+    """3-D positions written out from the Qwen2.5-VL scheme (independent of transformers' ``get_rope_index``): text
+    tokens advance all three axes together; an image's tokens sit at ``start + (t, row, col)`` of its merged grid;
+    text after an image resumes at one past the largest position used so far. Padding gets position 1."""
+    batch, length = input_ids.shape
+    positions = torch.ones(3, batch, length, dtype=torch.long)
+    images = iter(grid_thw.tolist())
+    for b in range(batch):
+        valid = attention_mask[b].nonzero().flatten().tolist()
+        ids = input_ids[b, valid].tolist()
+        out: list[list[int]] = []
+        nxt = 0
+        i = 0
+        while i < len(ids):
+            if ids[i] != image_token_id:
+                out.append([nxt] * 3)
+                nxt += 1
+                i += 1
+                continue
+            t, h, w = next(images)
+            h, w = h // merge, w // merge
+            grid = [[nxt + ti, nxt + hi, nxt + wi] for ti in range(t) for hi in range(h) for wi in range(w)]
+            out.extend(grid)
+            nxt = max(max(p) for p in grid) + 1
+            i += len(grid)
+        positions[:, b, valid] = torch.tensor(out, dtype=torch.long).T
+    return positions
+
+
+def reference_prompt_embeds(pipeline, prompts, image) -> list[torch.Tensor]:
+    """What the pipeline's prompt encoding must give: its template, processor and prefix drop, with the encoder run
+    at explicit 3-D positions (explicit ``position_ids`` make the model ignore ``mm_token_type_ids``)."""
+    template = pipeline.prompt_template_encode
+    texts = [template.format(p) for p in prompts]
+    inputs = pipeline.processor(text=texts, images=image, padding=True, return_tensors="pt")
+    encoder = pipeline.text_encoder
+    positions = reference_mrope_positions(
+        inputs["input_ids"],
+        inputs["attention_mask"],
+        inputs["image_grid_thw"],
+        encoder.config.image_token_id,
+        encoder.config.vision_config.spatial_merge_size,
+    )
+    with torch.no_grad():
+        out = encoder(
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            pixel_values=inputs["pixel_values"],
+            image_grid_thw=inputs["image_grid_thw"],
+            position_ids=positions,
+            output_hidden_states=True,
+        )
+    hidden = out.hidden_states[-1]
+    start = pipeline.prompt_template_encode_start_idx
+    return [hidden[b, inputs["attention_mask"][b].bool()][start:] for b in range(len(prompts))]
+
+
+def pipeline_prompt_embeds(pipeline, prompts, images) -> list[torch.Tensor]:
+    with torch.no_grad():
+        embeds, mask = pipeline.encode_prompt(prompts, images, device=torch.device("cpu"))
+    if mask is None:
+        mask = torch.ones(embeds.shape[:2], dtype=torch.long)
+    return [embeds[b, mask[b].bool()] for b in range(len(prompts))]
+
+
+def max_difference(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    assert [x.shape for x in a] == [y.shape for y in b]
+    return max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))
+
+
+PROMPTS = ["Add a red ball", "Remove the dark tree on the left side of the ground"]  # two lengths: padding
+
+
+def test_text_encoder_gets_3d_positions(editor, make_image):
+    pipeline = editor.pipeline
+    images = [make_image(0, 112, 112), make_image(1, 112, 112)]  # 8×8 patches → a 4×4 merged grid each
+    seen: list[dict] = []
+    probe = pipeline.text_encoder.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(dict(kwargs)), with_kwargs=True
+    )
+    try:
+        fixed = pipeline_prompt_embeds(pipeline, PROMPTS, images)
+    finally:
+        probe.remove()
+    assert len(seen) == 1 and seen[0].get("mm_token_type_ids") is not None
+    types = seen[0]["mm_token_type_ids"]
+    image_token = pipeline.text_encoder.config.image_token_id
+    assert torch.equal(types.bool(), seen[0]["input_ids"] == image_token)
+    assert int(types.sum()) == 2 * 16
+
+    reference = reference_prompt_embeds(pipeline, PROMPTS, images)
+    assert max_difference(fixed, reference) < 1e-5
+
+    # What diffusers 0.42 computes on its own (1-D positions for the image tokens) is measurably different.
+    editor.pipeline.text_encoder._easyr1_mrope_hook.remove()
+    unfixed = pipeline_prompt_embeds(pipeline, PROMPTS, images)
+    assert max_difference(unfixed, reference) > 1e-3
+
+
+def test_mrope_hook_is_a_no_op_when_the_caller_passes_token_types(editor, make_image):
+    from easyr1.editing.text_positions import install_mrope_positions
+
+    pipeline = editor.pipeline
+    assert install_mrope_positions(pipeline)  # idempotent: already installed
+    assert len(pipeline.text_encoder._forward_pre_hooks) == 1
+    inputs = pipeline.processor(
+        text=[pipeline.prompt_template_encode.format("x")], images=make_image(2, 112, 112), return_tensors="pt"
+    )
+    explicit = torch.zeros_like(inputs["input_ids"], dtype=torch.int32)  # "no image tokens": 1-D positions
+    seen = []
+    probe = pipeline.text_encoder.register_forward_hook(
+        lambda module, args, kwargs, out: seen.append(kwargs["mm_token_type_ids"]), with_kwargs=True
+    )
+    try:
+        with torch.no_grad():
+            pipeline.text_encoder(**{**inputs, "mm_token_type_ids": explicit})
+    finally:
+        probe.remove()
+    assert seen[0] is explicit
+
+
+def test_plus_pipeline_encoder_gets_3d_positions(tiny_editor_dir, tiny_cfg, tmp_path, make_image):
+    plus_dir = tmp_path / "plus"
+    shutil.copytree(tiny_editor_dir, plus_dir)
+    index = json.loads((plus_dir / "model_index.json").read_text())
+    index["_class_name"] = "QwenImageEditPlusPipeline"
+    (plus_dir / "model_index.json").write_text(json.dumps(index))
+    editor = QwenImageEditEditor.from_config(dataclasses.replace(tiny_cfg, model_path=str(plus_dir)))
+    seen = []
+    editor.pipeline.text_encoder.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs.get("mm_token_type_ids")), with_kwargs=True
+    )
+    assert editor.edit(requests_for(make_image, 1))[0].ok
+    assert len(seen) == 2 and all(t is not None and int(t.sum()) > 0 for t in seen)  # prompt and negative prompt

@@ -10,6 +10,8 @@ What it does that a plain pipeline call does not:
   item's result does not depend on what it was batched with;
 * the text-template prefix length (``prompt_template_encode_start_idx``) recomputed from the checkpoint's own
   tokenizer (the pipeline's 64 is right only for the real Qwen tokenizer);
+* the text encoder gets its 3-D (M-RoPE) image positions: diffusers 0.42 omits ``mm_token_type_ids`` from the
+  encoder call, so transformers ≥ 5 falls back to 1-D positions (:mod:`easyr1.editing.text_positions`);
 * NaN, black and constant outputs become failures with a reason; a failing call is bisected so that only the items
   that fail on their own fail. The input image is never returned in place of an edit.
 """
@@ -29,6 +31,7 @@ from PIL import Image
 from .batching import check_output, chunked, edit_isolating_failures, group_indices
 from .protocol import EditRequest, EditResult
 from .resolution import condition_area, supports_condition_area, target_size
+from .text_positions import install_mrope_positions
 
 if TYPE_CHECKING:
     from easyr1.config.editing import ImageEditConfig
@@ -134,16 +137,18 @@ class QwenImageEditEditor:
         else:
             self.pipeline.to(self.device)
         self._set_template_prefix()
+        self.mrope_hooked = install_mrope_positions(self.pipeline)
         # The Plus pipeline only accepts one prompt per call.
         self.batch_size = 1 if self.class_name == "QwenImageEditPlusPipeline" else max(1, int(batch_size))
         logger.info(
-            "loaded %s from %s on %s (%s) in %.1fs; template prefix %d tokens",
+            "loaded %s from %s on %s (%s) in %.1fs; template prefix %d tokens; M-RoPE token types %s",
             self.class_name,
             self.model_path,
             self.device,
             self.torch_dtype,
             time.perf_counter() - started,
             self.pipeline.prompt_template_encode_start_idx,
+            "supplied by the editor" if self.mrope_hooked else "not needed",
         )
 
     def _set_template_prefix(self) -> None:
