@@ -126,7 +126,7 @@ def validate_config_command(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         print(text)
         return EXIT_OK
-    print(f"{args.config}: valid")
+    print(f"{args.config.removeprefix('config=')}: valid")
     for line in summary_lines(cfg):
         print(f"  {line}")
     if args.print_yaml:

@@ -67,8 +67,6 @@ class DataConfig:
     decode_threads: int = -1
     """Threads decoding images (image decoding releases the GIL): ``-1`` one per usable CPU core (at most 8),
     ``0`` decodes in the calling thread."""
-    max_num_batched_tokens: int | None = None
-    """Accepted for compatibility with EasyR1 scripts; the rollout's own budget is used instead."""
     extra: dict[str, str] = field(default_factory=dict)
     """Free-form reader options (e.g. HF ``split``)."""
 

@@ -49,8 +49,6 @@ class ImageEditConfig:
     retired and the others carry on."""
     detect_blank_outputs: bool = True
     """Treat NaN, all-black or constant outputs as failures."""
-    enable_fsdp: bool = False
-    """Accepted for the reference's scripts; the editor is replicated, never sharded."""
 
     def validate(self, path: str) -> Iterator[ConfigError]:
         yield from check_choice(f"{path}.backend", self.backend, ["qwen_image_edit", "sandbox"])

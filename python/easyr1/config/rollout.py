@@ -51,7 +51,8 @@ class RolloutConfig:
     max_num_batched_tokens: int = 8192
     """vLLM scheduler token budget."""
     limit_images: int = 2
-    """Images per prompt (source and preliminary edit)."""
+    """Images per prompt (source and preliminary edit); ``0`` (the reference's "no explicit limit") resolves to
+    the images one prompt carries (2)."""
     generation_batch_size: int = 16
     """``hf`` engine: sequences generated per ``generate`` call."""
     weight_sync: str = "collective"
@@ -75,7 +76,7 @@ class RolloutConfig:
         yield from check_positive(f"{path}.num_engines", self.num_engines)
         yield from check_positive(f"{path}.tensor_parallel_size", self.tensor_parallel_size)
         yield from check_range(f"{path}.gpu_memory_utilization", self.gpu_memory_utilization, low=0.0, high=1.0)
-        yield from check_positive(f"{path}.limit_images", self.limit_images)
+        yield from check_non_negative(f"{path}.limit_images", self.limit_images)
         yield from check_positive(f"{path}.generation_batch_size", self.generation_batch_size)
         yield from check_choice(f"{path}.weight_sync", self.weight_sync, ["collective", "object_store"])
         yield from check_positive(f"{path}.weight_sync_bucket_mb", self.weight_sync_bucket_mb)

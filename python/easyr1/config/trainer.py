@@ -49,10 +49,6 @@ class TrainerConfig:
     """``auto`` (newest complete checkpoint, if any) or ``disable``."""
     seed: int = 1
     """Driver seed (editor seeds, filtering order)."""
-    nnodes: int = 1
-    """Accepted for EasyR1 scripts; placement comes from ``cluster``."""
-    n_gpus_per_node: int = 0
-    """Accepted for EasyR1 scripts; placement comes from ``cluster``."""
     abort_on_all_failed: bool = True
     """Stop the run (after logging) when every sample of a step is masked by judge/editor failures."""
 
