@@ -57,6 +57,7 @@ def scan(dataset: EditDataset, cfg: DataConfig) -> tuple[DataStats, SizeStats, S
 
 def check_data_command(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -78,16 +79,17 @@ def check_data_command(args: argparse.Namespace) -> int:
         )
         stats, source_sizes, edited_sizes = scan(dataset, cfg)
     except DataError as exc:
-        console.print(f"[red]easyr1 check-data: {exc}[/red]")
+        console.print(f"[red]easyr1 check-data: {escape(str(exc))}[/red]")
         return EXIT_FAILED
 
-    console.print(f"{source.description}: {source.num_rows} rows stored, {stats.rows_read} read")
+    # Paths, reasons and messages are user text: escaped, or rich would read "[short, detailed]" as markup.
+    console.print(f"{escape(source.description)}: {source.num_rows} rows stored, {stats.rows_read} read")
     if stats.bad_rows:
         table = Table(title="bad rows by reason")
         table.add_column("reason")
         table.add_column("rows", justify="right")
         for reason, count in sorted(stats.bad_rows.items()):
-            table.add_row(reason, str(count))
+            table.add_row(escape(reason), str(count))
         console.print(table)
     else:
         console.print("bad rows: none")
@@ -99,7 +101,7 @@ def check_data_command(args: argparse.Namespace) -> int:
     console.print(sizes)
 
     if stats.bad_rows and args.on_bad_row == "error":
-        console.print(f"[red]first bad row: {stats.first_bad_row}[/red]")
+        console.print(f"[red]first bad row: {escape(str(stats.first_bad_row))}[/red]")
         return EXIT_FAILED
     if stats.bad_rows:
         console.print(f"{stats.bad_rows_total} bad rows would be skipped (--on-bad-row skip)")

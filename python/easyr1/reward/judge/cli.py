@@ -89,9 +89,18 @@ def read_rows(path: Path) -> list[InputRow]:
                     continue
                 if not isinstance(value, str) or not value:
                     raise InputError(f"{where}: field {name!r} must be an image path")
+                if value[:5].lower() == "data:":
+                    raise InputError(
+                        f"{where}: field {name!r} is a data: URI; give the path of an image file instead "
+                        "(relative paths are read from the input file's folder)"
+                    )
                 image_path = Path(value).expanduser()
                 image_path = image_path if image_path.is_absolute() else base / image_path
-                if not image_path.is_file():
+                try:
+                    found = image_path.is_file()
+                except OSError as exc:  # e.g. a name too long for the file system
+                    raise InputError(f"{where}: field {name!r}: not a usable image path ({exc.strerror})") from None
+                if not found:
                     raise InputError(f"{where}: field {name!r}: image file {image_path} not found")
                 images[name] = image_path
             extra = {k: v for k, v in data.items() if k not in (*REQUIRED_FIELDS, "preliminary_image")}
