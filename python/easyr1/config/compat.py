@@ -171,6 +171,20 @@ def report_differences(cfg: EasyR1Config, flats: list[Mapping[str, Any]]) -> lis
 # --- the key table of docs/migration.md ---------------------------------------------------------------------
 
 
+SAME_KEY_NOTES: dict[str, str] = {
+    "worker.rollout.limit_images": "0 (no explicit limit) resolves to 2, the images one prompt carries",
+    "worker.rollout.max_model_len": "below prompt + response it caps the sequence (vLLM), with a warning",
+    "worker.image_edit.negative_prompt": "'' (no negative prompt) turns true CFG off, as the reference's "
+                                         "pipeline ran",
+    "worker.image_edit.true_cfg_scale": "1.0 when negative_prompt is '' (the reference's pipeline never ran "
+                                        "true CFG)",
+    "data.min_pixels": "pixel-count bounds as in the reference, but without its 1024 long-side shrink first",
+    "data.max_pixels": "pixel-count bounds as in the reference, but without its 1024 long-side shrink first",
+    "worker.rollout.name": "not a reference key: the reference always ran vLLM (compat: reference sets it)",
+}
+"""Same-named keys whose value needs a word (the table of docs/migration.md prints it)."""
+
+
 def _our_keys() -> set[str]:
     return {join(path, f.name) for path, cls in iter_sections() for f in fields(cls)}
 
@@ -186,7 +200,7 @@ def classify(key: str) -> tuple[str, str]:
         return "honoured", alias.target + (f" ({alias.note})" if alias.note else "")
     ours = _our_keys()
     if key in ours or key.rpartition(".")[0] in ours:  # dict-valued fields take sub-keys
-        return "honoured", "same key"
+        return "honoured", "same key" + (f"; {SAME_KEY_NOTES[key]}" if key in SAME_KEY_NOTES else "")
     return "rejected", "unknown key"
 
 
