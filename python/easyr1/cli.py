@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(target="easyr1.trainer.export:export_command")
 
+    p = sub.add_parser("plan-memory", help="per-GPU memory of each pool from the model configs (no weights)")
+    p.add_argument("config", help="YAML config")
+    _add_overrides(p)
+    _implementation("easyr1.memory_plan.report:add_arguments")(p)
+    p.set_defaults(target="easyr1.memory_plan.report:plan_memory_command")
+
     p = sub.add_parser("validate-config", help="load, merge and validate a config; print a summary")
     p.add_argument("config", help="YAML config")
     p.add_argument("--print", dest="print_yaml", action="store_true", help="print the resolved config")
@@ -128,6 +134,10 @@ def validate_config_command(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{args.config.removeprefix('config=')}: valid")
     for line in summary_lines(cfg):
+        print(f"  {line}")
+    from easyr1.memory_plan.report import summary_lines as memory_lines
+
+    for line in memory_lines(cfg):
         print(f"  {line}")
     if args.print_yaml:
         print(dump_yaml(cfg))
