@@ -95,7 +95,7 @@ def test_every_reference_key_is_honoured_or_not_applicable():
     table = reference_key_table(keys)
     statuses = {status for _, status, _ in table}
     assert statuses <= {"honoured", "not applicable"}, [row for row in table if row[1] == "rejected"]
-    for key, status, became in table:
+    for key, _status, became in table:
         assert became, key  # every row says what it became or why it does not apply
 
 
@@ -156,8 +156,14 @@ def test_every_problem_of_a_file_in_one_run(tmp_path):
     result = run_cli(str(path))
     assert result.returncode == 2
     for key in (
-        "data.format", "data.pattern", "data.imagekey", "worker.rollout.temprature", "worker.rollout.n",
-        "judge.mode", "trainer.total_epoch", "data.rollout_batch_size",  # the last one: a cross-section rule
+        "data.format",
+        "data.pattern",
+        "data.imagekey",
+        "worker.rollout.temprature",
+        "worker.rollout.n",
+        "judge.mode",
+        "trainer.total_epoch",
+        "data.rollout_batch_size",  # the last one: a cross-section rule
     ):
         assert key in result.stderr, key
     assert "did you mean worker.rollout.temperature?" in result.stderr
@@ -202,8 +208,16 @@ def test_secret_keys(key):
 
 @pytest.mark.parametrize(
     "key",
-    ["max_tokens", "max_num_batched_tokens", "max_token_len_per_device", "tokens_per_minute", "api_key_env",
-     "api_key_file", "tokenizer_path", "price_per_1k_prompt_tokens"],
+    [
+        "max_tokens",
+        "max_num_batched_tokens",
+        "max_token_len_per_device",
+        "tokens_per_minute",
+        "api_key_env",
+        "api_key_file",
+        "tokenizer_path",
+        "price_per_1k_prompt_tokens",
+    ],
 )
 def test_not_secret_keys(key):
     assert not is_secret_key(key)
@@ -268,8 +282,16 @@ def test_summary_lists_each_difference(caplog):
     for behaviour in BEHAVIOURS:
         if not behaviour.same(cfg):
             assert f"- {behaviour.what}:" in summary, behaviour.what
-    for what in ("rollout engine", "format rule", "response without <Re_edit>", "judge calls", "judge image encoding",
-                 "judge request", "policy image sizing", "policy prompt layout"):
+    for what in (
+        "rollout engine",
+        "format rule",
+        "response without <Re_edit>",
+        "judge calls",
+        "judge image encoding",
+        "judge request",
+        "policy image sizing",
+        "policy prompt layout",
+    ):
         assert f"- {what}:" in summary
 
 
@@ -278,7 +300,7 @@ def test_profile_leaves_only_the_unreproducible_differences(caplog):
     cfg = reference_with("compat=reference")
     assert not any("runs differently" in r.getMessage() for r in caplog.records)  # compat: no summary
     remaining = {line.split(":", 1)[0] for line in differences(cfg)}
-    assert remaining == {"judge request", "policy image sizing", "policy prompt layout", "editor seed"}
+    assert remaining == {"judge task description", "policy image sizing", "policy prompt layout", "editor seed"}
 
 
 def test_non_reference_file_gets_no_summary(repo_root, caplog):

@@ -71,15 +71,18 @@ ALIASES: dict[str, Alias] = {
     "data.cache_size": _na(_STREAMING),
     "data.prefetch_size": _na(_STREAMING + "; decoding runs ahead in data.decode_threads"),
     "data.enable_prefetch": _na(_STREAMING + "; decoding runs ahead in data.decode_threads"),
-    "data.max_num_batched_tokens": _na("never read by the reference; the vLLM budget is "
-                                       "worker.rollout.max_num_batched_tokens"),
+    "data.max_num_batched_tokens": _na(
+        "never read by the reference; the vLLM budget is worker.rollout.max_num_batched_tokens"
+    ),
     "data.answer_key": _na(_GENERIC_DATASET),
     "data.image_key": _na(_GENERIC_DATASET),
     "data.video_key": _na(_GENERIC_DATASET + "; easyr1 has no video input"),
     "data.image_dir": _na(_GENERIC_DATASET + "; JSONL image paths are relative to the JSONL file"),
     "data.video_fps": _na("easyr1 has no video input"),
-    "data.mini_rollout_batch_size": _na("the reference used it only to count steps; easyr1 counts them from the "
-                                        "data and data.rollout_batch_size (or trainer.max_steps)"),
+    "data.mini_rollout_batch_size": _na(
+        "the reference used it only to count steps; easyr1 counts them from the "
+        "data and data.rollout_batch_size (or trainer.max_steps)"
+    ),
     "data.format_prompt": _na("the prompt is built by easyr1.data.prompts (data.system_prompt, data.prompt_layout)"),
     "data.override_chat_template": _na("the policy's own chat template is used"),
     "data.original_image_dir": _na("JSONL image paths are relative to the JSONL file"),
@@ -93,8 +96,9 @@ ALIASES: dict[str, Alias] = {
     "worker.actor.padding_free": _na("easyr1's actor always packs responses without padding"),
     "worker.actor.ulysses_size": _na("no sequence parallelism", _must_be_one),
     "worker.ref.fsdp.enable_full_shard": _na("the reference policy is an inference-only copy sharded like the actor"),
-    "worker.ref.fsdp.enable_cpu_offload": _na("the reference policy lives on CPU between uses "
-                                              "(worker.ref.offload_params)"),
+    "worker.ref.fsdp.enable_cpu_offload": _na(
+        "the reference policy lives on CPU between uses (worker.ref.offload_params)"
+    ),
     "worker.ref.fsdp.enable_rank0_init": _na("the reference policy loads like the actor (worker.actor.fsdp)"),
     "worker.ref.offload.offload_params": Alias("worker.ref.offload_params"),
     "worker.rollout.enable_chunked_prefill": _na("vLLM's own default is used"),
@@ -109,17 +113,21 @@ ALIASES: dict[str, Alias] = {
     "worker.image_edit.temperature": _na(_EDITOR_NO_TEXT),
     "worker.image_edit.top_p": _na(_EDITOR_NO_TEXT),
     "worker.image_edit.do_sample": _na(_EDITOR_NO_TEXT),
-    "worker.image_edit.guidance_scale": _na("Qwen-Image-Edit has no guidance embedding, so the pipeline ignored "
-                                            "it in the reference too; guidance is worker.image_edit.true_cfg_scale"),
+    "worker.image_edit.guidance_scale": _na(
+        "Qwen-Image-Edit has no guidance embedding, so the pipeline ignored "
+        "it in the reference too; guidance is worker.image_edit.true_cfg_scale"
+    ),
     "worker.image_edit.enable_fsdp": _na(_EDITOR_REPLICATED),
     "worker.image_edit.fsdp_sharding_strategy": _na(_EDITOR_REPLICATED),
     "worker.image_edit.fsdp_cpu_offload": _na(_EDITOR_REPLICATED),
     "worker.image_edit.fsdp_sync_module_states": _na(_EDITOR_REPLICATED),
     "worker.image_edit.max_batch_size": _na(_NEVER_READ + "; worker.image_edit.batch_size is the batch"),
     "worker.image_edit.enable_gradient_checkpointing": _na("the editor only runs inference"),
-    "worker.image_edit.image_size": _na("the pipeline resizes its input to worker.image_edit.target_area "
-                                        "(about 1024², as in the reference) after the reference's shrink to "
-                                        "this side, which only bit above 2048 pixels"),
+    "worker.image_edit.image_size": _na(
+        "the pipeline resizes its input to worker.image_edit.target_area "
+        "(about 1024², as in the reference) after the reference's shrink to "
+        "this side, which only bit above 2048 pixels"
+    ),
     # --- reward / judge ---
     "worker.reward.combined_strategy": Alias("worker.reward.strategy"),
     "worker.reward.combined_rule_gate_threshold": Alias("worker.reward.gate_threshold"),
@@ -142,10 +150,7 @@ ALIASES: dict[str, Alias] = {
     "worker.reward.reward_function_kwargs": _na("custom reward functions are not supported"),
     "worker.reward.skip_special_tokens": _na("special tokens are always skipped when decoding"),
     "worker.reward.num_cpus": _na("the reward runs in the driver"),
-    **{
-        f"worker.reward.combined_gpt_{d}_weight": Alias(f"worker.reward.weights.{d}")
-        for d in _DIMENSIONS
-    },
+    **{f"worker.reward.combined_gpt_{d}_weight": Alias(f"worker.reward.weights.{d}") for d in _DIMENSIONS},
     # --- trainer ---
     "trainer.max_try_make_batch": Alias("algorithm.max_try_make_batch"),
     "trainer.find_last_checkpoint": Alias("trainer.resume", "true → auto, false → disable", _resume),
@@ -182,8 +187,11 @@ def translate(flat: dict[str, Any], *, source: str = "config", api_key_env: str 
         if key in SECRET_ALIASES:
             if value not in (None, "", "null") and not os.environ.get(api_key_env):
                 os.environ[api_key_env] = str(value)
-            _warn_once(key, f"{key} is deprecated: the key was moved to ${api_key_env} for this process and is not "
-                            f"kept in the config; set ${api_key_env} or judge.api_key_file instead")
+            _warn_once(
+                key,
+                f"{key} is deprecated: the key was moved to ${api_key_env} for this process and is not "
+                f"kept in the config; set ${api_key_env} or judge.api_key_file instead",
+            )
             continue
         alias = ALIASES.get(key)
         if alias is None:
@@ -201,9 +209,13 @@ def translate(flat: dict[str, Any], *, source: str = "config", api_key_env: str 
             suffix = f" ({alias.note})" if alias.note else ""
             _warn_once(key, f"{key} is deprecated; use {alias.target}{suffix}")
         if target in spelled_as:
-            errors.append(ConfigError(
-                key, value, f"{spelled_as[target]} and {key} both set {target} in {source}; keep one of them",
-            ))
+            errors.append(
+                ConfigError(
+                    key,
+                    value,
+                    f"{spelled_as[target]} and {key} both set {target} in {source}; keep one of them",
+                )
+            )
             continue
         spelled_as[target] = key
         out[target] = new_value

@@ -40,6 +40,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "judge.image_detail": "low",
         "judge.judge_preliminary": False,
         "judge.use_logprobs": False,
+        "judge.request_style": "reference",
+        "judge.neutral_score": 2.0,
         "worker.image_edit.negative_prompt": "",
     }
 }
@@ -64,66 +66,99 @@ class Behaviour:
 
 BEHAVIOURS: tuple[Behaviour, ...] = (
     Behaviour(
-        "rollout engine", "vLLM (the file's tensor_parallel_size, gpu_memory_utilization)",
+        "rollout engine",
+        "vLLM (the file's tensor_parallel_size, gpu_memory_utilization)",
         lambda c: c.worker.rollout.name == "vllm",
-        lambda c: f"{c.worker.rollout.name} engine", "worker.rollout.name=vllm",
+        lambda c: f"{c.worker.rollout.name} engine",
+        "worker.rollout.name=vllm",
     ),
     Behaviour(
-        "format rule", "the seed arithmetic (tags counted, lengths averaged)",
+        "format rule",
+        "the seed arithmetic (tags counted, lengths averaged)",
         lambda c: c.worker.reward.format_mode == "seed",
         lambda c: f"format_mode={c.worker.reward.format_mode} (closes known format hacks)",
         "worker.reward.format_mode=seed",
     ),
     Behaviour(
-        "response without <Re_edit>", f"edited with the fallback instruction {REFERENCE_FALLBACK_INSTRUCTION!r}",
+        "response without <Re_edit>",
+        f"edited with the fallback instruction {REFERENCE_FALLBACK_INSTRUCTION!r}",
         lambda c: c.worker.reward.missing_re_edit == "fallback_instruction",
         lambda c: f"missing_re_edit={c.worker.reward.missing_re_edit}",
         "worker.reward.missing_re_edit=fallback_instruction",
     ),
     Behaviour(
-        "judge calls", "one call per dimension (five per sample), each answering one number",
+        "judge calls",
+        "one call per dimension (five per sample), each answering one number",
         lambda c: c.judge.mode == "per_dimension",
-        lambda c: f"judge.mode={c.judge.mode}", "judge.mode=per_dimension",
+        lambda c: f"judge.mode={c.judge.mode}",
+        "judge.mode=per_dimension",
     ),
     Behaviour(
-        "judge image encoding", "JPEG quality 60, long side at most 512, detail low",
+        "judge image encoding",
+        "JPEG quality 60, long side at most 512, detail low",
         lambda c: (c.judge.jpeg_quality, c.judge.image_max_side, c.judge.image_detail) == (60, 512, "low"),
-        lambda c: f"JPEG quality {c.judge.jpeg_quality}, long side {c.judge.image_max_side}, "
-                  f"detail {c.judge.image_detail}",
+        lambda c: (
+            f"JPEG quality {c.judge.jpeg_quality}, long side {c.judge.image_max_side}, detail {c.judge.image_detail}"
+        ),
         "judge.jpeg_quality=60 judge.image_max_side=512 judge.image_detail=low",
     ),
     Behaviour(
-        "judge request", "one user message: rubric, 'Image editing task: <task>', instruction, then the two images;"
-                         " no system message, rubric anchored at 2.0 as neutral",
-        lambda c: False,
-        lambda c: "system message with easyr1's rubric (5 is neutral, which max_deviation measures from), "
-                  "labelled images, no task description",
-        "not reproducible yet (see docs/migration.md)",
+        "judge request",
+        "one user message: the rubric, 'Image editing task: <task>', the instruction, then the two "
+        "images unlabelled; no system message",
+        lambda c: c.judge.request_style == "reference",
+        lambda c: "the rubric as a system message, labelled images, no task description",
+        "judge.request_style=reference",
     ),
     Behaviour(
-        "policy image sizing", "shrunk to a 1024-pixel long side (never enlarged) when read, then its pixel count "
-                               "brought into [data.min_pixels, data.max_pixels]",
+        "judge rubric anchor",
+        "the rubrics told the judge to start from and stay at 2.0 (neutral)",
+        lambda c: c.judge.neutral_score == 2.0,
+        lambda c: f"neutral at {c.judge.neutral_score:g} (what max_deviation measures from)",
+        "judge.neutral_score=2.0",
+    ),
+    Behaviour(
+        "judge task description",
+        "every request carried the row's task ('Image editing task: add')",
         lambda c: False,
-        lambda c: f"pixel count brought into [{c.data.min_pixels}, {c.data.max_pixels}], no long-side cap "
-                  "(a 1500×1000 image stays 1500×1000)",
+        lambda c: (
+            "training requests carry no task (the trainer does not hand the row's task to the judge yet; "
+            "`easyr1 judge` rows with a task field do under request_style=reference)"
+        ),
+        "not reproducible yet",
+    ),
+    Behaviour(
+        "policy image sizing",
+        "shrunk to a 1024-pixel long side (never enlarged) when read, then its pixel count "
+        "brought into [data.min_pixels, data.max_pixels]",
+        lambda c: False,
+        lambda c: (
+            f"pixel count brought into [{c.data.min_pixels}, {c.data.max_pixels}], no long-side cap "
+            "(a 1500×1000 image stays 1500×1000)"
+        ),
         "not reproducible yet: data.max_pixels=699392 caps 3:2 images at the same size",
     ),
     Behaviour(
-        "policy prompt layout", "'System: … User: …' as text inside one user turn, images after the text",
+        "policy prompt layout",
+        "'System: … User: …' as text inside one user turn, images after the text",
         lambda c: False,
         lambda c: "a system turn, then a user turn with the instruction and the images",
         "not reproducible yet (see docs/migration.md)",
     ),
     Behaviour(
-        "editor guidance", "no negative prompt passed, so the pipeline ran without true CFG (true_cfg_scale and "
-                           "guidance_scale had no effect)",
+        "editor guidance",
+        "no negative prompt passed, so the pipeline ran without true CFG (true_cfg_scale and "
+        "guidance_scale had no effect)",
         lambda c: c.worker.image_edit.true_cfg_scale == 1.0,
-        lambda c: f"true CFG at scale {c.worker.image_edit.true_cfg_scale} with negative prompt "
-                  f"{c.worker.image_edit.negative_prompt!r} (twice the transformer passes per step)",
+        lambda c: (
+            f"true CFG at scale {c.worker.image_edit.true_cfg_scale} with negative prompt "
+            f"{c.worker.image_edit.negative_prompt!r} (twice the transformer passes per step)"
+        ),
         "worker.image_edit.negative_prompt=''",
     ),
     Behaviour(
-        "editor seed", "torch.manual_seed(0) for every edit",
+        "editor seed",
+        "torch.manual_seed(0) for every edit",
         lambda c: False,
         lambda c: f"seed_mode={c.worker.image_edit.seed_mode} (seeds from sample id and re-edit index)",
         "not reproduced on purpose: one seed for every edit correlates all samples of a group",
@@ -148,9 +183,7 @@ def is_reference_style(flats: Iterable[Mapping[str, Any]]) -> bool:
 
 def differences(cfg: EasyR1Config) -> list[str]:
     """One line per behaviour of the reference that ``cfg`` does not reproduce."""
-    return [
-        f"{b.what}: reference {b.reference}; here {b.ours(cfg)} [{b.how}]" for b in BEHAVIOURS if not b.same(cfg)
-    ]
+    return [f"{b.what}: reference {b.reference}; here {b.ours(cfg)} [{b.how}]" for b in BEHAVIOURS if not b.same(cfg)]
 
 
 def report_differences(cfg: EasyR1Config, flats: list[Mapping[str, Any]]) -> list[str]:
@@ -174,10 +207,8 @@ def report_differences(cfg: EasyR1Config, flats: list[Mapping[str, Any]]) -> lis
 SAME_KEY_NOTES: dict[str, str] = {
     "worker.rollout.limit_images": "0 (no explicit limit) resolves to 2, the images one prompt carries",
     "worker.rollout.max_model_len": "below prompt + response it caps the sequence (vLLM), with a warning",
-    "worker.image_edit.negative_prompt": "'' (no negative prompt) turns true CFG off, as the reference's "
-                                         "pipeline ran",
-    "worker.image_edit.true_cfg_scale": "1.0 when negative_prompt is '' (the reference's pipeline never ran "
-                                        "true CFG)",
+    "worker.image_edit.negative_prompt": "'' (no negative prompt) turns true CFG off, as the reference's pipeline ran",
+    "worker.image_edit.true_cfg_scale": "1.0 when negative_prompt is '' (the reference's pipeline never ran true CFG)",
     "data.min_pixels": "pixel-count bounds as in the reference, but without its 1024 long-side shrink first",
     "data.max_pixels": "pixel-count bounds as in the reference, but without its 1024 long-side shrink first",
     "worker.rollout.name": "not a reference key: the reference always ran vLLM (compat: reference sets it)",

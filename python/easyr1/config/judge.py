@@ -54,6 +54,13 @@ class JudgeConfig:
     """USD per 1k completion tokens."""
     judge_preliminary: bool = False
     """Also send the preliminary image to the judge (three images)."""
+    request_style: str = "easyr1"
+    """``easyr1`` (rubric as the system message, labelled images) or ``reference`` (the reference
+    implementation's layout: one user message with the rubric, ``Image editing task: <task>`` when the row has a
+    task, the instruction, then the images unlabelled; no system message)."""
+    neutral_score: float = 5.0
+    """The score the rubrics tell the judge to start from and keep when an aspect is untouched. 5 is what
+    ``max_deviation`` measures the deviation from; the reference's rubrics said 2.0."""
     http_client: str = "aiohttp"
     """HTTP transport of the OpenAI SDK: ``aiohttp`` (about half the CPU per call at high concurrency) or
     ``httpx`` (the SDK's default). Both take proxies from the standard environment variables only."""
@@ -66,6 +73,8 @@ class JudgeConfig:
         yield from check_range(f"{path}.image_max_side", self.image_max_side, low=32)
         yield from check_choice(f"{path}.image_detail", self.image_detail, ["low", "high", "auto"])
         yield from check_choice(f"{path}.http_client", self.http_client, ["aiohttp", "httpx"])
+        yield from check_choice(f"{path}.request_style", self.request_style, ["easyr1", "reference"])
+        yield from check_range(f"{path}.neutral_score", self.neutral_score, low=0.0, high=10.0)
         yield from check_range(f"{path}.jpeg_quality", self.jpeg_quality, low=1, high=100)
         yield from check_positive(f"{path}.max_concurrency", self.max_concurrency)
         yield from check_positive(f"{path}.requests_per_minute", self.requests_per_minute)

@@ -14,6 +14,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from . import compat
 from .aliases import ALIASES, SECRET_ALIASES, translate
 from .base import ConfigError, ConfigValidationError, join
 from .docs import iter_sections
@@ -46,8 +47,6 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     and new spellings of one setting, section and cross-section rules) and raised together as one
     :class:`ConfigValidationError`; warnings (e.g. a judge token budget too small for its mode) are logged.
     """
-    from . import compat  # noqa: PLC0415 - compat imports this module's helpers
-
     if isinstance(path, str) and path.startswith("config="):
         path = path.split("=", 1)[1]
     rest = []

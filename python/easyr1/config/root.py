@@ -122,7 +122,9 @@ def _cross_checks(cfg: EasyR1Config) -> Iterator[ConfigError]:
         )
     if cfg.algorithm.filter_key not in ("overall", "format", *DIMENSIONS):
         yield ConfigError(
-            "algorithm.filter_key", cfg.algorithm.filter_key, f"must be 'overall', 'format' or one of {list(DIMENSIONS)}"
+            "algorithm.filter_key",
+            cfg.algorithm.filter_key,
+            f"must be 'overall', 'format' or one of {list(DIMENSIONS)}",
         )
     if cfg.algorithm.online_filtering and rollout.n < 2:
         yield ConfigError("worker.rollout.n", rollout.n, "online filtering needs groups of at least 2 samples")

@@ -298,7 +298,8 @@ class OpenAIJudge:
             images.append(("preliminary", req.preliminary_image))  # type: ignore[arg-type]
         sent = [(role, self._encode(img, encoded)) for role, img in images]
         dimensions: list[str | None] = list(DIMENSIONS) if self.cfg.mode == "per_dimension" else [None]
-        calls = [self._build_call(d, req.instruction, sent, with_preliminary) for d in dimensions]
+        task = str(req.metadata.get("task") or "") if self.cfg.request_style == "reference" else ""
+        calls = [self._build_call(d, req.instruction, sent, with_preliminary, task) for d in dimensions]
         outcomes: list[_Outcome | None] = [None] * len(calls)
         if self.cache is not None:
             for i, call in enumerate(calls):
@@ -326,10 +327,11 @@ class OpenAIJudge:
     def _system_prompt(self, dimension: str | None, with_preliminary: bool) -> str:
         key = (dimension, with_preliminary)
         if key not in self._system_prompts:
+            style = {"neutral": self.cfg.neutral_score, "labelled": self.cfg.request_style == "easyr1"}
             if dimension is None:
-                text = rubrics.single_call_system_prompt(with_preliminary=with_preliminary)
+                text = rubrics.single_call_system_prompt(with_preliminary=with_preliminary, **style)
             else:
-                text = rubrics.dimension_system_prompt(dimension, with_preliminary=with_preliminary)
+                text = rubrics.dimension_system_prompt(dimension, with_preliminary=with_preliminary, **style)
             self._system_prompts[key] = text
         return self._system_prompts[key]
 
@@ -339,16 +341,26 @@ class OpenAIJudge:
         instruction: str,
         images: list[tuple[str, EncodedImage]],
         with_preliminary: bool,
+        task: str = "",
     ) -> _Call:
         cfg = self.cfg
         system = self._system_prompt(dimension, with_preliminary)
-        content: list[dict[str, Any]] = [{"type": "text", "text": rubrics.user_text(instruction)}]
+        reference_style = cfg.request_style == "reference"
+        if reference_style:  # the rubric travels in the user message, with the task description
+            text = rubrics.reference_user_text(system, instruction, task)
+        else:
+            text = rubrics.user_text(instruction)
+        content: list[dict[str, Any]] = [{"type": "text", "text": text}]
         for index, (role, image) in enumerate(images, 1):
-            content.append({"type": "text", "text": rubrics.image_label(index, role)})
+            if not reference_style:
+                content.append({"type": "text", "text": rubrics.image_label(index, role)})
             content.append({"type": "image_url", "image_url": {"url": image.data_url, "detail": cfg.image_detail}})
+        messages = [{"role": "user", "content": content}]
+        if not reference_style:
+            messages.insert(0, {"role": "system", "content": system})
         kwargs: dict[str, Any] = {
             "model": cfg.model,
-            "messages": [{"role": "system", "content": system}, {"role": "user", "content": content}],
+            "messages": messages,
             "temperature": cfg.temperature,
             "max_tokens": cfg.max_tokens,
         }
@@ -372,6 +384,7 @@ class OpenAIJudge:
                     "temperature": cfg.temperature,
                     "max_tokens": cfg.max_tokens,
                     "logprobs": self._use_logprobs,
+                    **({"request": ["reference", task]} if reference_style else {}),
                 }
             )
         text_chars = len(system) + len(instruction) + 40 * len(images)
