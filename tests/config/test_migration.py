@@ -298,8 +298,10 @@ def test_summary_lists_each_difference(caplog):
 def test_profile_leaves_only_the_unreproducible_differences(caplog):
     caplog.set_level(logging.WARNING, logger="easyr1.config.compat")
     cfg = reference_with("compat=reference")
-    assert not any("runs differently" in r.getMessage() for r in caplog.records)  # compat: no summary
+    assert not any("runs differently" in r.getMessage() for r in caplog.records)
+    (remaining_line,) = [r.getMessage() for r in caplog.records if "still differs from the reference" in r.getMessage()]
     remaining = {line.split(":", 1)[0] for line in differences(cfg)}
+    assert all(f"- {what}:" in remaining_line for what in remaining)
     assert remaining == {"judge task description", "policy image sizing", "policy prompt layout", "editor seed"}
 
 

@@ -91,8 +91,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         raise ConfigValidationError(errors)
     for line in config_warnings(cfg):
         logger.warning(line)
-    if not profile:
-        compat.report_differences(cfg, [flat for source, flat in layers])
+    compat.report_differences(cfg, [flat for source, flat in layers])
     return cfg
 
 

@@ -42,8 +42,26 @@ Answer with tag blocks only, each block on its own line:
 Keep each re-edit instruction short and concrete. Write nothing outside the blocks."""
 
 
-def build_messages(instruction: str, system_prompt: str | None = None) -> list[dict[str, Any]]:
-    """Chat messages: the system prompt, then a user turn with the instruction and two image placeholders."""
+PROMPT_LAYOUTS = ("chat", "reference")
+"""``chat``: a system turn, then a user turn with the instruction and the two images. ``reference``: the reference
+implementation's layout, one user turn whose text is ``System: <system prompt>\n\nUser: <instruction turn>`` with
+the images after the text (the chat template then adds its own default system turn)."""
+
+REFERENCE_USER_SUFFIX = "\nReturn reasoning and one re-editing instruction as specified."
+"""The sentence the reference's user text ended with (``reference`` layout only)."""
+
+
+def build_messages(instruction: str, system_prompt: str | None = None, layout: str = "chat") -> list[dict[str, Any]]:
+    """Chat messages: the system prompt, then a user turn with the instruction and two image placeholders; or, with
+    ``layout="reference"``, both as text in one user turn followed by the two image placeholders."""
+    if layout == "reference":
+        text = (
+            f"System: {system_prompt or SYSTEM_PROMPT}\n\n"
+            f"User: {INSTRUCTION_OPEN}{instruction}{INSTRUCTION_CLOSE}{REFERENCE_USER_SUFFIX}"
+        )
+        return [{"role": "user", "content": [{"type": "text", "text": text}, {"type": "image"}, {"type": "image"}]}]
+    if layout != "chat":
+        raise ValueError(f"unknown prompt layout {layout!r}; expected one of {PROMPT_LAYOUTS}")
     return [
         {"role": "system", "content": [{"type": "text", "text": system_prompt or SYSTEM_PROMPT}]},
         {
@@ -57,11 +75,12 @@ def build_messages(instruction: str, system_prompt: str | None = None) -> list[d
     ]
 
 
-def build_policy_prompt(sample: EditSample, system_prompt: str | None = None) -> PolicyPrompt:
-    """The prompt the policy sees for ``sample``; ``system_prompt`` replaces the built-in contract when given."""
+def build_policy_prompt(sample: EditSample, system_prompt: str | None = None, layout: str = "chat") -> PolicyPrompt:
+    """The prompt the policy sees for ``sample``; ``system_prompt`` replaces the built-in contract when given;
+    ``layout`` is one of :data:`PROMPT_LAYOUTS`."""
     return PolicyPrompt(
         id=sample.id,
-        messages=build_messages(sample.instruction, system_prompt),
+        messages=build_messages(sample.instruction, system_prompt, layout),
         images=[sample.source_image, sample.edited_image],
     )
 
@@ -80,10 +99,11 @@ class PromptLengthFilter:
     under a lock: tokenizers are not safe to call from several decoding threads at once.
     """
 
-    def __init__(self, processor: Any, max_length: int, system_prompt: str | None = None):
+    def __init__(self, processor: Any, max_length: int, system_prompt: str | None = None, layout: str = "chat"):
         self.processor = processor
         self.max_length = max_length
         self.system_prompt = system_prompt
+        self.layout = layout
         self._lengths: dict[tuple, int] = {}
         self._lock = threading.Lock()
 
@@ -93,7 +113,7 @@ class PromptLengthFilter:
         cached = self._lengths.get(key)
         if cached is not None:
             return cached
-        prompt = build_policy_prompt(sample, self.system_prompt)
+        prompt = build_policy_prompt(sample, self.system_prompt, self.layout)
         with self._lock:
             length = prompt_token_count(self.processor, prompt)
         self._lengths[key] = length
