@@ -355,3 +355,19 @@ def test_docs_key_table_matches_the_code(repo_root):
     honoured = sum(s == "honoured" for s, _ in documented.values())
     not_applicable = sum(s == "not applicable" for s, _ in documented.values())
     assert f"{len(keys)} keys: {honoured} honoured, {not_applicable} not applicable, 0 rejected" in text
+
+
+def test_explain_reference_keys():
+    from easyr1.config.docs import explain
+
+    text = explain("worker.reward.gpt41_max_tokens")
+    assert text.startswith("worker.reward.gpt41_max_tokens: reference key, an alias of judge.max_tokens")
+    assert "Completion token limit per call" in text
+    assert "not applicable: placement comes from cluster" in explain("trainer.n_gpus_per_node")
+    assert "compat" in explain("compat") and "reference" in explain("compat")
+
+
+def test_unknown_compat_value_is_an_error():
+    with pytest.raises(ConfigValidationError) as info:
+        load_config(None, ["compat=verl"])
+    assert info.value.keys == ["compat"]

@@ -18,10 +18,14 @@ def field_docs(cls: type) -> dict[str, str]:
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
     for node, following in zip(body, [*body[1:], None], strict=False):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and (
-            isinstance(following, ast.Expr)
-            and isinstance(following.value, ast.Constant)
-            and isinstance(following.value.value, str)
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and (
+                isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)
+            )
         ):
             docs[node.target.id] = inspect.cleandoc(following.value.value)
     return docs
@@ -38,7 +42,18 @@ def iter_sections(cls: type = EasyR1Config, prefix: str = ""):
 
 
 def explain(key: str) -> str | None:
-    """Documentation, type and default of a dotted key, or ``None`` when there is no such key."""
+    """Documentation, type and default of a dotted key (for a reference key: what it became), or ``None`` when
+    there is no such key."""
+    from .aliases import ALIASES, SECRET_ALIASES
+
+    if key in SECRET_ALIASES:
+        return f"{key}: reference key; a value is moved to the judge's API-key environment variable, never kept"
+    alias = ALIASES.get(key)
+    if alias is not None:
+        if alias.target is None:
+            return f"{key}: reference key, not applicable: {alias.note}"
+        note = f" ({alias.note})" if alias.note else ""
+        return f"{key}: reference key, an alias of {alias.target}{note}\n\n{explain(alias.target)}"
     section_path, _, name = key.rpartition(".")
     for path, cls in iter_sections():
         if path != section_path:
