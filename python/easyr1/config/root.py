@@ -157,7 +157,8 @@ def resolve_reference_values(cfg: EasyR1Config) -> None:
             REFERENCE_IMAGES_PER_PROMPT,
         )
     if editor.negative_prompt == "" and editor.true_cfg_scale != 1.0:
-        logger.warning(
+        logger.log(
+            logging.INFO if cfg.compat else logging.WARNING,  # under compat: reference this is the intent
             "worker.image_edit.negative_prompt='' means no negative prompt, so true CFG is off (as in the "
             "reference, whose pipeline ignored true_cfg_scale without one): true_cfg_scale %s -> 1.0; set a "
             "negative prompt (' ' is easyr1's default) to run true CFG",
