@@ -202,8 +202,10 @@ def format_plan(result: MemoryPlan, *, detail: bool = True) -> Iterable[str]:
             for name, value in est.phases[est.peak_phase].items():
                 if value:
                     yield f"        {name:42s} {value / GIB:7.2f} GiB"
+            if est.host:
+                yield "      host memory per process:"
             for name, value in est.host.items():
-                yield f"        host: {name:36s} {value / GIB:7.2f} GiB"
+                yield f"        {name:42s} {value / GIB:7.2f} GiB"
         for s in v.suggestions:
             yield f"      to fit: {s}"
     for s in result.skipped:
