@@ -64,3 +64,35 @@ def test_gloo_broadcast_between_two_members() -> None:
     assert received["steps"].dtype == torch.int64 and received["steps"].tolist() == [0, 1, 2, 3]
     assert received["w"].dtype == torch.bfloat16
     torch.testing.assert_close(received["w"].float(), state["w"].bfloat16().float(), rtol=0, atol=0)
+
+
+def test_plan_wire_form_is_plain_lists_and_rebuilds_the_plan() -> None:
+    import json
+
+    import pytest
+
+    from easyr1.rollout.weight_sync import WeightPlan
+
+    plan = make_plan([TensorSpec("a", (2, 3), "bfloat16"), TensorSpec("n", (4,), "int64")], bucket_bytes=8)
+    wire = plan.to_wire()
+    assert json.loads(json.dumps(wire)) == wire  # only lists, strings and ints: survives any untyped codec
+    assert WeightPlan.from_wire(wire) == plan
+    assert WeightPlan.from_wire(plan) is plan
+    with pytest.raises(ValueError, match="cover"):
+        WeightPlan.from_wire({"tensors": wire["tensors"], "buckets": [[0]]})
+    with pytest.raises(ValueError, match="malformed"):
+        WeightPlan.from_wire({"tensors": wire["tensors"]})
+    with pytest.raises(ValueError, match="unsupported dtype"):
+        WeightPlan.from_wire({"tensors": [["a", [1], "complex64"]], "buckets": [[0]]})
+
+
+def test_serialized_state_round_trips_in_buckets() -> None:
+    from easyr1.rollout.weight_sync import deserialize_state, serialize_state
+
+    torch.manual_seed(0)
+    state = {"w": torch.randn(64, 32), "b": torch.randn(32), "steps": torch.arange(4)}
+    blobs = list(serialize_state(state, torch.bfloat16, bucket_bytes=2048))
+    assert len(blobs) == 3 and all(isinstance(b, bytes) for b in blobs)
+    back = dict(item for blob in blobs for item in deserialize_state(blob))
+    assert back["w"].dtype == torch.bfloat16 and torch.equal(back["w"], state["w"].bfloat16())
+    assert torch.equal(back["steps"], state["steps"])

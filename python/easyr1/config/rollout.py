@@ -21,7 +21,8 @@ class RolloutValOverride:
 @dataclass
 class RolloutConfig:
     name: str = "hf"
-    """Engine: ``hf`` (transformers generate, CPU or GPU) or ``vllm`` (GPU, tensor parallel)."""
+    """Engine: ``hf`` (transformers generate, CPU or GPU) or ``vllm`` (GPU with tensor parallelism, or vLLM's CPU
+    backend when ``cluster.rollout.num_gpus_per_worker`` is 0)."""
     n: int = 4
     """Responses sampled per prompt (the GRPO group size)."""
     temperature: float = 1.0
@@ -37,11 +38,16 @@ class RolloutConfig:
     tensor_parallel_size: int = 1
     """vLLM tensor parallelism per engine."""
     gpu_memory_utilization: float = 0.6
-    """vLLM KV-cache memory fraction."""
+    """vLLM: share of GPU memory the engine may use (weights, activations, KV cache)."""
+    kv_cache_memory_gb: float | None = None
+    """vLLM: KV-cache size in GiB per engine, instead of what ``gpu_memory_utilization`` leaves; ``None`` = that
+    (GPU), 1 GiB on vLLM's CPU backend (which reads the utilisation as a share of host memory)."""
     enforce_eager: bool = False
-    """vLLM: disable CUDA graphs."""
-    enable_sleep_mode: bool = False
-    """vLLM sleep/wake between rollouts (only useful when colocated with the actor)."""
+    """vLLM: disable CUDA graphs (always on for the CPU backend)."""
+    engine_python: str | None = None
+    """vLLM: Python interpreter of the engine actors (Ray ``runtime_env`` ``py_executable``), for a vLLM that lives
+    in an environment of its own, e.g. ``.venv-vllm/bin/python`` from ``scripts/setup_vllm_cpu.sh``. ``None``: the
+    driver's Python when it can import vLLM, else ``$EASYR1_VLLM_PYTHON``, else the checkout's ``.venv-vllm``."""
     prompt_length: int | None = None
     """Maximum prompt tokens; ``None`` uses ``data.max_prompt_length``."""
     response_length: int | None = None
@@ -76,6 +82,8 @@ class RolloutConfig:
         yield from check_positive(f"{path}.num_engines", self.num_engines)
         yield from check_positive(f"{path}.tensor_parallel_size", self.tensor_parallel_size)
         yield from check_range(f"{path}.gpu_memory_utilization", self.gpu_memory_utilization, low=0.0, high=1.0)
+        if self.kv_cache_memory_gb is not None:
+            yield from check_positive(f"{path}.kv_cache_memory_gb", self.kv_cache_memory_gb)
         yield from check_non_negative(f"{path}.limit_images", self.limit_images)
         yield from check_positive(f"{path}.generation_batch_size", self.generation_batch_size)
         yield from check_choice(f"{path}.weight_sync", self.weight_sync, ["collective", "object_store"])

@@ -7,15 +7,20 @@ weights into every engine (collective broadcast, or the object store) and checks
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from easyr1.actor.placement import ray_actor_options, wait_for_pool, worker_device, worker_threads
 from easyr1.config import EasyR1Config
+from easyr1.config.rollout import RolloutConfig
 
 from .probe import probe_prompts
 from .protocol import PolicyPrompt, RolloutOutput, SamplingParams
@@ -35,6 +40,42 @@ def _engine_class(name: str) -> type:
 
         return VLLMRolloutEngine
     raise ValueError(f"unknown rollout engine {name!r} (hf or vllm)")
+
+
+def vllm_python(rollout: RolloutConfig) -> str | None:
+    """The interpreter vLLM engine actors run in; ``None`` = the driver's (see ``worker.rollout.engine_python``)."""
+    if rollout.engine_python:
+        path = Path(rollout.engine_python).expanduser().absolute()
+        if not path.exists():
+            raise FileNotFoundError(
+                f"worker.rollout.engine_python={rollout.engine_python!r} does not exist (create the vLLM CPU "
+                "environment with `bash scripts/setup_vllm_cpu.sh`)"
+            )
+        return str(path)
+    if importlib.util.find_spec("vllm") is not None:
+        return None
+    if os.environ.get("EASYR1_VLLM_PYTHON"):
+        return str(Path(os.environ["EASYR1_VLLM_PYTHON"]).expanduser().absolute())
+    checkout = Path(__file__).resolve().parents[3] / ".venv-vllm" / "bin" / "python"
+    if checkout.exists():
+        return str(checkout)
+    return None  # e.g. a cluster whose rollout image has vLLM while the driver's does not
+
+
+def vllm_actor_options(rollout: RolloutConfig, num_gpus_per_worker: float) -> dict[str, Any]:
+    """Ray options of a vLLM engine actor beyond the pool's placement: the GPUs come from
+    ``cluster.rollout.num_gpus_per_worker`` (0 = vLLM's CPU backend) and must cover the tensor parallelism; a
+    vLLM environment of its own becomes the actor's ``runtime_env`` ``py_executable``."""
+    if 0 < num_gpus_per_worker < rollout.tensor_parallel_size:
+        raise ValueError(
+            f"cluster.rollout.num_gpus_per_worker={num_gpus_per_worker} is less than worker.rollout."
+            f"tensor_parallel_size={rollout.tensor_parallel_size}: each vLLM engine needs one GPU per TP rank"
+        )
+    options: dict[str, Any] = {}
+    python = vllm_python(rollout)
+    if python is not None and python != sys.executable:
+        options["runtime_env"] = {"py_executable": python}
+    return options
 
 
 class RolloutPool:
@@ -58,7 +99,7 @@ class RolloutPool:
         remote_cls = ray.remote(cls)
         options = ray_actor_options(placement)
         if rollout.name == "vllm":
-            options["num_gpus"] = max(options.get("num_gpus", 0), rollout.tensor_parallel_size)
+            options.update(vllm_actor_options(rollout, placement.num_gpus_per_worker))
         self.engines = []
         for i in range(rollout.num_engines):
             kwargs: dict[str, Any] = {
@@ -136,7 +177,7 @@ class RolloutPool:
         self._plan = actor_pool.weight_plan(engine_dtype, rollout.weight_sync_bucket_mb * 2**20)
         ranks = ray.get([e.num_sync_ranks.remote() for e in self.engines])
         world = 1 + sum(ranks)
-        engines_on_gpu = worker_device(self.cfg.cluster.rollout) == "cuda" or rollout.name == "vllm"
+        engines_on_gpu = worker_device(self.cfg.cluster.rollout) == "cuda"
         backend = "nccl" if actor_pool.device == "cuda" and engines_on_gpu else "gloo"
         host, port = actor_pool.start_weight_sync_server()
         refs = [actor_pool.join_weight_sync_async(host, port, world, backend)]
@@ -211,9 +252,17 @@ class RolloutPool:
             worst = max(worst, float((engine_lp - actor_lp[i, : len(out.logprobs)]).abs().max()))
         return worst
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_s: float = 60.0) -> None:
+        """Stop the engines: vLLM engines shut their engine core and worker processes down first (killing the
+        actor alone would orphan them), then every actor is killed."""
         import ray
 
         engines, self.engines = getattr(self, "engines", []), []
+        if self.cfg.worker.rollout.name == "vllm" and engines:
+            refs = [e.shutdown.remote() for e in engines]
+            try:
+                ray.get(refs, timeout=timeout_s)
+            except Exception as exc:  # still kill the actors below
+                logger.warning("vLLM engine shutdown: %s: %s", type(exc).__name__, exc)
         for e in engines:
             ray.kill(e)

