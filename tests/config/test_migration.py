@@ -371,3 +371,9 @@ def test_unknown_compat_value_is_an_error():
     with pytest.raises(ConfigValidationError) as info:
         load_config(None, ["compat=verl"])
     assert info.value.keys == ["compat"]
+
+
+def test_online_filtering_difference_only_when_filtering(caplog):
+    assert not any(line.startswith("online filtering") for line in differences(reference_with()))
+    cfg = reference_with("algorithm.online_filtering=true")
+    assert any(line.startswith("online filtering") and "std" in line for line in differences(cfg))

@@ -158,6 +158,16 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
         "worker.image_edit.negative_prompt=''",
     ),
     Behaviour(
+        "online filtering",
+        "kept a group when filter_low < its mean score < filter_high, nothing else",
+        lambda c: not c.algorithm.online_filtering,
+        lambda c: (
+            f"also drops groups whose score std is <= {c.algorithm.filter_std_threshold:g} or that have "
+            "fewer than 2 valid samples"
+        ),
+        "algorithm.filter_std_threshold=0 comes closest (groups with identical scores are still dropped)",
+    ),
+    Behaviour(
         "editor seed",
         "torch.manual_seed(0) for every edit",
         lambda c: False,
