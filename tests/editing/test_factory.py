@@ -38,8 +38,10 @@ def test_replica_placement_uses_the_editor_resource():
     assert "resources" not in cpu and cpu["num_gpus"] == 0.0 and cpu["max_restarts"] == -1
 
 
-def test_config_rejects_cfg_without_negative_prompt():
-    from easyr1.config.base import ConfigValidationError
-
-    with pytest.raises(ConfigValidationError, match="negative_prompt"):
-        load_config(None, ["worker.image_edit.true_cfg_scale=4.0", "worker.image_edit.negative_prompt="])
+def test_empty_negative_prompt_turns_true_cfg_off_with_a_log_line(caplog):
+    """The reference's ``negative_prompt: ""`` meant no true CFG (its pipeline ignored the scale without one)."""
+    with caplog.at_level("WARNING"):
+        config = load_config(None, ["worker.image_edit.true_cfg_scale=4.0", "worker.image_edit.negative_prompt="])
+    assert config.worker.image_edit.true_cfg_scale == 1.0
+    assert config.worker.image_edit.negative_prompt == ""
+    assert any("true CFG is off" in r.getMessage() for r in caplog.records)
