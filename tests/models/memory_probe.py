@@ -4,7 +4,8 @@
 ``config.json`` it writes to OUT_DIR, shards it with the project's FSDP2 wrapping (gloo, world size 1), and runs two
 updates the way ``easyr1.actor.update`` does (response log-probs with the no-grad entropy metric, backward, AdamW):
 fp32 with or without gradient checkpointing, or (``bf16``) fp32 masters with bf16 mixed precision and checkpointing.
-It prints one JSON line: the RSS before the model existed and the process's peak RSS (``ru_maxrss``). Run it with
+``python memory_probe.py EDITOR_DIR editor`` loads a Qwen-Image-Edit checkpoint and runs one batched edit.
+Both print one JSON line: the RSS before the model existed (before the edit, for the editor) and the process's peak RSS (``ru_maxrss``). Run it with
 ``MALLOC_MMAP_THRESHOLD_`` set so that large tensors are mapped and unmapped (RSS then follows live tensor bytes).
 """
 
@@ -108,5 +109,43 @@ def main(out_dir: str, mode: str) -> None:
     print(json.dumps({"baseline": baseline, "peak": peak, "mode": mode}))
 
 
+EDIT_SIDE, EDIT_BATCH = 512, 2
+"""``python memory_probe.py EDITOR_DIR editor``: one batched edit (fp32, 1 step, true CFG) at this size."""
+
+
+def edit(editor_dir: str) -> None:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    torch.set_num_threads(1)
+    from easyr1.config.editing import ImageEditConfig
+    from easyr1.editing.factory import build_editor
+    from easyr1.editing.protocol import EditRequest
+
+    cfg = ImageEditConfig(
+        model_path=editor_dir,
+        num_inference_steps=1,
+        target_area=EDIT_SIDE * EDIT_SIDE,
+        batch_size=EDIT_BATCH,
+        dtype="float32",
+    )
+    editor = build_editor(cfg)
+    rng = np.random.default_rng(0)
+    shape = (EDIT_SIDE, EDIT_SIDE, 3)
+    requests = [
+        EditRequest(Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)), "Add a red ball", i, f"k{i}")
+        for i in range(EDIT_BATCH)
+    ]
+    baseline = rss_bytes()  # the pipeline is loaded: what follows is the edit's working memory
+    results = editor.edit(requests)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert all(r.ok for r in results), [r.reason for r in results]
+    print(json.dumps({"baseline": baseline, "peak": peak, "mode": "editor"}))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if sys.argv[2] == "editor":
+        edit(sys.argv[1])
+    else:
+        main(sys.argv[1], sys.argv[2])

@@ -113,8 +113,9 @@ def test_model_states_follow_the_published_16_bytes_per_parameter():
 
 def measure(mode: str, tmp_path: Path) -> tuple[int, Path]:
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
+    folder = tmp_path if mode == "editor" else tmp_path / mode
     out = subprocess.run(
-        [sys.executable, str(PROBE), str(tmp_path / mode), mode],
+        [sys.executable, str(PROBE), str(folder), mode],
         capture_output=True,
         text=True,
         timeout=300,
@@ -122,13 +123,18 @@ def measure(mode: str, tmp_path: Path) -> tuple[int, Path]:
         check=True,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    return result["peak"] - result["baseline"], tmp_path / mode
+    return result["peak"] - result["baseline"], folder
 
 
-def probe_plan(folder: Path, mode: str):
+def load_probe():
     spec = importlib.util.spec_from_file_location("memory_probe", PROBE)
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)
+    return probe
+
+
+def probe_plan(folder: Path, mode: str):
+    probe = load_probe()
     MICRO, PROMPT, RESPONSE = probe.MICRO, probe.PROMPT, probe.RESPONSE
     cfg = load_config(
         None,
@@ -171,6 +177,31 @@ def test_checkpointing_saving_matches_measured(measured):
     predicted = probe_plan(folder, "nockpt") - probe_plan(folder, "ckpt")
     assert saved > 100 * 2**20
     assert 0.75 * saved <= predicted <= 1.3 * saved, (predicted / 2**20, saved / 2**20)
+
+
+@pytest.mark.slow
+def test_editor_estimate_matches_measured_cpu_edit(tmp_path):
+    """The tiny Qwen-Image-Edit pipeline, one batched edit at 512² (fp32): the planner's working memory on top of
+    the weights (its largest phase: the VAE decode) is within -10 %/+25 % of the measured peak RSS."""
+    from easyr1.memory_plan import plan_editor
+    from easyr1.models.tiny_editor import build_tiny_editor
+
+    probe = load_probe()
+    folder = build_tiny_editor(tmp_path / "editor", seed=0)
+    measured, _ = measure("editor", folder)
+    cfg = load_config(
+        None,
+        [
+            f"worker.image_edit.target_area={probe.EDIT_SIDE**2}",
+            f"worker.image_edit.batch_size={probe.EDIT_BATCH}",
+            "worker.image_edit.dtype=float32",
+        ],
+    )
+    est = plan_editor(cfg, editor_shape(folder), device="cpu")
+    weights = sum(v for k, v in est.phases["VAE decode"].items() if k.endswith("weights"))
+    predicted = est.peak_bytes - weights
+    assert est.peak_phase == "VAE decode"
+    assert 0.9 * measured <= predicted <= 1.25 * measured, (predicted / 2**20, measured / 2**20)
 
 
 def test_production_example_fits_with_published_configs():
