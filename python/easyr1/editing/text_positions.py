@@ -28,8 +28,8 @@ MM_TOKEN_TYPE_IDS = "mm_token_type_ids"
 
 def encoder_takes_token_types(text_encoder: Any) -> bool:
     """Whether the text encoder's ``forward`` accepts ``mm_token_type_ids`` (transformers ≥ 5 Qwen2.5-VL)."""
-    try:
-        return MM_TOKEN_TYPE_IDS in inspect.signature(text_encoder.forward).parameters
+    try:  # the class's forward: accelerate's offload hooks wrap the instance's
+        return MM_TOKEN_TYPE_IDS in inspect.signature(type(text_encoder).forward).parameters
     except (TypeError, ValueError):
         return False
 
