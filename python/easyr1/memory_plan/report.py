@@ -250,13 +250,17 @@ def plan_memory_command(args: argparse.Namespace) -> int:
     except ConfigValidationError as exc:
         print(f"easyr1: {exc}", file=sys.stderr)
         return 2
-    result = plan(
-        cfg,
-        policy_model=args.policy_model,
-        editor_model=args.editor_model,
-        gpu_gib=args.gpu_memory_gib,
-        prompt_len=args.prompt_tokens,
-    )
+    try:
+        result = plan(
+            cfg,
+            policy_model=args.policy_model,
+            editor_model=args.editor_model,
+            gpu_gib=args.gpu_memory_gib,
+            prompt_len=args.prompt_tokens,
+        )
+    except (OSError, KeyError, ValueError) as exc:
+        print(f"easyr1 plan-memory: cannot read a model config: {exc!r}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(as_json(result), indent=2))
     else:
