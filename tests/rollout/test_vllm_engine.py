@@ -157,13 +157,18 @@ def test_greedy_with_n_above_one(pools) -> None:
     prompts = probe_prompts(2)
     outs = rollout.generate(prompts, SamplingParams(n=3, temperature=0.0, max_tokens=8))
     assert [(o.prompt_id, o.sample_index) for o in outs] == [(p.id, k) for p in prompts for k in range(3)]
-    assert len({tuple(o.token_ids) for o in outs[:3]}) == 1
-    assert outs[0].token_ids != outs[3].token_ids
+    for group in (outs[:3], outs[3:]):
+        assert len({tuple(o.token_ids) for o in group}) == 1
+    single = rollout.generate(prompts, SamplingParams(n=1, temperature=0.0, max_tokens=8))
+    assert [o.token_ids for o in single] == [outs[0].token_ids, outs[3].token_ids]
 
 
 def test_collective_sync_then_fresh_images_match_the_actor(pools) -> None:
     actor, rollout = pools
     fresh = [probe_prompt(7 + i, size=56 + 28 * i) for i in range(2)]  # images no engine has seen yet
+    # ~360 prompt tokens: several full KV blocks, so the prefix cache holds them from before the update.
+    seen = probe_prompt(5, instruction=" ".join(["Make the red ball on the grass bigger and move it left."] * 18))
+    rollout.generate([seen], SamplingParams(n=1, max_tokens=4, seed=0))
     _train_once(actor, rollout)
     stale = rollout.probe_difference(actor)
     assert stale > 1e-3, "the engine should be stale after the update"
@@ -171,8 +176,9 @@ def test_collective_sync_then_fresh_images_match_the_actor(pools) -> None:
     metrics = rollout.sync_weights(actor)
     assert metrics["rollout/sync_probe_max_abs_diff"] <= 1e-4  # probe images: seen before the update
     assert metrics["rollout/sync_bytes"] > 0
-    outs = rollout.generate(fresh, SamplingParams(n=2, max_tokens=10, seed=3))
-    batch = PolicyBatch([fresh[i // 2] for i in range(4)], [o.token_ids for o in outs])
+    prompts = [*fresh, seen]
+    outs = rollout.generate(prompts, SamplingParams(n=2, max_tokens=10, seed=3))
+    batch = PolicyBatch([prompts[i // 2] for i in range(6)], [o.token_ids for o in outs])
     assert _max_diff(outs, actor.compute_log_probs(batch, temperature=1.0)) <= 1e-4
     # A second sync reuses the group.
     _train_once(actor, rollout)

@@ -54,7 +54,12 @@ def prepare(cfg: EasyR1Config, out: Path, seed: int) -> dict[str, float]:
     policy = Path(cfg.worker.actor.model.model_path)
     if not (policy / "config.json").is_file():
         logger.info("building the tiny policy in %s", policy)
-        build_tiny_policy(policy, seed=seed)
+        spec = None
+        if cfg.worker.rollout.name == "vllm":  # vLLM's CPU attention needs a head size of 32 or more
+            from easyr1.rollout.vllm_engine import VLLM_TINY_SPEC
+
+            spec = VLLM_TINY_SPEC
+        build_tiny_policy(policy, seed=seed, spec=spec)
     data = Path(cfg.data.train_files).parent
     if not any(Path(cfg.data.train_files).glob("*.parquet")):
         logger.info("writing sandbox data to %s", data)
