@@ -240,9 +240,11 @@ def test_shutdown_leaves_no_engine_processes(pools) -> None:
     import ray
 
     _, rollout = pools
-    pid = ray.get(rollout.engines[0].__ray_call__.remote(lambda self: os.getpid()))
+    pid, tmp = ray.get(rollout.engines[0].__ray_call__.remote(lambda self: (os.getpid(), self._tmp_dir)))
     children = psutil.Process(pid).children(recursive=True)
     assert children, "vLLM runs its engine core in child processes"
+    assert Path(tmp).is_dir()
     rollout.shutdown()
     _, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, [(p.pid, p.name()) for p in alive]
+    assert not Path(tmp).exists(), "the engine's temp folder (vLLM sockets, dist-init files) is removed"

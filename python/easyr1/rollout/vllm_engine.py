@@ -42,13 +42,15 @@ VLLM_TINY_SPEC = TinyPolicySpec(hidden_size=64, num_attention_heads=2, num_key_v
 """A tiny policy vLLM's CPU backend can run (head size 32); ``build_tiny_policy(dir, spec=VLLM_TINY_SPEC)``."""
 
 
-def cpu_environment(rpc_dir: str) -> dict[str, str]:
-    """Environment defaults for vLLM's CPU backend (ignored by GPU builds): no OpenMP thread pinning (the engine
-    shares its machine with Ray and the actor), IPC sockets in the engine's own folder."""
-    return {
-        "VLLM_CPU_OMP_THREADS_BIND": "nobind",
-        "VLLM_RPC_BASE_PATH": rpc_dir,
-    }
+def use_own_temp_dir(engine_index: int) -> str:
+    """Point this process's temp files at a new folder of the engine's own and return it: vLLM puts its IPC
+    sockets and distributed-init files in the temp folder (and leaves some behind when a process dies); the engine
+    removes the folder at :meth:`VLLMRolloutEngine.shutdown`. The engine runs in a Ray actor of its own, so changing
+    the process environment (inherited by vLLM's engine-core and worker processes) touches nothing else."""
+    folder = tempfile.mkdtemp(prefix=f"easyr1-vllm{engine_index}-")
+    os.environ["TMPDIR"] = os.environ["VLLM_RPC_BASE_PATH"] = folder
+    tempfile.tempdir = None  # recomputed from TMPDIR
+    return folder
 
 
 class VLLMRolloutEngine:
@@ -75,14 +77,14 @@ class VLLMRolloutEngine:
         engine_index: int = 0,
         trust_remote_code: bool = False,
     ):
-        self._rpc_dir = tempfile.mkdtemp(prefix=f"easyr1-vllm{engine_index}-")
-        for key, value in cpu_environment(self._rpc_dir).items():
-            os.environ.setdefault(key, value)
+        self._tmp_dir = use_own_temp_dir(engine_index)
+        # CPU backend (ignored by GPU builds): no OpenMP thread pinning, the engine shares its cores with Ray.
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
         try:
             import vllm
             from vllm.platforms import current_platform
         except ImportError as exc:
-            shutil.rmtree(self._rpc_dir, ignore_errors=True)
+            shutil.rmtree(self._tmp_dir, ignore_errors=True)
             raise RuntimeError(
                 "worker.rollout.name=vllm needs vLLM in the engine's Python: on GPU `pip install 'easyr1[gpu]'`; on "
                 "CPU create the vLLM CPU environment with `bash scripts/setup_vllm_cpu.sh` (worker.rollout."
@@ -121,7 +123,7 @@ class VLLMRolloutEngine:
                 worker_extension_cls=EXTENSION,
             )
         except BaseException:
-            shutil.rmtree(self._rpc_dir, ignore_errors=True)
+            shutil.rmtree(self._tmp_dir, ignore_errors=True)
             raise
         self._stop_ids = stop_token_ids(self.tokenizer)
         self._banned = vision_token_ids(self.tokenizer)
@@ -253,4 +255,4 @@ class VLLMRolloutEngine:
         llm = self.__dict__.pop("llm", None)
         if llm is not None:
             llm.llm_engine.engine_core.shutdown()
-        shutil.rmtree(self._rpc_dir, ignore_errors=True)
+        shutil.rmtree(self._tmp_dir, ignore_errors=True)
