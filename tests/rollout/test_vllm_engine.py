@@ -205,6 +205,21 @@ def test_object_store_sync(pools) -> None:
         rollout.cfg.worker.rollout.weight_sync = "collective"
 
 
+def test_an_update_without_the_vision_tower_keeps_the_engines(pools) -> None:
+    """A partial update (a frozen vision tower is not resent) loads what it carries and leaves the rest intact."""
+    actor, rollout = pools
+    state = actor.full_state_dict()
+    rollout.update_weights(state)
+    assert rollout.probe_difference(actor) <= 1e-4
+    language_only = {k: v for k, v in state.items() if ".visual." not in f".{k}"}
+    assert len(language_only) < len(state)
+    perturbed = {k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v for k, v in language_only.items()}
+    rollout.update_weights(perturbed)
+    assert rollout.probe_difference(actor) > 1e-3  # the language model changed…
+    rollout.update_weights(language_only)
+    assert rollout.probe_difference(actor) <= 1e-4  # …and the vision tower never did
+
+
 def test_stop_tokens_end_generation(pools, hf_forward) -> None:
     """Weights under which every step's most likely token is a stop token (<|im_end|> or <|endoftext|>): generation
     ends after one token with finish_reason stop; the actor's weights come back afterwards."""
