@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 REFERENCE_FALLBACK_INSTRUCTION = "Improve the image quality and consistency"
 """What the reference's editor ran when no ``<Re_edit>`` parsed."""
 
+REFERENCE_LONG_SIDE = 1024
+"""The reference's dataset shrank every policy image wider or taller than this to fit a square of this side."""
+
 PROFILES: dict[str, dict[str, Any]] = {
     "reference": {
         "worker.rollout.name": "vllm",
@@ -43,6 +46,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "judge.request_style": "reference",
         "judge.neutral_score": 2.0,
         "worker.image_edit.negative_prompt": "",
+        "data.prompt_layout": "reference",
+        "data.max_long_side": REFERENCE_LONG_SIDE,
     }
 }
 """``compat`` value → settings (our keys) that reproduce the reference's behaviour."""
@@ -120,31 +125,30 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
     Behaviour(
         "judge task description",
         "every request carried the row's task ('Image editing task: add')",
-        lambda c: False,
-        lambda c: (
-            "training requests carry no task (the trainer does not hand the row's task to the judge yet; "
-            "`easyr1 judge` rows with a task field do under request_style=reference)"
-        ),
-        "not reproducible yet",
+        lambda c: c.judge.request_style == "reference",
+        lambda c: "no task description (only request_style=reference sends the row's task)",
+        "judge.request_style=reference",
     ),
     Behaviour(
         "policy image sizing",
-        "shrunk to a 1024-pixel long side (never enlarged) when read, then its pixel count "
+        f"shrunk to a {REFERENCE_LONG_SIDE}-pixel long side (never enlarged) when read, then its pixel count "
         "brought into [data.min_pixels, data.max_pixels]",
-        lambda c: False,
+        lambda c: c.data.max_long_side == REFERENCE_LONG_SIDE,
         lambda c: (
-            f"pixel count brought into [{c.data.min_pixels}, {c.data.max_pixels}], no long-side cap "
+            f"long side capped at {c.data.max_long_side}, then pixel count brought into "
+            f"[{c.data.min_pixels}, {c.data.max_pixels}]"
+            if c.data.max_long_side is not None
+            else f"pixel count brought into [{c.data.min_pixels}, {c.data.max_pixels}], no long-side cap "
             "(a 1500×1000 image stays 1500×1000)"
         ),
-        "not reproducible yet: data.max_pixels=699392 caps 3:2 images at the same size",
+        f"data.max_long_side={REFERENCE_LONG_SIDE}",
     ),
     Behaviour(
         "policy prompt layout",
         "'System: … User: …' as text inside one user turn, images after the text",
-        lambda c: False,
+        lambda c: c.data.prompt_layout == "reference",
         lambda c: "a system turn, then a user turn with the instruction and the images",
-        "not reproducible from the config yet: easyr1.data.prompts builds it (layout='reference') but no config key "
-        "selects it",
+        "data.prompt_layout=reference",
     ),
     Behaviour(
         "editor guidance",
@@ -231,8 +235,8 @@ SAME_KEY_NOTES: dict[str, str] = {
     "worker.rollout.max_model_len": "below prompt + response it caps the sequence (vLLM), with a warning",
     "worker.image_edit.negative_prompt": "'' (no negative prompt) turns true CFG off, as the reference's pipeline ran",
     "worker.image_edit.true_cfg_scale": "1.0 when negative_prompt is '' (the reference's pipeline never ran true CFG)",
-    "data.min_pixels": "pixel-count bounds as in the reference, but without its 1024 long-side shrink first",
-    "data.max_pixels": "pixel-count bounds as in the reference, but without its 1024 long-side shrink first",
+    "data.min_pixels": "pixel-count bounds as in the reference, applied after data.max_long_side (1024 under compat)",
+    "data.max_pixels": "pixel-count bounds as in the reference, applied after data.max_long_side (1024 under compat)",
     "worker.rollout.name": "not a reference key: the reference always ran vLLM (compat: reference sets it)",
 }
 """Same-named keys whose value needs a word (the table of docs/migration.md prints it)."""

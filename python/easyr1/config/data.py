@@ -56,12 +56,21 @@ class DataConfig:
     """Images are resized (aspect preserved) to at least this many pixels (28*28*4 by default)."""
     max_pixels: int = 1003520
     """... and at most this many pixels (28*28*1280 by default)."""
+    max_long_side: int | None = None
+    """Before the pixel-count fit, shrink images whose width or height exceeds this many pixels so the long side
+    is this long (aspect preserved, Lanczos, never enlarged): the reference read its images this way with 1024
+    (``compat: reference`` sets it). ``None`` applies no long-side limit."""
     filter_overlong_prompts: bool = True
     """Drop (and count) prompts longer than ``max_prompt_length`` instead of failing."""
     on_bad_row: str = "error"
     """A row that cannot be decoded: ``error`` stops with the file, row and column; ``skip`` skips and counts."""
     system_prompt: str | None = None
     """Override of the built-in system prompt (the re-edit contract); ``None`` uses ours."""
+    prompt_layout: str = "chat"
+    """How the policy prompt is laid out: ``chat`` (a system turn with the contract, then a user turn with the
+    instruction and the two images) or ``reference`` (the reference's layout: one user turn whose text is
+    ``System: <contract>\n\nUser: <instruction>…``, images after it; ``compat: reference`` sets it). Rollout,
+    SFT and the prompt-length filter all use it."""
     read_batch_rows: int = 64
     """Rows being decoded ahead of the consumer at any time (bounds the memory of decoded images)."""
     decode_threads: int = -1
@@ -74,6 +83,7 @@ class DataConfig:
         yield from check_choice(f"{path}.format", self.format, ["seed", "jsonl", "hf"])
         yield from check_choice(f"{path}.instruction_variant", self.instruction_variant, ["short", "detailed"])
         yield from check_choice(f"{path}.on_bad_row", self.on_bad_row, ["error", "skip"])
+        yield from check_choice(f"{path}.prompt_layout", self.prompt_layout, ["chat", "reference"])
         yield from check_positive(f"{path}.max_prompt_length", self.max_prompt_length)
         yield from check_positive(f"{path}.max_response_length", self.max_response_length)
         yield from check_positive(f"{path}.rollout_batch_size", self.rollout_batch_size)
@@ -81,6 +91,8 @@ class DataConfig:
             yield from check_positive(f"{path}.val_batch_size", self.val_batch_size)
         yield from check_positive(f"{path}.min_pixels", self.min_pixels)
         yield from check_range(f"{path}.max_pixels", self.max_pixels, low=self.min_pixels)
+        if self.max_long_side is not None:
+            yield from check_positive(f"{path}.max_long_side", self.max_long_side)
         yield from check_positive(f"{path}.read_batch_rows", self.read_batch_rows)
         yield from check_positive(f"{path}.shuffle_buffer_rows", self.shuffle_buffer_rows)
         yield from check_range(f"{path}.decode_threads", self.decode_threads, low=-1)

@@ -6,7 +6,7 @@ Public API (what the driver calls)::
 
     loader = build_dataloader(cfg.data, "train", processor=policy_processor)  # EditDataLoader
     for batch in loader:                      # one epoch of list[EditSample], rollout_batch_size each
-        prompts = [build_policy_prompt(s, cfg.data.system_prompt) for s in batch]   # PolicyPrompt
+        prompts = [build_policy_prompt(s, cfg.data.system_prompt, cfg.data.prompt_layout) for s in batch]
         ...
         checkpoint["data"] = loader.state_dict()                # resume: loader.load_state_dict(...)
     metrics.update(loader.metrics())          # data/epoch, data/rows_read, data/bad_rows/<reason>, ...
@@ -15,8 +15,9 @@ Public API (what the driver calls)::
   :class:`EditSample` (``iter_epoch(epoch, start)`` yields ``(next_position, sample)``).
 * ``EditDataLoader(dataset, batch_size, drop_last=True)``: batches, ``epoch``, ``state_dict()`` /
   ``load_state_dict()``, ``metrics()``, ``stats`` (:class:`DataStats`).
-* ``build_policy_prompt(sample, system_prompt=None) -> PolicyPrompt``; ``SYSTEM_PROMPT``;
-  ``PromptLengthFilter(processor, max_length)`` / ``prompt_token_count(processor, prompt)``.
+* ``build_policy_prompt(sample, system_prompt=None, layout="chat") -> PolicyPrompt`` (layout: ``data.prompt_layout``);
+  ``SYSTEM_PROMPT``;
+  ``PromptLengthFilter(processor, max_length, system_prompt, layout)`` / ``prompt_token_count(processor, prompt)``.
 * Bad rows: :class:`BadRowError` (file, row, column, reason) or, with ``on_bad_row=skip``, counts by reason.
 
 Formats (``data.format``): ``seed`` (reference parquet, base64 images), ``jsonl`` (image paths), ``hf``

@@ -21,7 +21,8 @@ class SizeStats:
     widths: list[int] = field(default_factory=list)
     heights: list[int] = field(default_factory=list)
     refit: int = 0
-    """Images outside ``[min_pixels, max_pixels]`` that reading resizes."""
+    """Images that reading resizes: a side above ``max_long_side`` (when set), or a pixel count outside
+    ``[min_pixels, max_pixels]``."""
 
     def add(self, size: tuple[int, int] | None, cfg: DataConfig) -> None:
         if size is None:
@@ -29,7 +30,8 @@ class SizeStats:
         w, h = size
         self.widths.append(w)
         self.heights.append(h)
-        if not cfg.min_pixels <= w * h <= cfg.max_pixels:
+        too_long = cfg.max_long_side is not None and max(w, h) > cfg.max_long_side
+        if too_long or not cfg.min_pixels <= w * h <= cfg.max_pixels:
             self.refit += 1
 
     def row(self) -> list[str]:
@@ -93,7 +95,8 @@ def check_data_command(args: argparse.Namespace) -> int:
         console.print(table)
     else:
         console.print("bad rows: none")
-    sizes = Table(title=f"stored image sizes (pixel range {cfg.min_pixels}..{cfg.max_pixels})")
+    limit = f", long side ≤ {cfg.max_long_side}" if cfg.max_long_side is not None else ""
+    sizes = Table(title=f"stored image sizes (pixel range {cfg.min_pixels}..{cfg.max_pixels}{limit})")
     for column in ("image", "min", "median", "max", "mean Mpx", "resized"):
         sizes.add_column(column, justify="right" if column != "image" else "left")
     sizes.add_row("source", *source_sizes.row())

@@ -204,7 +204,9 @@ def build_source(fmt: str, path: str, pattern: str | None, hf_split: str) -> Row
 
 
 def build_decoder(data_cfg: Any) -> RowDecoder:
-    images = ImageOptions(min_pixels=data_cfg.min_pixels, max_pixels=data_cfg.max_pixels)
+    images = ImageOptions(
+        min_pixels=data_cfg.min_pixels, max_pixels=data_cfg.max_pixels, max_long_side=data_cfg.max_long_side
+    )
     if data_cfg.format == "seed":
         return SeedRowDecoder(images, data_cfg.instruction_variant)
     return FieldRowDecoder(
@@ -236,7 +238,9 @@ def build_dataset(data_cfg: Any, split: str = "train", processor: Any = None) ->
         if processor is None:
             logger.info("%s: no processor given, prompt lengths are not checked", split)
         else:
-            prompt_filter = PromptLengthFilter(processor, data_cfg.max_prompt_length, data_cfg.system_prompt)
+            prompt_filter = PromptLengthFilter(
+                processor, data_cfg.max_prompt_length, data_cfg.system_prompt, data_cfg.prompt_layout
+            )
     dataset = EditDataset(
         source,
         build_decoder(data_cfg),

@@ -38,10 +38,12 @@ _ORIENTATION_TAG = 0x0112
 
 @dataclass(frozen=True)
 class ImageOptions:
-    """How decoded images are fitted: pixel count kept within ``[min_pixels, max_pixels]``, aspect preserved."""
+    """How decoded images are fitted: first, with ``max_long_side``, shrunk so neither side exceeds it; then the
+    pixel count kept within ``[min_pixels, max_pixels]``. Aspect is preserved throughout."""
 
     min_pixels: int = 3136
     max_pixels: int = 1003520
+    max_long_side: int | None = None
 
 
 @dataclass
@@ -115,8 +117,22 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
     return background.convert("RGB")
 
 
+def shrink_long_side(image: Image.Image, max_long_side: int) -> Image.Image:
+    """An image whose width or height exceeds ``max_long_side``, shrunk (aspect preserved, Lanczos) to fit a
+    ``max_long_side`` square, as PIL's ``thumbnail`` sizes it (1500×1000 → 1024×683 for 1024); any other image is
+    returned unchanged (never enlarged). The input image is not modified."""
+    if max(image.size) <= max_long_side:
+        return image
+    shrunk = image.copy()
+    shrunk.thumbnail((max_long_side, max_long_side), Image.Resampling.LANCZOS)
+    return shrunk
+
+
 def fit_pixels(image: Image.Image, options: ImageOptions) -> Image.Image:
-    """Resize (aspect preserved) so that ``min_pixels <= width*height <= max_pixels``; unchanged when already so."""
+    """Resize (aspect preserved) so that the long side is at most ``max_long_side`` (when set), then so that
+    ``min_pixels <= width*height <= max_pixels``; unchanged when already so."""
+    if options.max_long_side is not None:
+        image = shrink_long_side(image, options.max_long_side)
     width, height = image.size
     pixels = width * height
     if pixels > options.max_pixels:

@@ -73,7 +73,7 @@ class Components:
     closables: list[Any] = field(default_factory=list)
 
     def build_prompt(self, row: EditSample) -> PolicyPrompt:
-        return build_policy_prompt(row, self.cfg.data.system_prompt)
+        return build_policy_prompt(row, self.cfg.data.system_prompt, self.cfg.data.prompt_layout)
 
     @staticmethod
     def make_actor_batch(prompts: list[PolicyPrompt], outputs: list[RolloutOutput], valid: torch.Tensor) -> PolicyBatch:

@@ -135,13 +135,13 @@ class RewardPipeline:
             if actions[i] is EditAction.ZERO_REWARD:
                 continue
             if actions[i] is EditAction.SKIP_EDIT:
-                image, metadata = row.edited_image, dict(row.metadata)
+                image, metadata = row.edited_image, {**row.metadata, "task": row.task}
             else:
                 res = edit_results[i]
                 if not res.ok or res.image is None:
                     reasons[i] = f"edit:{res.reason or 'failed'}"
                     continue
-                image, metadata = res.image, {**row.metadata, **res.info}
+                image, metadata = res.image, {**row.metadata, "task": row.task, **res.info}
             final_images[i] = image
             judge_index.append(i)
             judge_requests.append(
@@ -217,7 +217,7 @@ class RewardPipeline:
         failures: dict[str, str] = {}
         if todo:
             requests = [
-                JudgeRequest(row.source_image, row.edited_image, row.instruction, key=f"{row.id}/preliminary", metadata=row.metadata)
+                JudgeRequest(row.source_image, row.edited_image, row.instruction, key=f"{row.id}/preliminary", metadata={**row.metadata, "task": row.task})
                 for row in todo
             ]
             for row, res in zip(todo, self.judge.score_batch(requests), strict=True):

@@ -76,7 +76,7 @@ def run_sft(cfg: EasyR1Config, *, console=None) -> Path:
                         raise ValueError(f"{row.origin or row.id}: no demonstration for row {row.id!r}")
                     texts.append(text)
                 batch = PolicyBatch(
-                    prompts=[build_policy_prompt(row, cfg.data.system_prompt) for row in rows],
+                    prompts=[build_policy_prompt(row, cfg.data.system_prompt, cfg.data.prompt_layout) for row in rows],
                     responses=encode_responses(processor.tokenizer, texts),
                 )
                 metrics = actor.sft_step(batch)
