@@ -75,7 +75,7 @@ def test_valid_samples_get_combined_reward(cfg):
     assert scored.rewards.tolist() == pytest.approx([expected, expected])
     # The editor got the extracted instruction and the row's metadata; the judge got the editor's info too.
     assert editor.requests[0].instruction == "Move the shadow to the left"
-    assert judge.requests[0].metadata == {"scene": 0, "edited": "Move the shadow to the left"}
+    assert judge.requests[0].metadata == {"scene": 0, "task": "t", "edited": "Move the shadow to the left"}
 
 
 def test_failures_are_masked_with_reasons(cfg):
