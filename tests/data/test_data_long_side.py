@@ -70,7 +70,7 @@ def test_compat_reference_sets_it_and_the_key_overrides():
 
 
 def test_non_positive_long_side_is_rejected():
-    with pytest.raises(ConfigValidationError, match="data.max_long_side"):
+    with pytest.raises(ConfigValidationError, match=r"data\.max_long_side"):
         load_config(None, ["data.max_long_side=0"])
-    with pytest.raises(ConfigValidationError, match="data.prompt_layout"):
+    with pytest.raises(ConfigValidationError, match=r"data\.prompt_layout"):
         load_config(None, ["data.prompt_layout=verl"])

@@ -69,8 +69,13 @@ def test_length_filter_measures_the_configured_layout(helpers, tmp_path, process
     assert chat < reference
     # a limit between the two lengths keeps the rows under the chat layout and drops them under the reference one
     kept = {
-        layout: len(list(build_dataset(replace(cfg, prompt_layout=layout, max_prompt_length=chat), "train", processor)
-                         .iter_epoch(0)))
+        layout: len(
+            list(
+                build_dataset(
+                    replace(cfg, prompt_layout=layout, max_prompt_length=chat), "train", processor
+                ).iter_epoch(0)
+            )
+        )
         for layout in ("chat", "reference")
     }
     assert kept == {"chat": 2, "reference": 0}
