@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import torch
@@ -18,8 +18,27 @@ logger = logging.getLogger(__name__)
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def process_group_backend(device: str) -> str:
+    """The actor world's backend for a worker on ``device``: ``gloo`` on CPU; on CUDA ``cpu:gloo,cuda:nccl`` —
+    NCCL for CUDA tensors and gloo for CPU tensors, so a CPU tensor that still reaches a collective (DCP's
+    object collectives, a barrier, a future call site) works instead of failing with "No backend type
+    associated with device type cpu". The actor's own reductions put their tensors on the worker's device
+    (:func:`collective_device`), so the hot path never goes through gloo."""
+    return "cpu:gloo,cuda:nccl" if torch.device(device).type == "cuda" else "gloo"
+
+
+def collective_device(device: str) -> torch.device:
+    """Where tensors handed to the actor world's collectives live: the worker's device (``cuda`` means the
+    current CUDA device)."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
 def init_process_group(host: str, port: int, rank: int, world_size: int, backend: str, timeout_s: float = 1800) -> None:
-    """Join the actor's torch.distributed world (gloo on CPU, NCCL on GPU) by TCP rendezvous at rank 0."""
+    """Join the actor's torch.distributed world (``backend`` from :func:`process_group_backend`) by TCP rendezvous
+    at rank 0."""
     if dist.is_initialized():
         return
     dist.init_process_group(
@@ -70,15 +89,34 @@ def apply_fsdp2(
     return model
 
 
-def iter_full_tensors(model: torch.nn.Module, *, to_cpu: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
-    """Every state-dict entry as a full tensor, one at a time (a collective: all ranks must iterate together)."""
+def iter_full_tensors(
+    model: torch.nn.Module,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    names: Collection[str] | None = None,
+    to_cpu: bool = False,
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """State-dict entries as full tensors, one at a time (a collective: all ranks must iterate together).
+
+    Each local shard is first moved to ``device`` (the worker's collective device: CPU-offloaded shards are
+    gathered by NCCL on the GPU) and floating shards are cast to ``dtype`` *before* the all-gather, so the
+    gather moves and materialises e.g. bf16, not the fp32 masters. ``names`` restricts (and keeps state-dict
+    order) to those entries — every rank must pass the same set.
+    """
     from torch.distributed.tensor import DTensor
 
-    nccl = dist.is_initialized() and dist.get_backend() == "nccl"
     for name, value in model.state_dict().items():
-        if isinstance(value, DTensor) and nccl and value.device.type == "cpu":
-            value = value.to("cuda")  # CPU-offloaded shards: NCCL gathers GPU tensors only
-        full = value.full_tensor() if isinstance(value, DTensor) else value
+        if names is not None and name not in names:
+            continue
+        cast = dtype if dtype is not None and value.is_floating_point() else value.dtype
+        if isinstance(value, DTensor):
+            local = value.to_local().to(device=device, dtype=cast)
+            full = DTensor.from_local(
+                local, value.device_mesh, value.placements, shape=value.shape, stride=value.stride()
+            ).full_tensor()
+        else:
+            full = value.to(device=device, dtype=cast)
         yield name, (full.cpu() if to_cpu else full)
 
 

@@ -30,20 +30,24 @@ class MetricSums:
         v = float(value)
         self._max[name] = max(self._max.get(name, v), v)
 
-    def reduce(self) -> dict[str, float]:
+    def reduce(self, device: torch.device | str = "cpu") -> dict[str, float]:
+        """Reduce over the default process group; the reduced tensors live on ``device`` (the worker's device:
+        an NCCL world cannot reduce CPU tensors)."""
         means = sorted(self._num)
         sums = sorted(self._sum)
         maxes = sorted(self._max)
         flat = torch.tensor(
             [self._num[k] for k in means] + [self._den[k] for k in means] + [self._sum[k] for k in sums],
             dtype=torch.float64,
+            device=device,
         )
-        peak = torch.tensor([self._max[k] for k in maxes], dtype=torch.float64)
+        peak = torch.tensor([self._max[k] for k in maxes], dtype=torch.float64, device=device)
         if dist.is_initialized() and dist.get_world_size() > 1:
             if flat.numel():
                 dist.all_reduce(flat)
             if peak.numel():
                 dist.all_reduce(peak, op=dist.ReduceOp.MAX)
+        flat, peak = flat.cpu(), peak.cpu()
         n = len(means)
         out: dict[str, float] = {}
         for i, k in enumerate(means):

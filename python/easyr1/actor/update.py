@@ -24,9 +24,10 @@ if TYPE_CHECKING:
     from .worker import ActorWorker
 
 
-def _all_reduce_sum(value: torch.Tensor, world_size: int) -> torch.Tensor:
-    if world_size > 1:
-        value = value.clone()
+def _all_reduce_sum(value: torch.Tensor, worker: ActorWorker) -> torch.Tensor:
+    """SUM over the actor world of a local value, on the worker's device (the collective's device rule)."""
+    value = torch.as_tensor(value).to(worker.collective_device, copy=True)
+    if worker.world_size > 1:
         dist.all_reduce(value)
     return value
 
@@ -65,8 +66,8 @@ def ppo_update(worker: ActorWorker, batch: PolicyBatch, mini_batch_size: int) ->
             mini_enc = [encoded[i] for i in mini_idx]
             groups = worker.micro_batches(mini_enc, mini, cfg.micro_batch_size_per_device_for_update)
             masks = _loss_masks(mini, groups, worker)
-            pg_norm = _all_reduce_sum(sum(alg.agg_normaliser(m, pg_mode) for m in masks), d)
-            kl_norm = _all_reduce_sum(sum(alg.agg_normaliser(m, mode) for m in masks), d)
+            pg_norm = _all_reduce_sum(sum(alg.agg_normaliser(m, pg_mode) for m in masks), worker)
+            kl_norm = _all_reduce_sum(sum(alg.agg_normaliser(m, mode) for m in masks), worker)
             step_loss = 0.0
             for idx, mask_cpu in zip(groups, masks, strict=True):
                 inputs = worker.inputs(mini_enc, mini, idx)
@@ -125,7 +126,7 @@ def ppo_update(worker: ActorWorker, batch: PolicyBatch, mini_batch_size: int) ->
             sums.add_sum("actor/skipped_steps", 0.0 if stepped else 1.0 / d)
             sums.add_sum("actor/optimizer_steps", 1.0 / d)
     sums.add_sum("actor/tokens", tokens_done)
-    metrics = sums.reduce()
+    metrics = sums.reduce(worker.collective_device)
     elapsed = time.perf_counter() - start
     steps = max(metrics.get("actor/optimizer_steps", 1.0), 1.0)
     for key in ("actor/pg_loss", "actor/kl_loss", "actor/loss"):
@@ -146,7 +147,7 @@ def sft_update(worker: ActorWorker, batch: PolicyBatch) -> dict[str, float]:
     encoded = worker.encode(batch)
     groups = worker.micro_batches(encoded, batch, s.actor.micro_batch_size_per_device_for_update)
     masks = _loss_masks(batch, groups, worker)
-    norm = _all_reduce_sum(sum(alg.agg_normaliser(m, "token-mean") for m in masks), d)
+    norm = _all_reduce_sum(sum(alg.agg_normaliser(m, "token-mean") for m in masks), worker)
     sums = MetricSums()
     start = time.perf_counter()
     model.train()
@@ -165,7 +166,7 @@ def sft_update(worker: ActorWorker, batch: PolicyBatch) -> dict[str, float]:
     grad_norm, stepped = worker.optimizer_step()
     sums.add_max("sft/grad_norm", grad_norm)
     sums.add_sum("sft/skipped_steps", 0.0 if stepped else 1.0 / d)
-    metrics = sums.reduce()
+    metrics = sums.reduce(worker.collective_device)
     metrics["sft/lr"] = lr
     metrics["sft/tokens_per_s"] = metrics["sft/tokens"] / max(time.perf_counter() - start, 1e-9)
     return metrics

@@ -28,12 +28,14 @@ from . import checkpoint as ckpt
 from .batch import PolicyBatch, fixed_micro_batches, token_budget_partition
 from .fsdp import (
     apply_fsdp2,
+    collective_device,
     device_mesh,
     full_state_dict,
     init_process_group,
     iter_full_tensors,
     move_model,
     move_optimizer,
+    process_group_backend,
     state_specs,
 )
 from .optim import build_optimizer, build_scheduler
@@ -77,7 +79,7 @@ class ActorWorker:
 
     def setup(self, host: str, port: int) -> dict[str, Any]:
         s = self.settings
-        backend = "nccl" if self.device == "cuda" else "gloo"
+        backend = process_group_backend(self.device)
         init_process_group(host, port, self.rank, self.world_size, backend)
         torch.manual_seed(s.actor.seed + self.rank)
         mesh = device_mesh(self.device, self.world_size)
@@ -96,6 +98,11 @@ class ActorWorker:
         self._offload()
         n_params = sum(p.numel() for p in self.model.parameters())  # local shards
         return {"rank": self.rank, "device": self.device, "backend": backend, "local_params": n_params}
+
+    @property
+    def collective_device(self) -> torch.device:
+        """Every tensor this worker hands to a collective of the actor world lives here (the worker's device)."""
+        return collective_device(self.device)
 
     @property
     def _rank0_init(self) -> bool:
@@ -201,7 +208,7 @@ class ActorWorker:
     def _max_over_ranks(self, value: int) -> int:
         if self.world_size == 1:
             return value
-        t = torch.tensor([value], dtype=torch.int64)
+        t = torch.tensor([value], dtype=torch.int64, device=self.collective_device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return int(t.item())
 
@@ -212,7 +219,9 @@ class ActorWorker:
 
     # ------------------------------------------------------------ experience
     @torch.no_grad()
-    def compute_log_probs(self, batch: PolicyBatch, which: str = "actor", temperature: float | None = None) -> torch.Tensor:
+    def compute_log_probs(
+        self, batch: PolicyBatch, which: str = "actor", temperature: float | None = None
+    ) -> torch.Tensor:
         """(b, T) log-probs of this shard's responses under the current policy (``actor``) or the reference
         (``ref``); zeros past each response's end; float32 on CPU. ``temperature`` overrides the settings' (the
         weight-sync probe compares raw, temperature-1 log-probs)."""
@@ -321,7 +330,7 @@ class ActorWorker:
         if self.rank == 0 and self._sync_group is None:
             raise RuntimeError("broadcast_weights before join_weight_sync")
         with self._resident():
-            tensors = iter_full_tensors(self.model)
+            tensors = iter_full_tensors(self.model, device=self.collective_device)
             if self.rank != 0:
                 for _ in tensors:
                     pass
