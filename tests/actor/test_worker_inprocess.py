@@ -65,3 +65,32 @@ def test_micro_batches_accumulate_to_the_big_batch_gradient(worker, tmp_path: Pa
     assert m1["actor/pg_loss"] == pytest.approx(m4["actor/pg_loss"], abs=1e-6)
     for key in s1:
         torch.testing.assert_close(s1[key], s4[key], rtol=0, atol=5e-5, msg=key)
+
+
+def test_forward_only_calls_leave_the_optimizer_state_offloaded(worker, monkeypatch) -> None:
+    """Idle offload (issue 16, defect 5): log-probs bring back the parameters only; the AdamW state moves for the
+    update alone. The worker is made to believe it runs on a GPU; the move functions are spies."""
+    import easyr1.actor.worker as worker_module
+    from easyr1.models.inputs import collate
+
+    batch = _batch(worker)
+    worker.update_policy(batch, mini_batch_size=4)  # the optimizer has state now
+    moves: list[tuple[str, str]] = []
+    monkeypatch.setattr(worker_module, "move_model", lambda model, device: moves.append(("params", device)))
+    monkeypatch.setattr(worker_module, "move_optimizer", lambda optim, device: moves.append(("optimizer", device)))
+    monkeypatch.setattr(worker, "device", "cuda")
+    monkeypatch.setattr(
+        worker,
+        "inputs",
+        lambda enc, b, idx: collate(
+            [enc[i] for i in idx], [b.responses[i] for i in idx], pad_token_id=worker.pad_token_id
+        ),
+    )
+    monkeypatch.setattr(worker.settings.actor.offload, "offload_params", True)
+    monkeypatch.setattr(worker.settings.actor.offload, "offload_optimizer", True)
+    worker.compute_log_probs(batch)
+    assert moves == [("params", "cuda"), ("params", "cpu")]
+    moves.clear()
+    with worker._resident(optimizer=True):
+        assert moves == [("params", "cuda"), ("optimizer", "cuda")]
+    assert moves[2:] == [("params", "cpu"), ("optimizer", "cpu")]

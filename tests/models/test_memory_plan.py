@@ -279,3 +279,16 @@ def test_validate_config_prints_the_plan_when_configs_are_readable(repo_root):
         check=True,
     )
     assert "memory plan: not applicable" in sandbox.stdout
+
+
+def test_idle_offloaded_optimizer_state_stays_off_the_gpu_for_log_probs():
+    """Forward-only calls bring back the parameters only (issue 16, defect 5): with ``offload_optimizer`` the
+    log-prob phase holds no AdamW state; without it the state stays resident."""
+    shape = policy_shape("Qwen/Qwen2.5-VL-7B-Instruct")
+    base = load_config(EXAMPLE)
+    kept = plan_actor(set_key(base, "worker.actor.offload.offload_optimizer", False), shape)
+    off = plan_actor(set_key(base, "worker.actor.offload.offload_optimizer", True), shape)
+    phase = "log-probs (experience, no grad)"
+    assert kept.phases[phase]["optimizer states (shard)"] > 0
+    assert "optimizer states (shard)" not in off.phases[phase]
+    assert off.phases["optimizer step"]["optimizer states (shard)"] > 0  # the update still needs it

@@ -140,29 +140,33 @@ class ActorWorker:
             set_model_state_dict(sharded, full, options=options)
         return sharded
 
+    @property
+    def idle_offload(self) -> bool:
+        """Whether ``actor.offload`` applies: on GPU without FSDP's own CPU offload (which already keeps
+        parameters on CPU)."""
+        return self.device == "cuda" and not self.settings.actor.fsdp.enable_cpu_offload
+
     @contextlib.contextmanager
-    def _resident(self) -> Iterator[None]:
-        """Bring offloaded parameters/optimizer state back to the GPU for the duration of a call."""
-        self._onload()
+    def _resident(self, *, optimizer: bool) -> Iterator[None]:
+        """Bring idle-offloaded parameters — and, with ``optimizer``, the optimizer state — back to the GPU for
+        the duration of a call. Forward-only calls (log-probs, weight sync) pass ``optimizer=False``: the AdamW
+        state (2× the parameters) stays where it is."""
+        self._move(self.device, optimizer=optimizer)
         try:
             yield
         finally:
-            self._offload()
-
-    def _onload(self) -> None:
-        self._move(self.device)
+            self._move("cpu", optimizer=optimizer)
 
     def _offload(self) -> None:
-        self._move("cpu")
+        self._move("cpu", optimizer=True)
 
-    def _move(self, device: str) -> None:
-        # Idle offloading only matters on GPU; FSDP's own CPUOffloadPolicy already keeps parameters on CPU.
-        off = self.settings.actor.offload
-        if self.device != "cuda" or self.settings.actor.fsdp.enable_cpu_offload:
+    def _move(self, device: str, *, optimizer: bool) -> None:
+        if not self.idle_offload:
             return
+        off = self.settings.actor.offload
         if off.offload_params:
             move_model(self.model, device)
-        if off.offload_optimizer and self.optimizer is not None:
+        if optimizer and off.offload_optimizer and self.optimizer is not None:
             move_optimizer(self.optimizer, device)
 
     def configure_optimizer(self, optim: OptimConfig, total_steps: int | None) -> None:
@@ -237,7 +241,7 @@ class ActorWorker:
         was_training = model.training
         model.eval()
         try:
-            with self._resident() if which == "actor" else contextlib.nullcontext():
+            with self._resident(optimizer=False) if which == "actor" else contextlib.nullcontext():
                 for idx in self.micro_batches(encoded, batch, size):
                     inputs = self.inputs(encoded, batch, idx)
                     logp, _ = response_log_probs(model, inputs, temperature=temperature)
@@ -254,14 +258,14 @@ class ActorWorker:
         if self.settings.use_kl_loss and batch.ref_log_probs is None:
             raise ValueError("update_policy: the KL loss is on but the batch has no ref_log_probs")
         start = time.perf_counter()
-        with self._resident():
+        with self._resident(optimizer=True):
             metrics = ppo_update(self, batch, mini_batch_size)
         metrics["actor/update_time_s"] = time.perf_counter() - start
         return metrics
 
     def sft_step(self, batch: PolicyBatch) -> dict[str, float]:
         """One optimizer step of token-mean cross-entropy on the responses of this shard."""
-        with self._resident():
+        with self._resident(optimizer=True):
             return sft_update(self, batch)
 
     def optimizer_step(self) -> tuple[float, bool]:
@@ -284,11 +288,11 @@ class ActorWorker:
 
     # ----------------------------------------------------------------- state
     def save_checkpoint(self, path: str) -> None:
-        with self._resident():
+        with self._resident(optimizer=True):
             ckpt.save_checkpoint(self, path)
 
     def load_checkpoint(self, path: str) -> None:
-        with self._resident():
+        with self._resident(optimizer=True):
             ckpt.load_checkpoint(self, path)
 
     def export_hf(self, path: str, dtype: str | None = None) -> None:
@@ -329,7 +333,7 @@ class ActorWorker:
         engines. Returns bytes sent (0 on other ranks)."""
         if self.rank == 0 and self._sync_group is None:
             raise RuntimeError("broadcast_weights before join_weight_sync")
-        with self._resident():
+        with self._resident(optimizer=False):
             tensors = iter_full_tensors(self.model, device=self.collective_device)
             if self.rank != 0:
                 for _ in tensors:

@@ -215,8 +215,9 @@ def plan_actor(
     micro_e = actor.micro_batch_size_per_device_for_experience
     tokens_e = micro_e * seq
     resident = {**base, "parameters (shard)": sharded["parameters (shard)"]}
-    if not offload:
-        resident["optimizer states (shard)"] = sharded["optimizer states (shard)"]  # _resident() moves them back
+    if not offload and not (on_gpu and actor.offload.offload_optimizer):
+        # Forward-only calls bring back the parameters only: idle-offloaded AdamW state stays on the host.
+        resident["optimizer states (shard)"] = sharded["optimizer states (shard)"]
     if ref_resident:
         resident["reference (shard)"] = ref_resident
     phases["log-probs (experience, no grad)"] = {
