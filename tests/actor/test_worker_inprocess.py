@@ -94,3 +94,35 @@ def test_forward_only_calls_leave_the_optimizer_state_offloaded(worker, monkeypa
     with worker._resident(optimizer=True):
         assert moves == [("params", "cuda"), ("optimizer", "cuda")]
     assert moves[2:] == [("params", "cpu"), ("optimizer", "cpu")]
+
+
+def test_adamw_bf16_states_survive_a_distributed_checkpoint(worker, tmp_path: Path) -> None:
+    """``optim.strategy: adamw_bf16`` (issue 16, defect 6) on the FSDP2 policy: the states are bf16 DTensor shards
+    and a DCP save/load brings back the same bf16 states and schedule position."""
+    from torch.distributed.tensor import DTensor
+
+    from easyr1.config.actor import OptimConfig
+
+    before = worker.settings.optim
+    worker.configure_optimizer(OptimConfig(strategy="adamw_bf16", lr=1e-2, weight_decay=0.0), None)
+    try:
+        batch = _batch(worker)
+        worker.update_policy(batch, mini_batch_size=4)
+        states = list(worker.optimizer.state.values())
+        assert states and all(
+            isinstance(s[k], DTensor) and s[k].dtype == torch.bfloat16
+            for s in states
+            for k in ("exp_avg", "exp_avg_sq")
+        )
+        worker.save_checkpoint(str(tmp_path / "ckpt"))
+        saved, saved_logp = worker.optimizer_state_summary(), worker.compute_log_probs(batch)
+        worker.update_policy(batch, mini_batch_size=4)
+        assert worker.optimizer_state_summary() != saved
+        worker.load_checkpoint(str(tmp_path / "ckpt"))
+        assert worker.optimizer_state_summary() == saved
+        assert torch.equal(worker.compute_log_probs(batch), saved_logp)
+        assert all(
+            s[k].dtype == torch.bfloat16 for s in worker.optimizer.state.values() for k in ("exp_avg", "exp_avg_sq")
+        )
+    finally:
+        worker.configure_optimizer(before, None)

@@ -292,3 +292,14 @@ def test_idle_offloaded_optimizer_state_stays_off_the_gpu_for_log_probs():
     assert kept.phases[phase]["optimizer states (shard)"] > 0
     assert "optimizer states (shard)" not in off.phases[phase]
     assert off.phases["optimizer step"]["optimizer states (shard)"] > 0  # the update still needs it
+
+
+def test_adamw_bf16_halves_the_optimizer_states_and_updates_in_chunks():
+    """``adamw_bf16`` is BF16AdamW (issue 16, defect 6): 2 × 2 bytes of state per trained parameter, and fp32
+    temporaries of one chunk instead of torch's state-sized foreach copy."""
+    shape = policy_shape("Qwen/Qwen2.5-VL-7B-Instruct")
+    base = load_config(EXAMPLE)
+    fp32 = plan_actor(set_key(base, "worker.actor.optim.strategy", "adamw"), shape).phases["optimizer step"]
+    bf16 = plan_actor(set_key(base, "worker.actor.optim.strategy", "adamw_bf16"), shape).phases["optimizer step"]
+    assert bf16["optimizer states (shard)"] * 2 == fp32["optimizer states (shard)"]
+    assert bf16["AdamW temporaries"] <= 100 * 2**20 < fp32["AdamW temporaries"]

@@ -37,7 +37,9 @@ class ModelConfig:
 @dataclass
 class OptimConfig:
     strategy: str = "adamw"
-    """Optimizer: ``adamw`` (``adamw_bf16`` is accepted as an alias of adamw for EasyR1 scripts)."""
+    """Optimizer: ``adamw`` (states in the parameters' dtype: fp32 with mixed precision) or ``adamw_bf16`` (AdamW
+    with bf16 ``exp_avg``/``exp_avg_sq``, as in EasyR1: half the optimizer-state memory; the update is computed
+    in fp32)."""
     lr: float = 1e-6
     """Peak learning rate."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])

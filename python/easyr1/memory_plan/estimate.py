@@ -207,10 +207,16 @@ def plan_actor(
             "root gradients (unsharded)": shape.root_params * (compute + (reduce if reduce != compute else 0)),
         },
     }
+    if actor.optim.strategy == "adamw_bf16":
+        from easyr1.actor.optim import BF16_ADAMW_CHUNK
+
+        adamw_temporaries = 5 * 4 * min(BF16_ADAMW_CHUNK, math.ceil(trainable / world))  # fp32, one chunk at a time
+    else:
+        adamw_temporaries = math.ceil(trainable / world) * state  # torch's foreach AdamW: one state-sized copy
     if not offload:
         phases["optimizer step"] = {
             **states,
-            "AdamW foreach temporaries": math.ceil(trainable / world) * state,
+            "AdamW temporaries": adamw_temporaries,
         }
     micro_e = actor.micro_batch_size_per_device_for_experience
     tokens_e = micro_e * seq
