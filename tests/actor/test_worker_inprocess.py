@@ -126,3 +126,21 @@ def test_adamw_bf16_states_survive_a_distributed_checkpoint(worker, tmp_path: Pa
         )
     finally:
         worker.configure_optimizer(before, None)
+
+
+def test_optimizer_step_clips_with_the_fsdp2_aware_norm_on_the_worker_device(worker, monkeypatch) -> None:
+    """Issue 16, defect 4: the worker clips through ``grad_norm.clip_grad_norm_`` (local shard norms, reduced on
+    the worker's device), not ``torch.nn.utils.clip_grad_norm_`` (DTensor collectives on the gradients' device,
+    CPU under ``fsdp.enable_cpu_offload``)."""
+    import easyr1.actor.worker as worker_module
+
+    calls = []
+    real = worker_module.clip_grad_norm_
+
+    def spy(params, max_norm, *, device, **kwargs):
+        calls.append(device)
+        return real(params, max_norm, device=device, **kwargs)
+
+    monkeypatch.setattr(worker_module, "clip_grad_norm_", spy)
+    metrics = worker.update_policy(_batch(worker), mini_batch_size=4)
+    assert calls == [worker.collective_device] and metrics["actor/grad_norm"] > 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import socket
 import time
 import warnings
@@ -38,6 +39,7 @@ from .fsdp import (
     process_group_backend,
     state_specs,
 )
+from .grad_norm import clip_grad_norm_
 from .optim import build_optimizer, build_scheduler
 from .placement import worker_device, worker_threads
 from .settings import ActorSettings
@@ -272,11 +274,9 @@ class ActorWorker:
         """Clip, step (skipped when the gradient norm is not finite), schedule. Returns (grad norm, stepped)."""
         assert self.optimizer is not None
         params = [p for p in self.model.parameters() if p.requires_grad]
-        norm = torch.nn.utils.clip_grad_norm_(params, self.settings.actor.max_grad_norm)
-        if hasattr(norm, "full_tensor"):
-            norm = norm.full_tensor()
-        grad_norm = float(norm)
-        stepped = bool(torch.isfinite(torch.tensor(grad_norm)))
+        # FSDP2-aware: local shard norms (CPU shards too, with fsdp.enable_cpu_offload), reduced on this device.
+        grad_norm = clip_grad_norm_(params, self.settings.actor.max_grad_norm, device=self.collective_device)
+        stepped = math.isfinite(grad_norm)
         if stepped:
             self.optimizer.step()
         else:
