@@ -96,3 +96,110 @@ def test_serialized_state_round_trips_in_buckets() -> None:
     back = dict(item for blob in blobs for item in deserialize_state(blob))
     assert back["w"].dtype == torch.bfloat16 and torch.equal(back["w"], state["w"].bfloat16())
     assert torch.equal(back["steps"], state["steps"])
+
+
+def _static_state() -> tuple[dict[str, torch.Tensor], set[str]]:
+    torch.manual_seed(1)
+    state = {
+        "visual.w": torch.randn(16, 8),
+        "visual.b": torch.randn(8),
+        "lm.w": torch.randn(32, 8),
+        "lm.b": torch.randn(32),
+        "lm.steps": torch.arange(3),
+    }
+    return state, {"visual.w", "visual.b"}
+
+
+def _static_plan(state: dict[str, torch.Tensor], static: set[str]):
+    specs = [
+        TensorSpec(k, tuple(v.shape), "bfloat16" if v.is_floating_point() else "int64", static=k in static)
+        for k, v in state.items()
+    ]
+    return make_plan(specs, bucket_bytes=1 << 20)
+
+
+def test_plan_keeps_static_tensors_in_buckets_of_their_own() -> None:
+    from easyr1.rollout.weight_sync import WeightPlan
+
+    state, static = _static_state()
+    plan = _static_plan(state, static)
+    assert plan.buckets == ((0, 1), (2, 3), (4,))  # one bucket would hold everything but the static flag splits
+    assert [plan.is_static(b) for b in range(3)] == [True, False, False]
+    assert plan.sent_names(True) == list(state)
+    assert plan.sent_names(False) == ["lm.w", "lm.b", "lm.steps"]
+    static_bytes = (16 * 8 + 8) * 2
+    assert plan.sync_bytes(True) == plan.total_bytes and plan.sync_bytes(False) == plan.total_bytes - static_bytes
+    assert WeightPlan.from_wire(plan.to_wire()) == plan
+    # A plan on the wire without the flag (three fields per tensor) is sent in full every time.
+    old = {"tensors": [entry[:3] for entry in plan.to_wire()["tensors"]], "buckets": plan.to_wire()["buckets"]}
+    assert not any(t.static for t in WeightPlan.from_wire(old).tensors)
+
+
+def test_updates_leave_static_buckets_out_and_replay_them_on_request() -> None:
+    """Sender, a receiver that replays static buckets (vLLM's worker) and one that does not (the hf engine):
+    a full sync, then an update with new non-static values."""
+    state, static = _static_state()
+    plan = _static_plan(state, static)
+    store, host, port = WeightSyncGroup.start_server("127.0.0.1", timeout_s=30)
+    got: dict[str, list[dict[str, torch.Tensor]]] = {"replay": [], "plain": []}
+    errors: list[BaseException] = []
+
+    def receiver(rank: int, kind: str) -> None:
+        try:
+            group = WeightSyncGroup.join(host, port, rank, 3, "gloo", timeout_s=30)
+            for _ in range(2):
+                if kind == "replay":
+                    items = [item for bucket in group.receive_buckets(plan) for item in bucket]
+                    got[kind].append({k: v.clone() for k, v in items})
+                else:
+                    received: dict[str, torch.Tensor] = {}
+                    group.receive(plan, lambda items, r=received: r.update({k: v.clone() for k, v in items}))
+                    got[kind].append(received)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=receiver, args=(r, k)) for r, k in ((1, "replay"), (2, "plain"))]
+    for t in threads:
+        t.start()
+    sender = WeightSyncGroup.join(host, port, 0, 3, "gloo", store=store, timeout_s=30)
+    assert not sender.static_sent
+    full_bytes = sender.send(plan, iter(state.items()), full=True)
+    assert sender.static_sent
+    updated = {k: (v + 1 if k not in static else v) for k, v in state.items()}
+    update_bytes = sender.send(plan, ((k, updated[k]) for k in plan.sent_names(False)), full=False)
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors, errors
+    assert full_bytes == plan.total_bytes and update_bytes == plan.sync_bytes(False) < full_bytes
+    assert [list(r) for r in got["plain"]] == [list(state), ["lm.w", "lm.b", "lm.steps"]]
+    assert [list(r) for r in got["replay"]] == [list(state), list(state)]  # in plan order
+    for k, v in got["replay"][1].items():
+        assert torch.equal(v, updated[k].to(v.dtype)), k
+    for k, v in got["plain"][1].items():
+        assert torch.equal(v, updated[k].to(v.dtype)), k
+
+
+def test_an_update_without_a_full_sync_to_replay_fails_without_blocking_the_sender() -> None:
+    import pytest
+
+    state, static = _static_state()
+    plan = _static_plan(state, static)
+    store, host, port = WeightSyncGroup.start_server("127.0.0.1", timeout_s=30)
+    errors: list[BaseException] = []
+
+    def receiver() -> None:
+        group = WeightSyncGroup.join(host, port, 1, 2, "gloo", timeout_s=30)
+        try:
+            for _ in group.receive_buckets(plan):
+                pass
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=receiver)
+    thread.start()
+    sender = WeightSyncGroup.join(host, port, 0, 2, "gloo", store=store, timeout_s=30)
+    sender.send(plan, ((k, state[k]) for k in plan.sent_names(False)), full=False)  # returns: nothing blocks
+    thread.join(timeout=30)
+    assert len(errors) == 1
+    with pytest.raises(RuntimeError, match="no full sync"):
+        raise errors[0]

@@ -22,7 +22,15 @@ from easyr1.config.actor import OptimConfig
 from easyr1.models.forward import response_log_probs
 from easyr1.models.inputs import EncodedPrompt, PolicyInputs, collate, encode_prompt
 from easyr1.models.loading import LoadedPolicy, load_policy, resolve_dtype
-from easyr1.rollout.weight_sync import TensorSpec, WeightPlan, WeightSyncGroup, dtype_name, local_host, make_plan
+from easyr1.rollout.weight_sync import (
+    TensorSpec,
+    WeightPlan,
+    WeightSyncGroup,
+    dtype_from_name,
+    dtype_name,
+    local_host,
+    make_plan,
+)
 from easyr1.rollout.weight_sync import wire_dtype as _wire_dtype
 
 from . import checkpoint as ckpt
@@ -70,6 +78,7 @@ class ActorWorker:
         self.global_step = 0
         self._sync_store: Any = None
         self._sync_group: WeightSyncGroup | None = None
+        self._resend_static = False  # the next weight sync must be full (set by load_checkpoint)
 
     # ------------------------------------------------------------------ set-up
     def rendezvous(self) -> tuple[str, int]:
@@ -294,6 +303,7 @@ class ActorWorker:
     def load_checkpoint(self, path: str) -> None:
         with self._resident(optimizer=True):
             ckpt.load_checkpoint(self, path)
+        self._resend_static = True  # engines may hold other frozen weights than the checkpoint's
 
     def export_hf(self, path: str, dtype: str | None = None) -> None:
         ckpt.export_hf(self, path, dtype)
@@ -315,8 +325,14 @@ class ActorWorker:
 
     # ----------------------------------------------------------- weight sync
     def weight_plan(self, engine_dtype: str, bucket_bytes: int) -> WeightPlan:
+        """Every state-dict entry, floating ones in the engines' dtype; entries that are not trainable parameters
+        (a frozen vision tower, buffers) are marked static: sent in full syncs only."""
         dtype = resolve_dtype(engine_dtype, self.device) if engine_dtype == "auto" else getattr(torch, engine_dtype)
-        specs = [TensorSpec(n, s, dtype_name(_wire_dtype(d, dtype))) for n, s, d in state_specs(self.model)]
+        trainable = {n for n, p in self.model.named_parameters(remove_duplicate=False) if p.requires_grad}
+        specs = [
+            TensorSpec(n, s, dtype_name(_wire_dtype(d, dtype)), static=n not in trainable)
+            for n, s, d in state_specs(self.model)
+        ]
         return make_plan(specs, bucket_bytes)
 
     def start_weight_sync_server(self) -> tuple[str, int]:
@@ -329,17 +345,39 @@ class ActorWorker:
         self._sync_group = WeightSyncGroup.join(host, port, 0, world_size, backend, store=self._sync_store)
 
     def broadcast_weights(self, plan: WeightPlan) -> int:
-        """All ranks gather full tensors (FSDP collective); rank 0 broadcasts them bucket by bucket to the
-        engines. Returns bytes sent (0 on other ranks)."""
+        """All ranks gather full tensors (FSDP collective; shards cast to the engines' dtype first); rank 0
+        broadcasts them bucket by bucket to the engines. The first sync over a group and the first after
+        :meth:`load_checkpoint` are full; later ones leave the plan's static tensors (frozen vision tower) out.
+        Returns bytes sent (0 on other ranks)."""
         if self.rank == 0 and self._sync_group is None:
             raise RuntimeError("broadcast_weights before join_weight_sync")
+        plan = WeightPlan.from_wire(plan)
+        full = self._full_sync_needed()
+        floating = [dtype_from_name(t.dtype) for t in plan.tensors if dtype_from_name(t.dtype).is_floating_point]
         with self._resident(optimizer=False):
-            tensors = iter_full_tensors(self.model, device=self.collective_device)
+            tensors = iter_full_tensors(
+                self.model,
+                device=self.collective_device,
+                dtype=floating[0] if floating else None,
+                names=set(plan.sent_names(full)),
+            )
             if self.rank != 0:
                 for _ in tensors:
                     pass
-                return 0
-            return self._sync_group.send(plan, tensors)
+                sent = 0
+            else:
+                sent = self._sync_group.send(plan, tensors, full=full)
+        self._resend_static = False
+        return sent
+
+    def _full_sync_needed(self) -> bool:
+        """Whether this sync must carry the static tensors too; agreed by all ranks (they gather the same set)."""
+        need = self._resend_static or (self.rank == 0 and not self._sync_group.static_sent)
+        if self.world_size > 1:
+            flag = torch.tensor([int(need)], dtype=torch.int64, device=self.collective_device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            need = bool(flag.item())
+        return need
 
     def ping(self) -> int:
         return self.rank

@@ -7,9 +7,14 @@ lives beside the actor's own FSDP world (and beside vLLM's groups) without touch
 
 Protocol, per sync:
 
-1. the sender publishes a :class:`WeightPlan` once (names, shapes, dtypes, buckets); receivers keep it;
-2. for each bucket the sender concatenates the full tensors (cast to the engines' dtype) into one flat buffer and
-   broadcasts it; receivers allocate the same buffer, receive, and split it back into named tensors.
+1. the sender publishes a :class:`WeightPlan` once (names, shapes, dtypes, buckets, and which tensors are
+   *static*: frozen parameters and buffers, which training never changes); receivers keep it;
+2. the sender broadcasts a header: full sync (every bucket) or update (static buckets left out). The first sync
+   over a group is full, and so is the first after the actor resumed from a checkpoint; later ones carry only
+   what training can change (e.g. not a frozen vision tower);
+3. for each bucket sent, the sender concatenates the full tensors (already in the engines' dtype: the actor casts
+   its shards before gathering them) into one flat buffer and broadcasts it; receivers allocate the same buffer,
+   receive, and split it back into named tensors.
 
 Bucket size bounds the extra memory on both sides (``worker.rollout.weight_sync_bucket_mb``).
 """
@@ -56,6 +61,8 @@ class TensorSpec:
     shape: tuple[int, ...]
     dtype: str
     """dtype on the wire (the engines' dtype for floating tensors)."""
+    static: bool = False
+    """Never changes during training (a frozen parameter or a buffer): sent in full syncs only."""
 
     @property
     def numel(self) -> int:
@@ -78,15 +85,32 @@ class WeightPlan:
 
     @property
     def total_bytes(self) -> int:
+        """Bytes of a full sync (every tensor)."""
         return sum(t.nbytes for t in self.tensors)
 
+    def is_static(self, bucket: int) -> bool:
+        """Whether bucket ``bucket`` holds static tensors only (:func:`make_plan` never mixes the two)."""
+        return all(self.tensors[i].static for i in self.buckets[bucket])
+
+    def sent_buckets(self, full: bool) -> list[int]:
+        """Indices of the buckets a sync sends: all of them, or (``full=False``) the non-static ones."""
+        return [b for b in range(len(self.buckets)) if full or not self.is_static(b)]
+
+    def sent_names(self, full: bool) -> list[str]:
+        """Names of the tensors a sync sends, in plan order."""
+        return [self.tensors[i].name for b in self.sent_buckets(full) for i in self.buckets[b]]
+
+    def sync_bytes(self, full: bool) -> int:
+        """Bytes a full sync (``full=True``) or an update sends."""
+        return sum(self.tensors[i].nbytes for b in self.sent_buckets(full) for i in self.buckets[b])
+
     def to_wire(self) -> dict[str, list[Any]]:
-        """The plan as plain lists (``{"tensors": [[name, shape, dtype], …], "buckets": [[index, …], …]}``).
+        """The plan as plain lists (``{"tensors": [[name, shape, dtype, static], …], "buckets": [[index, …], …]}``).
 
         vLLM's ``collective_rpc`` msgpack-encodes its arguments and decodes them untyped, so a dataclass would
         reach the workers as a dict; they rebuild the plan with :meth:`from_wire`."""
         return {
-            "tensors": [[t.name, list(t.shape), t.dtype] for t in self.tensors],
+            "tensors": [[t.name, list(t.shape), t.dtype, t.static] for t in self.tensors],
             "buckets": [list(b) for b in self.buckets],
         }
 
@@ -96,10 +120,7 @@ class WeightPlan:
         if isinstance(wire, WeightPlan):
             return wire
         try:
-            tensors = tuple(
-                TensorSpec(str(name), tuple(int(s) for s in shape), str(dtype))
-                for name, shape, dtype in wire["tensors"]
-            )
+            tensors = tuple(_spec_from_wire(entry) for entry in wire["tensors"])
             buckets = tuple(tuple(int(i) for i in bucket) for bucket in wire["buckets"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed weight plan on the wire: {type(exc).__name__}: {exc}") from exc
@@ -111,16 +132,27 @@ class WeightPlan:
         return cls(tensors, buckets)
 
 
+def _spec_from_wire(entry: Any) -> TensorSpec:
+    name, shape, dtype, *rest = entry  # a plan without the static flag (3 fields) sends everything every time
+    if len(rest) > 1:
+        raise ValueError(f"tensor entry with {len(entry)} fields")
+    static = rest[0] if rest else False
+    if not isinstance(static, bool):
+        raise TypeError(f"static flag {static!r} is not a bool")
+    return TensorSpec(str(name), tuple(int(s) for s in shape), str(dtype), static)
+
+
 def make_plan(specs: Iterable[TensorSpec], bucket_bytes: int) -> WeightPlan:
-    """Group consecutive tensors of the same dtype into buckets of at most ``bucket_bytes`` (a tensor larger than a
-    bucket travels alone)."""
+    """Group consecutive tensors of the same dtype and the same ``static`` flag into buckets of at most
+    ``bucket_bytes`` (a tensor larger than a bucket travels alone)."""
     tensors = tuple(specs)
     buckets: list[tuple[int, ...]] = []
     current: list[int] = []
     size = 0
     for i, spec in enumerate(tensors):
-        same_dtype = not current or tensors[current[0]].dtype == spec.dtype
-        if current and (not same_dtype or size + spec.nbytes > bucket_bytes):
+        first = tensors[current[0]] if current else spec
+        same_kind = first.dtype == spec.dtype and first.static == spec.static
+        if current and (not same_kind or size + spec.nbytes > bucket_bytes):
             buckets.append(tuple(current))
             current, size = [], 0
         current.append(i)
@@ -205,6 +237,9 @@ class WeightSyncGroup:
         self.rank = rank
         self.world_size = world_size
         self.device = device
+        self._static_sent = False  # sender: a full sync completed over this group
+        self._static_cache: dict[int, torch.Tensor] = {}  # receiver: static buckets of the last full sync (host)
+        self._static_plan: WeightPlan | None = None  # the plan that cache belongs to
 
     @staticmethod
     def start_server(host: str | None = None, timeout_s: float = 600.0) -> tuple[torch.distributed.TCPStore, str, int]:
@@ -257,11 +292,18 @@ class WeightSyncGroup:
     def broadcast(self, tensor: torch.Tensor) -> None:
         self.pg.broadcast(tensor, 0).wait()
 
-    def send(self, plan: WeightPlan, tensors: Iterator[tuple[str, torch.Tensor]]) -> int:
-        """Rank 0: broadcast ``tensors`` (full tensors in plan order) bucket by bucket; returns bytes sent."""
+    @property
+    def static_sent(self) -> bool:
+        """Sender: whether a full sync over this group has completed (later syncs may leave static tensors out)."""
+        return self._static_sent
+
+    def send(self, plan: WeightPlan, tensors: Iterator[tuple[str, torch.Tensor]], *, full: bool = True) -> int:
+        """Rank 0: broadcast the header, then ``tensors`` — the full tensors of ``plan.sent_names(full)``, in plan
+        order — bucket by bucket; returns bytes sent (header excluded)."""
+        self.broadcast(torch.tensor([int(full), len(plan.buckets)], dtype=torch.int64, device=self.device))
         sent = 0
-        for bucket in plan.buckets:
-            specs = [plan.tensors[i] for i in bucket]
+        for b in plan.sent_buckets(full):
+            specs = [plan.tensors[i] for i in plan.buckets[b]]
             parts = []
             for spec in specs:
                 name, value = next(tensors)
@@ -273,25 +315,59 @@ class WeightSyncGroup:
             flat = pack_bucket(parts, dtype_from_name(specs[0].dtype), self.device)
             self.broadcast(flat)
             sent += flat.numel() * flat.element_size()
+        if full:
+            self._static_sent = True
         return sent
 
     def receive(self, plan: WeightPlan, consume: Callable[[list[tuple[str, torch.Tensor]]], None]) -> int:
-        """Ranks ≥ 1: receive every bucket and hand its named tensors to ``consume``; returns bytes received."""
+        """Ranks ≥ 1: receive one sync and hand each bucket's named tensors to ``consume`` (an update carries only
+        the non-static tensors; ``consume`` leaves the others as they are); returns bytes received."""
         received = 0
-        for items in self.receive_buckets(plan):
+        for items in self.receive_buckets(plan, replay_static=False):
             consume(items)
             received += sum(t.numel() * t.element_size() for _, t in items)
         return received
 
-    def receive_buckets(self, plan: WeightPlan) -> Iterator[list[tuple[str, torch.Tensor]]]:
-        """Ranks ≥ 1: the plan's buckets as they arrive, as lists of named tensors (views into one flat buffer per
+    def receive_buckets(
+        self, plan: WeightPlan, *, replay_static: bool = True
+    ) -> Iterator[list[tuple[str, torch.Tensor]]]:
+        """Ranks ≥ 1: one sync's buckets as they arrive, as lists of named tensors (views into one flat buffer per
         bucket). Each broadcast happens when the next bucket is requested: a consumer that stops early must call
-        :meth:`drain` with the rest, or the sender blocks."""
-        for bucket in plan.buckets:
-            specs = [plan.tensors[i] for i in bucket]
+        :meth:`drain` with the rest, or the sender blocks.
+
+        In an update (the header says static buckets were left out), ``replay_static`` yields the static buckets
+        of this group's last full sync from a host copy kept for that purpose, so a consumer sees every tensor of
+        the plan each time (vLLM's worker checks it loaded the whole plan); without it the static buckets are
+        simply absent and no copy is kept."""
+        header = torch.empty(2, dtype=torch.int64, device=self.device)
+        self.broadcast(header)
+        full, n_buckets = bool(header[0].item()), int(header[1].item())
+        if n_buckets != len(plan.buckets):
+            raise RuntimeError(f"weight sync: the sender's plan has {n_buckets} buckets, this one {len(plan.buckets)}")
+        if not full and replay_static and self._static_plan != plan:
+            self.drain(self._receive(plan, plan.sent_buckets(False)))  # the sender must not block
+            raise RuntimeError("weight sync: an update without the static tensors, but no full sync to replay them")
+        if full:
+            self._static_cache, self._static_plan = {}, None
+        for b in range(len(plan.buckets)):
+            specs = [plan.tensors[i] for i in plan.buckets[b]]
+            if not full and plan.is_static(b):
+                if replay_static:
+                    yield unpack_bucket(self._static_cache[b].to(self.device), specs)
+                continue
+            flat = next(self._receive(plan, [b]))
+            if full and replay_static and plan.is_static(b):
+                self._static_cache[b] = flat.to("cpu", copy=True)
+            yield unpack_bucket(flat, specs)
+        if full and replay_static:
+            self._static_plan = plan  # only a complete full sync can be replayed from
+
+    def _receive(self, plan: WeightPlan, buckets: list[int]) -> Iterator[torch.Tensor]:
+        for b in buckets:
+            specs = [plan.tensors[i] for i in plan.buckets[b]]
             flat = torch.empty(sum(s.numel for s in specs), dtype=dtype_from_name(specs[0].dtype), device=self.device)
             self.broadcast(flat)
-            yield unpack_bucket(flat, specs)
+            yield flat
 
     @staticmethod
     def drain(buckets: Iterator[list[tuple[str, torch.Tensor]]]) -> int:
