@@ -17,7 +17,7 @@ from easyr1.algorithms import (
     place_sequence_reward,
     returns_to_go,
 )
-from easyr1.config.algorithm import ADV_ESTIMATORS
+from easyr1.core.registries import ESTIMATORS
 
 from . import reference as ref
 
@@ -244,7 +244,10 @@ def test_broadcast_to_tokens_masks_padding():
 
 
 def test_config_choices_match_registry():
-    assert set(ADV_ESTIMATORS) == set(ADVANTAGE_ESTIMATORS)
+    assert list(ESTIMATORS) == list(ADVANTAGE_ESTIMATORS)
+    assert all(
+        ADVANTAGE_ESTIMATORS[n].min_valid_per_group == ESTIMATORS.facts(n).min_valid_per_group for n in ESTIMATORS
+    )
 
 
 def test_output_dtype_follows_scores_and_no_grad():

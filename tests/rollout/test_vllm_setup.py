@@ -9,7 +9,7 @@ def test_vllm_actor_options_follow_the_config(tmp_path) -> None:
     """GPUs come from cluster.rollout (0 = vLLM's CPU backend), a vLLM environment of its own becomes the actor's
     py_executable."""
     from easyr1.config.rollout import RolloutConfig
-    from easyr1.rollout.pool import vllm_actor_options
+    from easyr1.rollout.vllm_engine import vllm_actor_options
 
     python = tmp_path / "python"
     python.write_text("")

@@ -20,10 +20,12 @@ single response carries no group-relative signal, so here it contributes nothing
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import torch
+
+from easyr1.core.registries import ESTIMATORS, EstimatorFacts
 
 from .groups import group_stats
 from .masking import as_bool_mask, masked_whiten
@@ -66,19 +68,34 @@ class AdvantageEstimator:
     """Groups with fewer valid samples contribute nothing (1 means groups are not used)."""
 
 
-ADVANTAGE_ESTIMATORS: dict[str, AdvantageEstimator] = {}
-"""Registry: estimator name → :class:`AdvantageEstimator`."""
+class _EstimatorTable(Mapping[str, AdvantageEstimator]):
+    """Read-only view of :data:`easyr1.core.registries.ESTIMATORS` with the functions loaded."""
+
+    def __getitem__(self, name: str) -> AdvantageEstimator:
+        if name not in ESTIMATORS:
+            raise KeyError(name)
+        return get_advantage_estimator(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(ESTIMATORS)
+
+    def __len__(self) -> int:
+        return len(ESTIMATORS)
+
+
+ADVANTAGE_ESTIMATORS: Mapping[str, AdvantageEstimator] = _EstimatorTable()
+"""Registry view: estimator name → :class:`AdvantageEstimator`. The names and their facts are declared once, in
+:data:`easyr1.core.registries.ESTIMATORS` (which the config validates against without importing torch)."""
 
 
 def register_advantage_estimator(
     name: str, *, token_level: bool = False, min_valid_per_group: int = 2
 ) -> Callable[[Callable[[AdvantageInputs], torch.Tensor]], Callable[[AdvantageInputs], torch.Tensor]]:
-    """Decorator adding ``fn(inputs: AdvantageInputs) -> Tensor`` to :data:`ADVANTAGE_ESTIMATORS` under ``name``."""
+    """Decorator registering ``fn(inputs: AdvantageInputs) -> Tensor`` under ``name`` (plugins and tests; the
+    built-in estimators are declared in :mod:`easyr1.core.registries`)."""
 
     def decorator(fn: Callable[[AdvantageInputs], torch.Tensor]) -> Callable[[AdvantageInputs], torch.Tensor]:
-        if name in ADVANTAGE_ESTIMATORS:
-            raise ValueError(f"advantage estimator {name!r} is already registered")
-        ADVANTAGE_ESTIMATORS[name] = AdvantageEstimator(name, fn, token_level, min_valid_per_group)
+        ESTIMATORS.register(name, EstimatorFacts(token_level, min_valid_per_group), fn)
         return fn
 
     return decorator
@@ -86,10 +103,10 @@ def register_advantage_estimator(
 
 def get_advantage_estimator(name: str) -> AdvantageEstimator:
     """Look up a registered estimator, naming the known ones when ``name`` is not."""
-    try:
-        return ADVANTAGE_ESTIMATORS[name]
-    except KeyError:
-        raise ValueError(f"unknown advantage estimator {name!r}; known: {', '.join(ADVANTAGE_ESTIMATORS)}") from None
+    if name not in ESTIMATORS:
+        raise ValueError(f"unknown advantage estimator {name!r}; known: {', '.join(ESTIMATORS)}")
+    facts = ESTIMATORS.facts(name)
+    return AdvantageEstimator(name, ESTIMATORS.load(name), facts.token_level, facts.min_valid_per_group)
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -273,7 +290,6 @@ def _group_effective(inputs: AdvantageInputs, min_valid: int = 2):
     return stats, effective
 
 
-@register_advantage_estimator("grpo")
 def grpo_advantage(inputs: AdvantageInputs) -> torch.Tensor:
     """``A_i = (s_i − mean_g) / (std_g + ε)``, unbiased std over the valid samples of the group."""
     stats, effective = _group_effective(inputs)
@@ -281,14 +297,12 @@ def grpo_advantage(inputs: AdvantageInputs) -> torch.Tensor:
     return torch.where(effective, adv, torch.zeros_like(adv))
 
 
-@register_advantage_estimator("dr_grpo")
 def dr_grpo_advantage(inputs: AdvantageInputs) -> torch.Tensor:
     """``A_i = s_i − mean_g`` (Dr.GRPO: no std); pair it with ``seq-mean-token-sum-norm`` aggregation."""
     stats, effective = _group_effective(inputs)
     return torch.where(effective, stats.centered, torch.zeros_like(stats.centered))
 
 
-@register_advantage_estimator("rloo")
 def rloo_advantage(inputs: AdvantageInputs) -> torch.Tensor:
     """``A_i = n/(n−1) · (s_i − mean_g)`` = ``s_i −`` mean of the other valid samples (n = valid group size)."""
     stats, effective = _group_effective(inputs)
@@ -297,7 +311,6 @@ def rloo_advantage(inputs: AdvantageInputs) -> torch.Tensor:
     return torch.where(effective, adv, torch.zeros_like(adv))
 
 
-@register_advantage_estimator("reinforce_plus_plus", token_level=True, min_valid_per_group=1)
 def reinforce_plus_plus_advantage(inputs: AdvantageInputs) -> torch.Tensor:
     """Return-to-go of the token rewards (sequence score on the last valid token), whitened over the batch."""
     assert inputs.response_mask is not None
@@ -309,7 +322,6 @@ def reinforce_plus_plus_advantage(inputs: AdvantageInputs) -> torch.Tensor:
     return masked_whiten(returns, m)
 
 
-@register_advantage_estimator("reinforce_plus_plus_baseline", token_level=True)
 def reinforce_plus_plus_baseline_advantage(inputs: AdvantageInputs) -> torch.Tensor:
     """``s_i − mean_g`` on every valid token, then whitened over all valid tokens of the batch. Token rewards (the
     KL reward penalty) are summed into ``s_i`` before group-centring."""

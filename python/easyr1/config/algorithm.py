@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from easyr1.core.registries import ESTIMATORS
+
 from .base import ConfigError, check_choice, check_non_negative, check_positive, check_range
 
-ADV_ESTIMATORS = ["grpo", "dr_grpo", "rloo", "reinforce_plus_plus", "reinforce_plus_plus_baseline"]
 KL_PENALTIES = [
     *["kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3"],
     *["kl+", "k1+", "abs+", "mse+", "k2+", "low_var_kl+", "k3+"],
@@ -19,7 +20,8 @@ holding whole log-distributions, which the actor does not keep)."""
 @dataclass
 class AlgorithmConfig:
     adv_estimator: str = "grpo"
-    """Outcome advantage estimator: grpo, dr_grpo, rloo, reinforce_plus_plus, reinforce_plus_plus_baseline."""
+    """Advantage estimator, a name of ``easyr1.core.registries.ESTIMATORS``: grpo, dr_grpo, rloo (outcome,
+    group-relative), reinforce_plus_plus, reinforce_plus_plus_baseline (token-level)."""
     gamma: float = 1.0
     """Discount of the token-level return (reinforce_plus_plus estimators)."""
     norm_eps: float = 1e-6
@@ -54,7 +56,7 @@ class AlgorithmConfig:
     """How many extra rollout rounds online filtering may use to fill a batch (seed key: trainer.max_try_make_batch)."""
 
     def validate(self, path: str) -> Iterator[ConfigError]:
-        yield from check_choice(f"{path}.adv_estimator", self.adv_estimator, ADV_ESTIMATORS)
+        yield from check_choice(f"{path}.adv_estimator", self.adv_estimator, ESTIMATORS.names())
         yield from check_choice(f"{path}.kl_penalty", self.kl_penalty, KL_PENALTIES)
         yield from check_choice(f"{path}.kl_type", self.kl_type, ["fixed", "adaptive"])
         yield from check_range(f"{path}.gamma", self.gamma, low=0.0, high=1.0)

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from easyr1.core.dimensions import DIMENSIONS
+
 from .base import ConfigError
 
 logger = logging.getLogger(__name__)
-
-_DIMENSIONS = ("physical_geometric", "environment_context", "cultural_social", "logical_causal", "target_attribution")
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ ALIASES: dict[str, Alias] = {
     "worker.reward.reward_function_kwargs": _na("custom reward functions are not supported"),
     "worker.reward.skip_special_tokens": _na("special tokens are always skipped when decoding"),
     "worker.reward.num_cpus": _na("the reward runs in the driver"),
-    **{f"worker.reward.combined_gpt_{d}_weight": Alias(f"worker.reward.weights.{d}") for d in _DIMENSIONS},
+    **{f"worker.reward.combined_gpt_{d}_weight": Alias(f"worker.reward.weights.{d}") for d in DIMENSIONS},
     # --- trainer ---
     "trainer.max_try_make_batch": Alias("algorithm.max_try_make_batch"),
     "trainer.find_last_checkpoint": Alias("trainer.resume", "true → auto, false → disable", _resume),

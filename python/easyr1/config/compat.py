@@ -27,12 +27,15 @@ logger = logging.getLogger(__name__)
 REFERENCE_FALLBACK_INSTRUCTION = "Improve the image quality and consistency"
 """What the reference's editor ran when no ``<Re_edit>`` parsed."""
 
+REFERENCE_ENGINE = "vllm"
+"""The rollout engine the reference ran (a name of ``easyr1.core.registries.ENGINES``)."""
+
 REFERENCE_LONG_SIDE = 1024
 """The reference's dataset shrank every policy image wider or taller than this to fit a square of this side."""
 
 PROFILES: dict[str, dict[str, Any]] = {
     "reference": {
-        "worker.rollout.name": "vllm",
+        "worker.rollout.name": REFERENCE_ENGINE,
         "worker.reward.format_mode": "seed",
         "worker.reward.missing_re_edit": "fallback_instruction",
         "worker.reward.fallback_instruction": REFERENCE_FALLBACK_INSTRUCTION,
@@ -73,7 +76,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
     Behaviour(
         "rollout engine",
         "vLLM (the file's tensor_parallel_size, gpu_memory_utilization)",
-        lambda c: c.worker.rollout.name == "vllm",
+        lambda c: c.worker.rollout.name == REFERENCE_ENGINE,
         lambda c: f"{c.worker.rollout.name} engine",
         "worker.rollout.name=vllm",
     ),

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from easyr1.core.registries import EDITOR_BACKENDS
+
 from .base import ConfigError, check_choice, check_non_negative, check_positive
 
 
 @dataclass
 class ImageEditConfig:
     backend: str = "qwen_image_edit"
-    """``qwen_image_edit`` (diffusers pipeline) or ``sandbox`` (procedural editor of the sandbox world)."""
+    """Editor, a name of ``easyr1.core.registries.EDITOR_BACKENDS``: ``qwen_image_edit`` (diffusers pipeline) or
+    ``sandbox`` (procedural editor of the sandbox world)."""
     model_path: str = "tiny/editor"
     """Local directory of a ``QwenImageEditPipeline`` (or ``QwenImageEditPlusPipeline``) checkpoint."""
     num_replicas: int = 1
@@ -51,7 +54,7 @@ class ImageEditConfig:
     """Treat NaN, all-black or constant outputs as failures."""
 
     def validate(self, path: str) -> Iterator[ConfigError]:
-        yield from check_choice(f"{path}.backend", self.backend, ["qwen_image_edit", "sandbox"])
+        yield from check_choice(f"{path}.backend", self.backend, EDITOR_BACKENDS.names())
         yield from check_positive(f"{path}.num_replicas", self.num_replicas)
         yield from check_positive(f"{path}.batch_size", self.batch_size)
         yield from check_positive(f"{path}.num_inference_steps", self.num_inference_steps)

@@ -5,20 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from easyr1.core.dimensions import DEFAULT_WEIGHTS, DIMENSIONS
+
 from .base import ConfigError, check_choice, check_non_negative, check_range
 
-DIMENSIONS = (
-    "physical_geometric",
-    "environment_context",
-    "cultural_social",
-    "logical_causal",
-    "target_attribution",
-)
+__all__ = ["DIMENSIONS", "STRATEGIES", "RewardConfig"]
+
 STRATEGIES = ["weighted_sum", "gated", "multiplicative", "max_deviation"]
+"""Combination strategies (implemented in ``easyr1.reward.combination``; phase B of issue 17 turns this list into a
+registry in ``easyr1.core.registries``)."""
 
 
 def _default_weights() -> dict[str, float]:
-    return {**{d: 0.15 for d in DIMENSIONS}, "format": 0.25}
+    return dict(DEFAULT_WEIGHTS)
 
 
 @dataclass

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from easyr1.core.registries import ENGINES
+
 from .base import ConfigError, check_choice, check_non_negative, check_positive, check_range
 
 
@@ -21,8 +23,8 @@ class RolloutValOverride:
 @dataclass
 class RolloutConfig:
     name: str = "hf"
-    """Engine: ``hf`` (transformers generate, CPU or GPU) or ``vllm`` (GPU with tensor parallelism, or vLLM's CPU
-    backend when ``cluster.rollout.num_gpus_per_worker`` is 0)."""
+    """Engine, a name of ``easyr1.core.registries.ENGINES``: ``hf`` (transformers generate, CPU or GPU) or ``vllm``
+    (GPU with tensor parallelism, or vLLM's CPU backend when ``cluster.rollout.num_gpus_per_worker`` is 0)."""
     n: int = 4
     """Responses sampled per prompt (the GRPO group size)."""
     temperature: float = 1.0
@@ -75,7 +77,7 @@ class RolloutConfig:
     """Sampling overrides used for validation."""
 
     def validate(self, path: str) -> Iterator[ConfigError]:
-        yield from check_choice(f"{path}.name", self.name, ["hf", "vllm"])
+        yield from check_choice(f"{path}.name", self.name, ENGINES.names())
         yield from check_positive(f"{path}.n", self.n)
         yield from check_non_negative(f"{path}.temperature", self.temperature)
         yield from check_range(f"{path}.top_p", self.top_p, low=0.0, high=1.0, low_inclusive=False)

@@ -6,6 +6,8 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
 
+from easyr1.core.registries import ESTIMATORS
+
 from .actor import ActorConfig, RefConfig
 from .algorithm import AlgorithmConfig
 from .base import ConfigError, check_choice, join
@@ -128,9 +130,12 @@ def _cross_checks(cfg: EasyR1Config) -> Iterator[ConfigError]:
         )
     if cfg.algorithm.online_filtering and rollout.n < 2:
         yield ConfigError("worker.rollout.n", rollout.n, "online filtering needs groups of at least 2 samples")
-    if cfg.algorithm.adv_estimator in ("grpo", "dr_grpo", "rloo") and rollout.n < 2:
+    estimator = ESTIMATORS.facts(cfg.algorithm.adv_estimator) if cfg.algorithm.adv_estimator in ESTIMATORS else None
+    if estimator is not None and estimator.needs_groups and rollout.n < estimator.min_valid_per_group:
         yield ConfigError(
-            "worker.rollout.n", rollout.n, f"{cfg.algorithm.adv_estimator} needs at least 2 samples per prompt"
+            "worker.rollout.n",
+            rollout.n,
+            f"{cfg.algorithm.adv_estimator} needs at least {estimator.min_valid_per_group} samples per prompt",
         )
     if cfg.judge.use_logprobs and cfg.judge.mode != "per_dimension":
         yield ConfigError("judge.use_logprobs", True, "probability scoring needs judge.mode=per_dimension")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from easyr1.core.registries import EDITOR_BACKENDS
+
 from .protocol import Editor
 
 if TYPE_CHECKING:
@@ -19,20 +21,14 @@ logger = logging.getLogger(__name__)
 def build_editor(image_edit_cfg: ImageEditConfig) -> Editor:
     """The editor of ``worker.image_edit.backend``, in this process (heavy imports happen here, lazily).
 
-    ``qwen_image_edit`` → :class:`~easyr1.editing.qwen_image_edit.QwenImageEditEditor` loaded from ``model_path``;
-    ``sandbox`` → the sandbox world's procedural ``SandboxEditor``.
+    The backend class comes from :data:`easyr1.core.registries.EDITOR_BACKENDS` (``qwen_image_edit`` →
+    :class:`~easyr1.editing.qwen_image_edit.QwenImageEditEditor` loaded from ``model_path``; ``sandbox`` → the
+    sandbox world's procedural ``SandboxEditor``), built with its ``from_config(image_edit_cfg)`` when it has one.
+    The registry names the class by import string, so this package never imports the sandbox.
     """
-    backend = image_edit_cfg.backend
-    if backend == "qwen_image_edit":
-        from .qwen_image_edit import QwenImageEditEditor
-
-        return QwenImageEditEditor.from_config(image_edit_cfg)
-    if backend == "sandbox":
-        from easyr1.sandbox.editor import SandboxEditor
-
-        from_config = getattr(SandboxEditor, "from_config", None)
-        return from_config(image_edit_cfg) if callable(from_config) else SandboxEditor()
-    raise ValueError(f"worker.image_edit.backend={backend!r}: must be 'qwen_image_edit' or 'sandbox'")
+    cls = EDITOR_BACKENDS.load(image_edit_cfg.backend)
+    from_config = getattr(cls, "from_config", None)
+    return from_config(image_edit_cfg) if callable(from_config) else cls()
 
 
 def build_editor_pool(image_edit_cfg: ImageEditConfig, placement: PoolPlacement | None = None) -> EditorPool:

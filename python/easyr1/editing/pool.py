@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from easyr1.core.registries import EDITOR_BACKENDS
+
 from .batching import balanced_chunks, edit_isolating_failures
 from .protocol import Editor, EditRequest, EditResult
 from .seeds import request_identity
@@ -177,7 +179,7 @@ class EditorPool:
             startup_timeout_s=cfg.startup_timeout_s,
             max_replica_restarts=cfg.max_replica_restarts,
             placement=placement,
-            identity_includes_metadata=cfg.backend == "sandbox",
+            identity_includes_metadata=EDITOR_BACKENDS.facts(cfg.backend).reads_metadata,
         )
 
     @staticmethod

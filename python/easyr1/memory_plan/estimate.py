@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from easyr1.core.registries import ENGINES
+
 from .shapes import EditorShape, PolicyShape
 
 if TYPE_CHECKING:
@@ -272,7 +274,7 @@ def plan_rollout(
     b = dtype_bytes(cfg.worker.actor.model.dtype, "cuda")
     h, i = shape.hidden_size, shape.intermediate_size
     demand = math.ceil(cfg.data.rollout_batch_size * rollout.n / rollout.num_engines)
-    if rollout.name != "vllm":
+    if not ENGINES.facts(rollout.name).reserves_memory:  # memory follows each generate call (hf)
         batch = rollout.generation_batch_size
         phase = {
             "cuda context": CUDA_CONTEXT_BYTES,

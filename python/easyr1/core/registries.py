@@ -1,0 +1,126 @@
+"""The registries every layer reads: advantage estimators, rollout engines, editor backends.
+
+Each table is the single source of truth for its config key: the config section validates against
+``REGISTRY.names()`` and reads per-entry facts from here; the code that runs an entry loads it with
+``REGISTRY.load(name)``. Implementations are named by import string, so importing this module (and therefore the
+config tree) pulls in neither torch nor Ray nor any other ``easyr1`` package.
+
+Adding an implementation: write it in its package (with its test) and add one ``register`` line below. A plugin
+that must not touch this file registers itself at import time (``ENGINES.register("mine", EngineFacts(...),
+MyEngine)``); its module then has to be imported before the config is validated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .registry import Registry
+
+# ------------------------------------------------------------------------------------------ advantage estimators
+
+
+@dataclass(frozen=True)
+class EstimatorFacts:
+    """What the config and the driver know about an advantage estimator."""
+
+    token_level: bool = False
+    """Returns (B,T) advantages and needs the response mask; otherwise one advantage per response (B,)."""
+    min_valid_per_group: int = 2
+    """Groups with fewer valid samples contribute nothing; 1 means groups are not used."""
+
+    @property
+    def needs_groups(self) -> bool:
+        """Needs at least ``min_valid_per_group`` samples per prompt (``worker.rollout.n`` ≥ that) to learn."""
+        return self.min_valid_per_group > 1
+
+
+ESTIMATORS: Registry[EstimatorFacts] = Registry("advantage estimator", "algorithm.adv_estimator")
+"""``algorithm.adv_estimator`` → ``fn(inputs: AdvantageInputs) -> Tensor`` in :mod:`easyr1.algorithms.advantage`."""
+
+_ADV = "easyr1.algorithms.advantage"
+ESTIMATORS.register("grpo", EstimatorFacts(), f"{_ADV}:grpo_advantage")
+ESTIMATORS.register("dr_grpo", EstimatorFacts(), f"{_ADV}:dr_grpo_advantage")
+ESTIMATORS.register("rloo", EstimatorFacts(), f"{_ADV}:rloo_advantage")
+ESTIMATORS.register(
+    "reinforce_plus_plus",
+    EstimatorFacts(token_level=True, min_valid_per_group=1),
+    f"{_ADV}:reinforce_plus_plus_advantage",
+)
+ESTIMATORS.register(
+    "reinforce_plus_plus_baseline", EstimatorFacts(token_level=True), f"{_ADV}:reinforce_plus_plus_baseline_advantage"
+)
+
+# ----------------------------------------------------------------------------------------------- rollout engines
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    """What the config, the rollout pool and the memory planner know about a generation engine."""
+
+    tensor_parallel: bool
+    """One engine spans ``worker.rollout.tensor_parallel_size`` devices."""
+    own_interpreter: bool
+    """May run in a Python environment of its own (``worker.rollout.engine_python`` → Ray ``py_executable``)."""
+    owns_processes: bool
+    """Starts processes of its own: the pool calls ``shutdown()`` before killing the engine's actor."""
+    reserves_memory: bool
+    """Reserves ``gpu_memory_utilization`` of its device up front (weights, activations, KV cache) — the memory
+    planner's vLLM model; otherwise memory follows each ``generate`` call (the planner's ``hf`` model)."""
+    supports_log_probs: bool
+    """Has a training-forward ``log_probs(prompts, responses)`` (used by tests and sync checks)."""
+
+
+ENGINES: Registry[EngineFacts] = Registry("rollout engine", "worker.rollout.name")
+"""``worker.rollout.name`` → an engine class satisfying :class:`easyr1.rollout.protocol.RolloutEngine`."""
+
+ENGINES.register(
+    "hf",
+    EngineFacts(
+        tensor_parallel=False,
+        own_interpreter=False,
+        owns_processes=False,
+        reserves_memory=False,
+        supports_log_probs=True,
+    ),
+    "easyr1.rollout.hf_engine:HFRolloutEngine",
+)
+ENGINES.register(
+    "vllm",
+    EngineFacts(
+        tensor_parallel=True,
+        own_interpreter=True,
+        owns_processes=True,
+        reserves_memory=True,
+        supports_log_probs=False,
+    ),
+    "easyr1.rollout.vllm_engine:VLLMRolloutEngine",
+)
+
+# ------------------------------------------------------------------------------------------------ editor backends
+
+
+@dataclass(frozen=True)
+class EditorBackendFacts:
+    """What the config, the editor factory and the editor pool know about an editor backend."""
+
+    reads_metadata: bool
+    """The edit depends on the request's row metadata (the sandbox reads its scene state there), so two requests
+    are the same edit only when their metadata match too."""
+    heavy: bool
+    """Loads a large model: always run in the editor pool's replicas, never in the driver."""
+
+
+EDITOR_BACKENDS: Registry[EditorBackendFacts] = Registry("editor backend", "worker.image_edit.backend")
+"""``worker.image_edit.backend`` → an editor class satisfying :class:`easyr1.editing.protocol.Editor`; built with
+its ``from_config(image_edit_cfg)`` when it has one, else with no arguments."""
+
+EDITOR_BACKENDS.register(
+    "qwen_image_edit",
+    EditorBackendFacts(reads_metadata=False, heavy=True),
+    "easyr1.editing.qwen_image_edit:QwenImageEditEditor",
+)
+EDITOR_BACKENDS.register(
+    "sandbox",
+    EditorBackendFacts(reads_metadata=True, heavy=False),
+    "easyr1.sandbox.editor:SandboxEditor",
+)
