@@ -24,6 +24,8 @@ Formats (``data.format``): ``seed`` (reference parquet, base64 images), ``jsonl`
 (``save_to_disk`` folders or parquet with ``Image`` features). See ``docs/data.md``.
 """
 
+from easyr1.core.types import EditSample
+
 from .dataset import EditDataset, build_dataset, build_decoder, build_source
 from .errors import BAD_ROW_REASONS, BadRowError, DataError, DataStats
 from .images import ImageOptions
@@ -37,7 +39,6 @@ from .prompts import (
     build_policy_prompt,
     prompt_token_count,
 )
-from .types import EditSample
 
 __all__ = [
     "BAD_ROW_REASONS",

@@ -14,13 +14,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from easyr1.core.types import EditSample
+
 from .errors import BadRowError, DataError, DataStats, FieldError
 from .images import ImageOptions
 from .order import epoch_blocks
 from .prompts import PromptLengthFilter
 from .rows import SEED_EDITED, SEED_SOURCE, FieldRowDecoder, RowDecoder, SeedRowDecoder
 from .sources import HFDiskSource, JsonlSource, ParquetSource, RawRow, RowSource, is_hf_saved_dataset
-from .types import EditSample
 
 logger = logging.getLogger(__name__)
 

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
 
+from easyr1.core.types import EditSample
+
 from .dataset import EditDataset, build_dataset
 from .errors import DataStats
-from .types import EditSample
 
 STATE_VERSION = 1
 

@@ -12,9 +12,7 @@ import logging
 import threading
 from typing import Any
 
-from easyr1.rollout.protocol import PolicyPrompt
-
-from .types import EditSample
+from easyr1.core.types import EditSample, PolicyPrompt
 
 logger = logging.getLogger(__name__)
 

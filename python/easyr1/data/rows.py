@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from easyr1.core.types import EditSample
+
 from .errors import EMPTY_INSTRUCTION, MISSING_COLUMN, MISSING_VALUE, WRONG_TYPE, FieldError
 from .images import ImageOptions, decode_base64_image, decode_image_value
-from .types import EditSample
 
 SEED_ID = "omni_edit_id"
 SEED_TASK = "task"

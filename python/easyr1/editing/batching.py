@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from .protocol import EditRequest, EditResult
+from easyr1.core.types import EditRequest, EditResult
 
 logger = logging.getLogger(__name__)
 

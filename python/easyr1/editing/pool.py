@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from easyr1.core.registries import EDITOR_BACKENDS
+from easyr1.core.seeds import request_identity
+from easyr1.core.types import EditRequest, EditResult
 
 from .batching import balanced_chunks, edit_isolating_failures
-from .protocol import Editor, EditRequest, EditResult
-from .seeds import request_identity
+from .protocol import Editor
 
 if TYPE_CHECKING:
     from easyr1.config.cluster import PoolPlacement

@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from easyr1.core.types import EditRequest, EditResult
+
 from .batching import check_output, chunked, edit_isolating_failures, group_indices
-from .protocol import EditRequest, EditResult
 from .resolution import condition_area, supports_condition_area, target_size
 from .text_positions import install_mrope_positions
 

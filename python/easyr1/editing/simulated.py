@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .protocol import EditRequest, EditResult
-from .seeds import derive_seed
+from easyr1.core.seeds import derive_seed
+from easyr1.core.types import EditRequest, EditResult
 
 logger = logging.getLogger(__name__)
 

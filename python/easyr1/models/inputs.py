@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from easyr1.rollout.protocol import PolicyPrompt
+from easyr1.core.types import PolicyPrompt
 
 # Per-token processor outputs (padded with the prompt); everything else (pixel_values, image_grid_thw, …) is
 # per-image and concatenated along dim 0 in batch order.

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from easyr1.core.types import PolicyPrompt, RolloutOutput, SamplingParams
 from easyr1.models.forward import response_log_probs
 from easyr1.models.generation import generate_sequences
 from easyr1.models.inputs import collate, encode_prompt
 from easyr1.models.loading import load_policy
 
-from .protocol import PolicyPrompt, RolloutOutput, SamplingParams
 from .weight_sync import WeightPlan, WeightSyncGroup, dtype_name
 
 if TYPE_CHECKING:

@@ -17,9 +17,9 @@ import torch
 from easyr1.actor.placement import ray_actor_options, wait_for_pool, worker_device, worker_threads
 from easyr1.config import EasyR1Config
 from easyr1.core.registries import ENGINES
+from easyr1.core.types import PolicyPrompt, RolloutOutput, SamplingParams
 
 from .probe import probe_prompts
-from .protocol import PolicyPrompt, RolloutOutput, SamplingParams
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from .protocol import PolicyPrompt
+from easyr1.core.types import PolicyPrompt
 
 PROBE_SYSTEM = "You are an expert image editing critic. Answer with <CoT>...</CoT> then <Re_edit>...</Re_edit> blocks."
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from easyr1.config import EasyR1Config
-
-from .protocol import SamplingParams
+from easyr1.core.types import SamplingParams
 
 
 def sampling_params(cfg: EasyR1Config, *, validation: bool = False, seed: int | None = None) -> SamplingParams:

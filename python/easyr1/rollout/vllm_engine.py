@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from easyr1.config.rollout import RolloutConfig
+from easyr1.core.types import PolicyPrompt, RolloutOutput, SamplingParams
 from easyr1.models.inputs import count_image_entries, prompt_text
 from easyr1.models.loading import load_processor, read_model_type, resolve_dtype, stop_token_ids, vision_token_ids
 from easyr1.models.tiny import TinyPolicySpec
 
-from .protocol import PolicyPrompt, RolloutOutput, SamplingParams
 from .weight_sync import WeightPlan, dtype_from_name, serialize_state
 
 if TYPE_CHECKING:

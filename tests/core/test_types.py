@@ -1,0 +1,47 @@
+"""The shared value types live in ``easyr1.core.types``; the old homes re-export the very same objects."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+
+from PIL import Image
+
+from easyr1.core import seeds, types
+
+
+def test_core_types_import_no_other_easyr1_package_and_no_pil():
+    probe = (
+        "import sys, json, easyr1.core.types, easyr1.core.seeds; "
+        "print(json.dumps(sorted({m for m in sys.modules if m.startswith('easyr1.') or m.split('.')[0] == 'PIL'})))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded == ["easyr1.core", "easyr1.core.seeds", "easyr1.core.types"]
+
+
+def test_old_locations_re_export_the_same_objects():
+    from easyr1 import data, editing
+    from easyr1.data import types as data_types
+    from easyr1.editing import protocol as editing_protocol
+    from easyr1.editing import seeds as editing_seeds
+    from easyr1.rollout import protocol as rollout_protocol
+
+    assert rollout_protocol.PolicyPrompt is types.PolicyPrompt
+    assert rollout_protocol.SamplingParams is types.SamplingParams
+    assert rollout_protocol.RolloutOutput is types.RolloutOutput
+    assert data_types.EditSample is data.EditSample is types.EditSample
+    assert editing_protocol.EditRequest is editing.EditRequest is types.EditRequest
+    assert editing_protocol.EditResult is types.EditResult
+    assert editing_seeds.derive_seed is editing.derive_seed is seeds.derive_seed
+    assert editing_seeds.edit_seed is seeds.edit_seed and editing_seeds.request_identity is seeds.request_identity
+
+
+def test_values_pickle_by_their_neutral_path():
+    """Ray ships these between driver and pools: the class path must be the neutral module."""
+    prompt = types.PolicyPrompt("p0", [{"role": "user", "content": "hi"}], [Image.new("RGB", (4, 4))])
+    assert b"easyr1.core.types" in pickle.dumps(prompt)
+    back = pickle.loads(pickle.dumps(types.EditResult.failure("timeout", replica=1)))
+    assert back == types.EditResult(image=None, ok=False, reason="timeout", info={"replica": 1})
