@@ -14,7 +14,7 @@ One ``edit(requests)`` call:
 5. results come back in request order, one per request: no request is dropped or duplicated, and a failure is a
    result with a reason, never a substitute image.
 
-Counters (cumulative :meth:`EditorPool.stats`, per-step :meth:`EditorPool.take_metrics`) feed the telemetry layer.
+Counters (cumulative :meth:`EditorPool.stats`, per-step :meth:`EditorPool.drain_metrics`) feed the telemetry layer.
 """
 
 from __future__ import annotations
@@ -393,7 +393,7 @@ class EditorPool:
         """Running totals since the pool started, plus the number of live replicas."""
         return {**self.counters.as_dict(), "replicas_alive": len(self.live_replicas())}
 
-    def take_metrics(self) -> dict[str, float]:
+    def drain_metrics(self) -> dict[str, float]:
         """Per-step amounts since the previous call, as flat ``editor/*`` metric keys for the driver's logger."""
         now, before = self.counters, self._reported
         edited = now.unique - before.unique
@@ -416,6 +416,10 @@ class EditorPool:
             metrics[f"editor/edits/failed/{reason}"] = now.failed[reason] - before.failed[reason]
         self._reported = dataclasses.replace(now, failed=Counter(now.failed))
         return metrics
+
+    def take_metrics(self) -> dict[str, float]:
+        """The old name of :meth:`drain_metrics` (``trainer/grpo.py`` still calls it; phase B of issue 17 drops it)."""
+        return self.drain_metrics()
 
     # -- lifetime ------------------------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from easyr1.core.registries import ENGINES
 from easyr1.core.types import PolicyPrompt, RolloutOutput, SamplingParams
 
 from .probe import probe_prompts
+from .protocol import WeightSource
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,9 @@ def _engine_class(name: str) -> type:
 
 
 class RolloutPool:
-    """Generation engines as Ray actors. Implements the ``RolloutEngine`` protocol for the whole pool.
+    """Generation engines as Ray actors: the driver's :class:`~easyr1.rollout.protocol.Rollout`. Each engine
+    satisfies :class:`~easyr1.rollout.protocol.RolloutEngine`; its class, the
+    :class:`~easyr1.rollout.protocol.EngineFactory` hooks.
 
     Args:
         cfg: the full config (``worker.rollout``, ``worker.actor.model`` for the policy path and dtype,
@@ -99,7 +102,7 @@ class RolloutPool:
 
         return ray.get(self.engines[0].weight_dtype.remote())
 
-    def _setup_collective(self, actor_pool: Any) -> None:
+    def _setup_collective(self, actor_pool: WeightSource) -> None:
         import ray
 
         rollout = self.cfg.worker.rollout
@@ -125,7 +128,7 @@ class RolloutPool:
             self._plan.total_bytes / 2**20,
         )
 
-    def sync_weights(self, actor_pool: Any, *, check: bool | None = None) -> dict[str, float]:
+    def sync_weights(self, actor_pool: WeightSource, *, check: bool | None = None) -> dict[str, float]:
         """Copy the actor's current weights into every engine (``worker.rollout.weight_sync``), then — when
         ``check`` (default ``worker.rollout.check_sync_logprobs``) — compare engine and actor log-probs on the
         fixed probe. Returns ``rollout/sync_*`` metrics."""
@@ -150,7 +153,7 @@ class RolloutPool:
             metrics["rollout/sync_probe_max_abs_diff"] = self.verify_sync(actor_pool)
         return metrics
 
-    def verify_sync(self, actor_pool: Any) -> float:
+    def verify_sync(self, actor_pool: WeightSource) -> float:
         """:meth:`probe_difference`, raising ``RuntimeError`` above ``worker.rollout.sync_probe_tolerance``."""
         diff = self.probe_difference(actor_pool)
         tolerance = self.cfg.worker.rollout.sync_probe_tolerance
@@ -161,7 +164,7 @@ class RolloutPool:
             )
         return diff
 
-    def probe_difference(self, actor_pool: Any) -> float:
+    def probe_difference(self, actor_pool: WeightSource) -> float:
         """Greedy-generate on the probe with every engine, score the same tokens with the actor; the largest
         absolute per-token log-prob difference over all engines."""
         import ray
