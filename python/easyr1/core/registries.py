@@ -37,17 +37,18 @@ class EstimatorFacts:
 ESTIMATORS: Registry[EstimatorFacts] = Registry("advantage estimator", "algorithm.adv_estimator")
 """``algorithm.adv_estimator`` → ``fn(inputs: AdvantageInputs) -> Tensor`` in :mod:`easyr1.algorithms.advantage`."""
 
-_ADV = "easyr1.algorithms.advantage"
-ESTIMATORS.register("grpo", EstimatorFacts(), f"{_ADV}:grpo_advantage")
-ESTIMATORS.register("dr_grpo", EstimatorFacts(), f"{_ADV}:dr_grpo_advantage")
-ESTIMATORS.register("rloo", EstimatorFacts(), f"{_ADV}:rloo_advantage")
+ESTIMATORS.register("grpo", EstimatorFacts(), "easyr1.algorithms.advantage:grpo_advantage")
+ESTIMATORS.register("dr_grpo", EstimatorFacts(), "easyr1.algorithms.advantage:dr_grpo_advantage")
+ESTIMATORS.register("rloo", EstimatorFacts(), "easyr1.algorithms.advantage:rloo_advantage")
 ESTIMATORS.register(
     "reinforce_plus_plus",
     EstimatorFacts(token_level=True, min_valid_per_group=1),
-    f"{_ADV}:reinforce_plus_plus_advantage",
+    "easyr1.algorithms.advantage:reinforce_plus_plus_advantage",
 )
 ESTIMATORS.register(
-    "reinforce_plus_plus_baseline", EstimatorFacts(token_level=True), f"{_ADV}:reinforce_plus_plus_baseline_advantage"
+    "reinforce_plus_plus_baseline",
+    EstimatorFacts(token_level=True),
+    "easyr1.algorithms.advantage:reinforce_plus_plus_baseline_advantage",
 )
 
 # ----------------------------------------------------------------------------------------------- rollout engines
