@@ -45,13 +45,13 @@ def test_requests_per_minute_limit(server, make_judge, monkeypatch) -> None:
 
 def test_tokens_per_minute_limit(server, make_judge, monkeypatch) -> None:
     monkeypatch.setattr(openai_judge_module, "RATE_WINDOW_S", 1.0)
-    judge = make_judge(mode="single_call", max_tokens=100, max_concurrency=16)
+    judge = make_judge(mode="single_call", max_tokens=300, max_concurrency=16)
     per_call = judge._build_call(None, "x", [], False).estimated_tokens  # text-only estimate + max_tokens
-    assert per_call > 100
+    assert per_call > 300
     judge.close()
     # each call here is estimated at ≈ per_call + 2 low-detail images (170 tokens); allow 3 calls per window
     budget = 3 * (per_call + 200)
-    judge = make_judge(mode="single_call", max_tokens=100, max_concurrency=16, tokens_per_minute=budget)
+    judge = make_judge(mode="single_call", max_tokens=300, max_concurrency=16, tokens_per_minute=budget)
     start = time.monotonic()
     results = judge.score_batch(make_requests(9))
     assert all(r.valid for r in results)

@@ -32,7 +32,7 @@ from .cache import JudgeCache, content_key
 from .credentials import resolve_api_key
 from .images import EncodedImage, encode_image, estimated_image_tokens
 from .loop import BackgroundLoop
-from .parsing import expected_score, looks_like_refusal, parse_json_answer, parse_number_answer
+from .parsing import expected_score, finish_failure, looks_like_refusal, parse_json_answer, parse_number_answer
 from .protocol import DIMENSIONS, JudgeRequest, JudgeResult
 from .stats import JudgeStatsRecorder
 from .transport import classify_exception, sdk_http_client
@@ -462,8 +462,11 @@ class OpenAIJudge:
             return _Outcome(None, "unparsable", **tokens)
         choice = choices[0]
         message = choice.get("message") or {}
-        if message.get("refusal") or choice.get("finish_reason") == "content_filter":
+        if message.get("refusal"):
             return _Outcome(None, "refused", **tokens)
+        unfinished = finish_failure(choice.get("finish_reason"))
+        if unfinished is not None:  # never read a cut answer: "1" of "10" parses as a valid 1
+            return _Outcome(None, unfinished, **tokens)
         content = message.get("content")
         if not isinstance(content, str):
             content = None

@@ -11,7 +11,11 @@ from typing import Any
 from .protocol import DIMENSIONS
 
 SCORE_MIN, SCORE_MAX = 0.0, 10.0
-_NUMBER = re.compile(r"\s*(\d{1,2}(?:\.\d+)?)\s*")
+_NUMBER = re.compile(r"\s*((?:10|[0-9])(?:\.[0-9]+)?)\s*")
+"""The per-dimension grammar: optional whitespace, an integer 0-10 without leading zeros, an optional fraction of one
+or more digits, optional whitespace (then the range check: at most 10)."""
+NORMAL_FINISH_REASONS = frozenset({"stop"})
+"""``finish_reason`` values of an answer the model ended itself; any other value (or none) is never read."""
 _REFUSAL_OPENINGS = (
     "i'm sorry",
     "i am sorry",
@@ -28,8 +32,25 @@ MIN_SCORE_PROBABILITY_MASS = 0.5
 """Below this total probability on score tokens the expected score is not trusted (the sampled number is used)."""
 
 
+def finish_failure(finish_reason: object) -> str | None:
+    """The failure reason of an answer's ``finish_reason``; ``None`` for a normal stop.
+
+    ``length`` (cut off by ``max_tokens``) is ``truncated``, ``content_filter`` is ``refused``, anything else that
+    is not ``stop`` (``tool_calls``, ``abort``, a missing value) is ``unfinished``: a cut answer such as ``"1"`` of
+    ``"10"`` can look complete, so the text is not read at all.
+    """
+    if finish_reason in NORMAL_FINISH_REASONS:
+        return None
+    if finish_reason == "length":
+        return "truncated"
+    if finish_reason == "content_filter":
+        return "refused"
+    return "unfinished"
+
+
 def parse_number_answer(text: str | None) -> float | None:
-    """A bare number in [0, 10] (``"7"``, ``" 6.5 "``); ``None`` for anything else (words, ``7/10``, ``**7**``)."""
+    """A bare number in [0, 10] (``"7"``, ``" 6.5 "``, ``"10.0"``); ``None`` for anything else (words, ``7/10``,
+    ``**7**``, ``07``, ``7.``, ``10.5``)."""
     if text is None:
         return None
     match = _NUMBER.fullmatch(text)

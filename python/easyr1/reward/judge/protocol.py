@@ -17,7 +17,19 @@ DIMENSIONS: tuple[str, ...] = (
 )
 """The five judge dimensions, in the order used for ties and tables."""
 
-FAILURE_REASONS = ("timeout", "rate_limited", "server_error", "unparsable", "refused", "deadline", "client_error")
+FAILURE_REASONS = (
+    "timeout",
+    "rate_limited",
+    "server_error",
+    "unparsable",
+    "truncated",
+    "unfinished",
+    "refused",
+    "deadline",
+    "client_error",
+)
+"""Why a judge call or sample failed (``truncated``: ``finish_reason: length``; ``unfinished``: any other
+``finish_reason`` that is not ``stop``)."""
 
 
 @dataclass

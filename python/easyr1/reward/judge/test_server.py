@@ -7,7 +7,9 @@ from ``response_format``, the instruction from the user text. Scores, latency an
 ``ok`` · ``malformed`` (prose / broken JSON) · ``out_of_range`` (12) · ``refusal`` (the ``refusal`` field) ·
 ``prose_refusal`` ("I'm sorry, …") · ``content_filter`` (finish reason) · ``rate_limit`` (429 + ``Retry-After``) ·
 ``server_error`` (5xx) · ``bad_request`` (400) · ``unauthorized`` (401) · ``policy_violation`` (400,
-``content_policy_violation``) · ``hang`` (no answer for ``hang_s``) · ``garbage_body`` (200 with HTML).
+``content_policy_violation``) · ``hang`` (no answer for ``hang_s``) · ``garbage_body`` (200 with HTML). Answers honour ``max_tokens`` (one token
+per digit, up to four other characters per token): a longer answer is cut and ends with ``finish_reason: length``;
+``Rule.finish_reason`` reports any other finish reason on a complete answer.
 
 In a thread: ``with JudgeTestServer(ServerBehaviour(latency_s=0.2)) as server: ... server.base_url``.
 In a subprocess (its own CPU and GIL): ``SubprocessJudgeServer(behaviour)``; same ``base_url``/``stats()``.
@@ -19,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import signal
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from aiohttp import web
 
 from .protocol import DIMENSIONS
 from .rubrics import INSTRUCTION_PREFIX, TITLE_TO_DIMENSION
+from .test_server_answers import error_response, number_text, score_logprobs, texts, truncate_to_tokens
 
 KINDS = (
     "ok",
@@ -71,6 +73,9 @@ class Rule:
     """HTTP status of ``server_error``."""
     latency_s: float | None = None
     """Overrides the behaviour's latency for matching requests."""
+    finish_reason: str | None = None
+    """Report this ``finish_reason`` on an answer (``length`` on a complete answer, ``tool_calls`` …); ``None``: the
+    server's own (``stop``, ``length`` when ``max_tokens`` cut the answer, ``content_filter``)."""
 
 
 @dataclass
@@ -176,7 +181,7 @@ class _JudgeApp:
 
     async def _answer(self, request: web.Request, body: dict[str, Any], arrival: float) -> web.StreamResponse:
         behaviour = self.behaviour
-        system, user, n_images = _texts(body.get("messages", []))
+        system, user, n_images = texts(body.get("messages", []))
         single = body.get("response_format") is not None
         dimension = None if single else next((d for t, d in TITLE_TO_DIMENSION.items() if t in system), None)
         instruction = next(
@@ -199,6 +204,7 @@ class _JudgeApp:
                     "n_images": n_images,
                     "has_authorization": "Authorization" in request.headers,
                     "logprobs": bool(body.get("logprobs")),
+                    "max_tokens": body.get("max_tokens"),
                 }
             )
         delay = rule.latency_s if rule.latency_s is not None else behaviour.latency_s
@@ -218,16 +224,16 @@ class _JudgeApp:
         kind = rule.kind
         if kind == "rate_limit":
             headers = {} if rule.retry_after is None else {"Retry-After": f"{rule.retry_after:g}"}
-            return _error(429, "Rate limit reached", "rate_limit_exceeded", headers)
+            return error_response(429, "Rate limit reached", "rate_limit_exceeded", headers)
         if kind == "server_error":
             headers = {} if rule.retry_after is None else {"Retry-After": f"{rule.retry_after:g}"}
-            return _error(rule.status, "The server had an error", None, headers)
+            return error_response(rule.status, "The server had an error", None, headers)
         if kind == "bad_request":
-            return _error(400, "Invalid request", "invalid_request")
+            return error_response(400, "Invalid request", "invalid_request")
         if kind == "unauthorized":
-            return _error(401, "Incorrect API key provided", "invalid_api_key")
+            return error_response(401, "Incorrect API key provided", "invalid_api_key")
         if kind == "policy_violation":
-            return _error(400, "Your request was rejected by the safety system", "content_policy_violation")
+            return error_response(400, "Your request was rejected by the safety system", "content_policy_violation")
         if kind == "garbage_body":
             return web.Response(status=200, text="<html>proxy error</html>", content_type="text/html")
         scores = {d: self.behaviour.scores.get(d, self.behaviour.default_score) for d in DIMENSIONS}
@@ -249,10 +255,18 @@ class _JudgeApp:
             content = json.dumps({d: {"reason": "Consistent with the scene.", "score": scores[d]} for d in DIMENSIONS})
         else:
             score = scores.get(dimension or "", self.behaviour.default_score)
-            content = _number(score)
+            content = number_text(score)
             if body.get("logprobs") and float(score).is_integer():
-                logprobs = _score_logprobs(int(score), self.behaviour.logprob_spread)
-        completion_tokens = max(1, len(content or refusal or "") // 4)
+                logprobs = score_logprobs(int(score), self.behaviour.logprob_spread)
+        if content is not None:  # honour max_tokens like a real server: cut the answer, finish_reason "length"
+            content, cut, completion_tokens = truncate_to_tokens(content, body.get("max_tokens"))
+            finish = "length" if cut else finish
+            if cut and logprobs is not None:
+                logprobs = {"content": logprobs["content"][: body["max_tokens"]]}
+        else:
+            completion_tokens = max(1, len(refusal or "") // 4)
+        if rule.finish_reason is not None:
+            finish = rule.finish_reason
         return web.json_response(
             {
                 "id": f"chatcmpl-test-{self.request_count}",
@@ -274,47 +288,6 @@ class _JudgeApp:
                 },
             }
         )
-
-
-def _texts(messages: list[dict[str, Any]]) -> tuple[str, str, int]:
-    system, user, images = [], [], 0
-    for message in messages:
-        content = message.get("content")
-        parts = [{"type": "text", "text": content}] if isinstance(content, str) else (content or [])
-        for part in parts:
-            if part.get("type") == "text":
-                (system if message.get("role") == "system" else user).append(part.get("text", ""))
-            elif part.get("type") == "image_url":
-                images += 1
-    return "\n".join(system), "\n".join(user), images
-
-
-def _number(score: float) -> str:
-    return str(int(score)) if float(score).is_integer() else f"{score:g}"
-
-
-def _score_logprobs(score: int, spread: float) -> dict[str, Any]:
-    probs = {score: 1.0 - 2 * spread}
-    for neighbour in (score - 1, score + 1):
-        target = neighbour if 0 <= neighbour <= 10 else score
-        probs[target] = probs.get(target, 0.0) + spread
-    top = [
-        {"token": str(s), "logprob": math.log(p), "bytes": list(str(s).encode())}
-        for s, p in sorted(probs.items(), key=lambda kv: -kv[1])
-        if p > 0
-    ]
-    top.append({"token": "The", "logprob": math.log(1e-4), "bytes": list(b"The")})
-    token = str(score)
-    return {
-        "content": [
-            {"token": token, "logprob": math.log(probs[score]), "bytes": list(token.encode()), "top_logprobs": top}
-        ]
-    }
-
-
-def _error(status: int, message: str, code: str | None, headers: dict[str, str] | None = None) -> web.Response:
-    body = {"error": {"message": message, "type": "test_server_error", "param": None, "code": code}}
-    return web.json_response(body, status=status, headers=headers)
 
 
 class JudgeTestServer:
