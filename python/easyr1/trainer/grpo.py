@@ -32,7 +32,7 @@ from easyr1.rollout.protocol import PolicyPrompt, RolloutOutput, SamplingParams
 from easyr1.rollout.sampling import sampling_params
 
 from .checkpoint import CheckpointManager
-from .scoring import RewardPipeline, ScoredBatch
+from .scoring import RewardPipeline, ScoredBatch, check_accounting, reward_means
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,13 @@ class GRPOTrainer:
         return sampling_params(self.cfg, validation=validation, seed=seed)
 
     def _rollout_and_score(
-        self, rows: list[EditSample], step: int, timings: dict[str, float], *, attempt: int = 0, validation: bool = False
+        self,
+        rows: list[EditSample],
+        step: int,
+        timings: dict[str, float],
+        *,
+        attempt: int = 0,
+        validation: bool = False,
     ):
         prompts: list[PolicyPrompt] = [self.c.build_prompt(row) for row in rows]
         with timed(timings, "rollout"):
@@ -129,8 +135,9 @@ class GRPOTrainer:
     def _collect(self, step: int, timings: dict[str, float]):
         """Rollout + score, with optional online filtering that refills the batch up to max_try_make_batch.
 
-        Returns the kept groups, the ids of every row consumed, filter counts and every attempt's scored batch (so
-        failures of dropped groups are still counted)."""
+        Returns the kept groups, the ids of every row consumed, filter counts, every attempt's scored batch (so
+        failures of dropped groups are still counted) and, when every edit/judge attempt of an attempt failed and
+        ``trainer.abort_on_all_failed`` is on, that attempt's batch (its groups are then the ones returned)."""
         algo = self.cfg.algorithm
         want = self.cfg.data.rollout_batch_size
         n = self.cfg.worker.rollout.n
@@ -144,7 +151,11 @@ class GRPOTrainer:
             prompts, outputs, scored = self._rollout_and_score(rows, step, timings, attempt=attempt)
             attempts.append(scored)
             if scored.all_attempts_failed() and self.cfg.trainer.abort_on_all_failed:
-                self._abort(step, scored)
+                groups = [
+                    (row, prompts[g], outputs[g * n : (g + 1) * n], scored, slice(g * n, (g + 1) * n))
+                    for g, row in enumerate(rows)
+                ]
+                return groups, consumed_ids, filter_counts, attempts, scored
             group = torch.arange(len(rows)).repeat_interleave(n)
             keep = torch.ones(len(rows), dtype=torch.bool)
             if algo.online_filtering:
@@ -167,25 +178,19 @@ class GRPOTrainer:
             if len(kept) >= want:
                 break
             logger.info("online filtering kept %d/%d groups after attempt %d", len(kept), want, attempt + 1)
-        return kept[:want], consumed_ids, filter_counts, attempts
-
-    def _abort(self, step: int, scored: ScoredBatch) -> None:
-        """Log what happened, then stop: a step where every edit or judge call failed cannot be masked away."""
-        reasons = scored.masked_by_reason()
-        metrics: dict[str, float] = {"samples/total": len(scored.reasons), "samples/valid": 0}
-        metrics.update({f"samples/masked/{k}": v for k, v in reasons.items()})
-        self.c.telemetry.log_step(step, metrics)
-        raise StageFailure(f"step {step}: every edit/judge attempt failed ({dict(reasons)}); stopping, nothing saved")
+        return kept[:want], consumed_ids, filter_counts, attempts, None
 
     def train_step(self) -> dict[str, float]:
         step = self.step + 1
         timings: dict[str, float] = {}
         t_step = time.perf_counter()
-        kept, consumed_ids, filter_counts, attempts = self._collect(step, timings)
+        kept, consumed_ids, filter_counts, attempts, failed = self._collect(step, timings)
         n = self.cfg.worker.rollout.n
         metrics: dict[str, float] = {"step": step, "data/digest": sample_digest(consumed_ids)}  # type: ignore[dict-item]
         if not kept:
-            raise StageFailure(f"step {step}: online filtering kept no group after {self.cfg.algorithm.max_try_make_batch} refills")
+            raise StageFailure(
+                f"step {step}: online filtering kept no group after {self.cfg.algorithm.max_try_make_batch} refills"
+            )
 
         # Flatten the kept groups.
         prompts, outputs, rewards, valid, fmt, reasons = [], [], [], [], [], []
@@ -214,20 +219,17 @@ class GRPOTrainer:
         masked = Counter(r for r in reasons if r is not None)  # the kept groups' share of each attempt's reasons
         effective = effective_sample_mask(algo.adv_estimator, group, valid_t)
         masked["group:too_few_valid"] = int((valid_t & ~effective).sum())
-        actor_metrics = self._update(prompts, outputs, reward_t, valid_t, effective, group, timings)
-        # Metrics.
-        finite = reward_t[valid_t]
-        metrics["reward/mean"] = float(finite.mean()) if finite.numel() else math.nan
-        metrics["reward/format"] = float(torch.tensor(fmt).mean())
-        for d in DIMENSIONS:
-            vals = torch.tensor(dims[d], dtype=torch.float64)
-            vals = vals[torch.isfinite(vals)]
-            metrics[f"reward/{d}"] = float(vals.mean()) if vals.numel() else math.nan
+        # A step whose every edit/judge attempt failed is not trained on: its row is logged, then the run stops.
+        actor_metrics = (
+            {} if failed is not None else self._update(prompts, outputs, reward_t, valid_t, effective, group, timings)
+        )
+        # Metrics: the reward means cover the samples counted valid (absent, not 0.0, when there are none).
+        dim_t = {d: torch.tensor(dims[d], dtype=torch.float64) for d in DIMENSIONS}
+        metrics.update(reward_means(reward_t, effective, dim_t, torch.tensor(fmt, dtype=torch.float64)))
         metrics["samples/total"] = total
         metrics["samples/valid"] = int(effective.sum())
         for reason, count in masked.items():
             metrics[f"samples/masked/{reason}"] = count
-        assert metrics["samples/valid"] + sum(masked.values()) == total, "sample accounting broken"
         metrics["samples/no_re_edit"] = counts["no_re_edit"]
         metrics["samples/edit_failed"] = counts["edit_failed"]
         metrics["samples/judge_failed"] = counts["judge_failed"]
@@ -239,7 +241,6 @@ class GRPOTrainer:
         metrics["response/length_mean"] = response_tokens / max(total, 1)
         for key, value in actor_metrics.items():
             metrics[key if "/" in key else f"actor/{key}"] = float(value)
-        self.step = step
         # The previous step's checkpoint time: this step is logged *before* its own checkpoint is written, so a
         # kill during the save never loses the step's metrics.
         if self._last_checkpoint_s is not None:
@@ -248,12 +249,21 @@ class GRPOTrainer:
         for name, seconds in timings.items():
             metrics[f"timing/{name}_s"] = seconds
         metrics["throughput/tokens_per_s"] = response_tokens / max(timings.get("rollout", 1e-9), 1e-9)
-        metrics["throughput/images_per_s"] = counts["edits"] / max(timings.get("edit", 1e-9), 1e-9) if counts["edits"] else 0.0
+        metrics["throughput/images_per_s"] = (
+            counts["edits"] / max(timings.get("edit", 1e-9), 1e-9) if counts["edits"] else 0.0
+        )
         metrics["throughput/samples_per_s"] = total / timings["step"]
+        check_accounting(metrics)
         self.c.telemetry.log_step(step, metrics)
+        if failed is not None:  # stop: a step where every edit or judge call failed cannot be masked away
+            reasons_failed = dict(failed.masked_by_reason())
+            raise StageFailure(
+                f"step {step}: every edit/judge attempt failed ({reasons_failed}); stopping, nothing saved"
+            )
+        self.step = step
         self.c.telemetry.observe_rewards(
             {
-                "overall": reward_t[valid_t].tolist(),
+                "overall": reward_t[effective].tolist(),
                 "format": fmt,
                 **{d: [v for v in dims[d] if math.isfinite(v)] for d in DIMENSIONS},
             }
@@ -271,7 +281,9 @@ class GRPOTrainer:
         """Old/ref log-probs, advantages, PPO update and weight sync; returns actor metrics."""
         algo = self.cfg.algorithm
         if int(effective.sum()) == 0:
-            logger.warning("step %d: no sample can contribute (all masked or lone valid samples); update skipped", self.step + 1)
+            logger.warning(
+                "step %d: no sample can contribute (all masked or lone valid samples); update skipped", self.step + 1
+            )
             return {}
         batch = self.c.make_actor_batch(prompts, outputs, effective)
         width = batch.max_response_length
@@ -290,7 +302,11 @@ class GRPOTrainer:
             opts["response_mask"] = response_mask
         if kl_reward:
             token_rewards, current_kl = kl_reward_penalty(
-                batch.old_log_probs, batch.ref_log_probs, response_mask & effective[:, None], algo.kl_penalty, self.kl_ctrl.value
+                batch.old_log_probs,
+                batch.ref_log_probs,
+                response_mask & effective[:, None],
+                algo.kl_penalty,
+                self.kl_ctrl.value,
             )
             opts["token_rewards"] = token_rewards
             metrics["actor/reward_kl"] = float(current_kl)
@@ -370,28 +386,44 @@ class GRPOTrainer:
         if loader is None:
             return {}
         timings: dict[str, float] = {}
-        rewards, valid_count, total = [], 0, 0
-        dims: dict[str, list[float]] = {d: [] for d in DIMENSIONS}
+        batches: list[ScoredBatch] = []
+        ids: list[str] = []
         logged = []
         for rows in loader.iter_batches():
             _, outputs, scored = self._rollout_and_score(rows, self.step, timings, validation=True)
-            total += len(outputs)
-            valid_count += int(scored.valid.sum())
-            rewards.extend(scored.rewards[scored.valid].tolist())
-            for d in DIMENSIONS:
-                v = scored.dimension_scores[d]
-                dims[d].extend(v[torch.isfinite(v)].tolist())
+            batches.append(scored)
+            ids.extend(row.id for row in rows)
             by_id = {r.id: r for r in rows}
             logged.extend((by_id[o.prompt_id], scored, j) for j, o in enumerate(outputs))
-        metrics = {"val/reward/mean": float(np.mean(rewards)) if rewards else math.nan, "val/samples/total": total, "val/samples/valid": valid_count}
-        for d in DIMENSIONS:
-            metrics[f"val/reward/{d}"] = float(np.mean(dims[d])) if dims[d] else math.nan
+        valid = torch.cat([sb.valid for sb in batches]) if batches else torch.zeros(0, dtype=torch.bool)
+        metrics: dict[str, Any] = {"val/data/digest": sample_digest(ids)}
+        metrics.update(
+            reward_means(
+                torch.cat([sb.rewards for sb in batches]) if batches else torch.zeros(0, dtype=torch.float64),
+                valid,
+                {
+                    d: torch.cat([sb.dimension_scores[d] for sb in batches]) if batches else torch.zeros(0)
+                    for d in DIMENSIONS
+                },
+                torch.cat([sb.format_scores for sb in batches]) if batches else torch.zeros(0),
+                prefix="val/",
+            )
+        )
+        metrics["val/samples/total"] = len(valid)
+        metrics["val/samples/valid"] = int(valid.sum())
+        masked: Counter = Counter()
+        for sb in batches:
+            masked.update(sb.masked_by_reason())
+        metrics.update({f"val/samples/masked/{k}": v for k, v in masked.items()})
+        check_accounting(metrics, prefix="val/")
         for name, seconds in timings.items():
             metrics[f"val/timing/{name}_s"] = seconds
         # Validation's judge calls and edits are counted here, not in the next training step.
         metrics.update({f"val/{k}": v for k, v in self._drain_pool_metrics([]).items()})
         self.c.telemetry.log_step(self.step, metrics)
-        self.c.telemetry.log_samples(self.step, self._sample_rows(logged, self.cfg.trainer.val_generations_to_log), prefix="val")
+        self.c.telemetry.log_samples(
+            self.step, self._sample_rows(logged, self.cfg.trainer.val_generations_to_log), prefix="val"
+        )
         if math.isfinite(metrics["val/reward/mean"]):
             self.best_val = max(self.best_val, metrics["val/reward/mean"])
         return metrics
@@ -412,6 +444,7 @@ class GRPOTrainer:
             "numpy_rng": _jsonable(np.random.get_state()),
             "torch_rng": torch.get_rng_state().tolist(),
         }
+
         def write_actor(folder: Path) -> None:
             if model_only:
                 self.c.actor.export_hf(str(folder / "model"))

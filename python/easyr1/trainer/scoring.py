@@ -28,6 +28,56 @@ from easyr1.rollout.protocol import RolloutOutput
 logger = logging.getLogger(__name__)
 
 
+class AccountingError(AssertionError):
+    """A logged row whose sample counts do not add up (a bug in the driver, never a data problem)."""
+
+
+def reward_means(
+    rewards: torch.Tensor, counted: torch.Tensor, dims: dict[str, torch.Tensor], fmt: torch.Tensor, prefix: str = ""
+) -> dict[str, float]:
+    """The reward means of a row: ``reward/mean`` over the samples counted in ``samples/valid`` (``counted``),
+    ``reward/<dimension>`` over those of them the judge scored, ``reward/format`` over every sample.
+
+    A mean without samples is absent: NaN (``null`` in metrics.jsonl, no Prometheus sample), with its count next to
+    it (``reward/count``, ``reward/judged_count``) — never 0.0, which would read as a measurement.
+    """
+    metrics: dict[str, float] = {}
+    chosen = rewards[counted]
+    metrics[f"{prefix}reward/mean"] = float(chosen.mean()) if chosen.numel() else math.nan
+    metrics[f"{prefix}reward/count"] = int(chosen.numel())
+    judged = counted.clone()
+    for d in DIMENSIONS:
+        judged &= torch.isfinite(dims[d])
+    for d in DIMENSIONS:
+        values = dims[d][judged]
+        metrics[f"{prefix}reward/{d}"] = float(values.mean()) if values.numel() else math.nan
+    metrics[f"{prefix}reward/judged_count"] = int(judged.sum())
+    metrics[f"{prefix}reward/format"] = float(fmt.double().mean()) if fmt.numel() else math.nan
+    return metrics
+
+
+def check_accounting(row: dict, prefix: str = "") -> None:
+    """The one rule of every logged step row (training, validation, the row logged before a stop):
+    ``samples/valid + Σ samples/masked/<reason> = samples/total`` with no negative count, ``data/digest`` present,
+    and ``reward/mean`` absent (NaN) exactly when ``samples/valid`` is 0, with ``reward/count = samples/valid``."""
+    p = prefix
+    missing = [
+        k for k in (f"{p}samples/total", f"{p}samples/valid", f"{p}data/digest", f"{p}reward/mean") if k not in row
+    ]
+    if missing:
+        raise AccountingError(f"row lacks {missing}")
+    masked = {k: v for k, v in row.items() if k.startswith(f"{p}samples/masked/")}
+    if any(v < 0 for v in masked.values()) or row[f"{p}samples/valid"] < 0:
+        raise AccountingError(f"negative sample count in {masked}")
+    total, valid = row[f"{p}samples/total"], row[f"{p}samples/valid"]
+    if valid + sum(masked.values()) != total:
+        raise AccountingError(f"sample accounting broken: valid {valid} + masked {masked} != total {total}")
+    if row.get(f"{p}reward/count") != valid:
+        raise AccountingError(f"reward/count {row.get(f'{p}reward/count')} != samples/valid {valid}")
+    if (valid == 0) != math.isnan(row[f"{p}reward/mean"]):
+        raise AccountingError(f"reward/mean {row[f'{p}reward/mean']} with {valid} valid samples")
+
+
 @dataclass
 class ScoredBatch:
     """Per-response results of one scoring pass, aligned with the rollout outputs."""
@@ -93,7 +143,9 @@ class RewardPipeline:
         r = self.reward_cfg
         for i, out in enumerate(outputs):
             fmt[i] = self.format_rule.score(out.text)
-            decision = decide_edit(parse_response(out.text), r.missing_re_edit, fallback_instruction=r.fallback_instruction)
+            decision = decide_edit(
+                parse_response(out.text), r.missing_re_edit, fallback_instruction=r.fallback_instruction
+            )
             counts["no_re_edit"] += decision.missing
             instructions.append(decision.instruction)
             actions.append(decision.action)
@@ -217,7 +269,13 @@ class RewardPipeline:
         failures: dict[str, str] = {}
         if todo:
             requests = [
-                JudgeRequest(row.source_image, row.edited_image, row.instruction, key=f"{row.id}/preliminary", metadata={**row.metadata, "task": row.task})
+                JudgeRequest(
+                    row.source_image,
+                    row.edited_image,
+                    row.instruction,
+                    key=f"{row.id}/preliminary",
+                    metadata={**row.metadata, "task": row.task},
+                )
                 for row in todo
             ]
             for row, res in zip(todo, self.judge.score_batch(requests), strict=True):
