@@ -111,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="YAML config")
     p.add_argument("--print", dest="print_yaml", action="store_true", help="print the resolved config")
     p.add_argument("--explain", metavar="KEY", default=None, help="print the documentation of a key")
+    p.add_argument(
+        "--preflight",
+        action="store_true",
+        help="also check what 'easyr1 train' needs before it starts: writable folders and disk space, pool "
+        "resources against the cluster, judge credentials, model and data paths (exit 2 on a failure)",
+    )
     _add_overrides(p)
     p.set_defaults(target="easyr1.cli:validate_config_command")
     return parser
@@ -141,7 +147,18 @@ def validate_config_command(args: argparse.Namespace) -> int:
         print(f"  {line}")
     if args.print_yaml:
         print(dump_yaml(cfg))
+    if getattr(args, "preflight", False):
+        from easyr1.trainer.preflight import preflight, report
+
+        failed = report(preflight(cfg, "train"), lambda line: print(f"easyr1: {line}", file=sys.stderr))
+        if failed:
+            return failed
+        print("  preflight: ok")
     return EXIT_OK
+
+
+PREFLIGHT_BEFORE = ("sft", "demo")
+"""Commands whose preflight runs here, before their implementation loads anything (``train`` runs it itself)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -158,6 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"easyr1 {args.command}: not available in this build ({exc.name} is missing)", file=sys.stderr)
             return EXIT_FAILED
         raise
+    if args.command in PREFLIGHT_BEFORE:
+        from easyr1.trainer.preflight import preflight_command
+
+        failed = preflight_command(args, lambda line: print(line, file=sys.stderr))
+        if failed:
+            return failed
     return int(handler(args) or 0)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from easyr1.config import ConfigValidationError, EasyR1Config, dump_yaml, load_config
@@ -66,6 +67,13 @@ def train_command(args: argparse.Namespace) -> int:
     cfg = load_or_report(console, "train", args.config, args.overrides)
     if cfg is None:
         return 2
+    from .preflight import preflight, report
+
+    failed = report(
+        preflight(cfg, "train"), lambda line: print(f"easyr1 train: {line}", file=sys.stderr)
+    )  # one line each
+    if failed:  # before Ray starts or a model loads
+        return failed
     from .grpo import StageFailure
 
     try:
@@ -75,5 +83,7 @@ def train_command(args: argparse.Namespace) -> int:
         return 1
     if history:
         last = history[-1]
-        console.print(f"done: {len(history)} step(s), last reward/mean {last.get('reward/mean', float('nan')):.3f}; run folder {cfg.trainer.output_dir}")
+        console.print(
+            f"done: {len(history)} step(s), last reward/mean {last.get('reward/mean', float('nan')):.3f}; run folder {cfg.trainer.output_dir}"
+        )
     return 0
