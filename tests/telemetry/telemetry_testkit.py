@@ -115,6 +115,8 @@ def synthetic_step(step: int, rng: random.Random, *, samples: int = 16) -> dict[
         "judge/requests/cached": cache_hits,
         "judge/requests/timeout": masked["judge_timeout"],
         "judge/requests/rate_limited": rng.randint(0, 1),
+        "judge/retries/http_429": rng.randint(0, 3),
+        "judge/retries/timeout": rng.randint(0, 1),
         "judge/latency_p50_s": rng.uniform(2, 3),
         "judge/latency_p95_s": rng.uniform(5, 8),
         "judge/prompt_tokens": prompt_tokens,

@@ -114,7 +114,7 @@ def test_layout_variables_and_filters(models: dict[str, dict[str, Any]]) -> None
 def test_required_panels_exist(models: dict[str, dict[str, Any]]) -> None:
     titles = {name: {p.get("title", "") for p in all_panels(m)} for name, m in models.items()}
     judge = " | ".join(titles["easyr1-judge"]).lower()
-    for needle in ("latency p50 / p95", "errors by reason", "cost per hour", "cache hit rate"):
+    for needle in ("latency p50 / p95", "errors by reason", "cost per hour", "cache hit rate", "retries by cause"):
         assert needle in judge
     assert "Judge dimensions (step mean, 0-10)" in titles["easyr1-reward"]
     assert "Busy ratio per pool (share of step time)" in titles["easyr1-pools"]

@@ -22,7 +22,10 @@ from easyr1.telemetry.dashboards import build_dashboards, panel_queries
 pytestmark = pytest.mark.slow
 STEPS = 8
 # Panels that are empty in a healthy run by design (checked below: the run really had no such failures).
-EMPTY_WHEN_HEALTHY = {"Errors by reason": "judge failures only; the sandbox judge had none in this run"}
+EMPTY_WHEN_HEALTHY = {
+    "Errors by reason": "judge failures only; the sandbox judge had none in this run",
+    "Retries by cause (HTTP status, timeout, connection)": "HTTP retries only; the sandbox judge makes no HTTP calls",
+}
 
 
 def test_dashboards_have_data_from_a_sandbox_training_run(tmp_path: Path, repo_root: Path) -> None:
@@ -74,7 +77,9 @@ def test_dashboards_have_data_from_a_sandbox_training_run(tmp_path: Path, repo_r
         assert not errors, errors
         # The last scrape of the run (the exporter stops when the run ends, after which its series go stale).
         now = time.time()
-        series = prometheus.api("query_range", query="easyr1_global_step", start=f"{now - 900:.3f}", end=f"{now:.3f}", step="1")
+        series = prometheus.api(
+            "query_range", query="easyr1_global_step", start=f"{now - 900:.3f}", end=f"{now:.3f}", step="1"
+        )
         assert series["result"], "Prometheus never scraped the driver"
         last_time, last_step = series["result"][0]["values"][-1]
         at = float(last_time)

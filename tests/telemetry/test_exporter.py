@@ -248,3 +248,15 @@ def test_busy_port_is_a_clear_error(tmp_path) -> None:
         busy = make_config(f"telemetry.prometheus.port={first.exporter_port}")
         with pytest.raises(OSError, match=r"telemetry.prometheus: cannot listen on 127.0.0.1:\d+"):
             Telemetry(busy, tmp_path / "second")
+
+
+def test_judge_retries_become_a_counter_by_reason() -> None:
+    from easyr1.telemetry.exporter import PrometheusExporter
+
+    exporter = PrometheusExporter(make_config(), revision="abc")
+    exporter.update(1, {"judge/retries/http_429": 3, "judge/retries/timeout": 1})
+    exporter.update(2, {"judge/retries/http_429": 2})
+    text = exporter.render().decode()
+    assert 'easyr1_judge_retries_total{reason="http_429"} 5.0' in text
+    assert 'easyr1_judge_retries_total{reason="timeout"} 1.0' in text
+    assert 'easyr1_alert_threshold{alert="judge_retry_ratio"} 0.5' in text

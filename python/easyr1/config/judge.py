@@ -64,6 +64,10 @@ class JudgeConfig:
     http_client: str = "aiohttp"
     """HTTP transport of the OpenAI SDK: ``aiohttp`` (about half the CPU per call at high concurrency) or
     ``httpx`` (the SDK's default). Both take proxies from the standard environment variables only."""
+    alert_retry_ratio: float = 0.5
+    """``EasyR1JudgeRetryRateHigh`` fires when the judge's HTTP retries (429, 5xx, timeouts, dropped connections
+    retried by the SDK) exceed this many per judge request over 10 minutes: the endpoint is degrading before calls
+    fail. Published as ``easyr1_alert_threshold{alert="judge_retry_ratio"}``."""
 
     def validate(self, path: str) -> Iterator[ConfigError]:
         yield from check_choice(f"{path}.backend", self.backend, ["openai", "sandbox"])

@@ -139,6 +139,12 @@ class PrometheusExporter:
             ["outcome"],
             registry=r,
         )
+        self.judge_retries = Counter(
+            "easyr1_judge_retries",
+            "HTTP retries of judge calls by cause (http_<status>, timeout, connection_error), final outcome aside.",
+            ["reason"],
+            registry=r,
+        )
         self.judge_latency = Histogram(
             "easyr1_judge_latency_seconds", "Latency of one judged sample.", buckets=JUDGE_LATENCY_BUCKETS, registry=r
         )
@@ -153,6 +159,7 @@ class PrometheusExporter:
         )  # fmt: skip
         self._reasons = _LabelGuard("reason")
         self._outcomes = _LabelGuard("outcome")
+        self._retry_causes = _LabelGuard("reason")
         self._stages_observed: set[str] = set()
         # Pre-create the fixed label values so dashboards show zeros rather than gaps.
         for dim in REWARD_KEYS:
@@ -189,6 +196,8 @@ class PrometheusExporter:
                 _add(self.samples_masked.labels(reason=self._reasons(key[len("samples/masked/") :])), raw, key)
             elif key.startswith("judge/requests/"):
                 _add(self.judge_requests.labels(outcome=self._outcomes(key[len("judge/requests/") :])), raw, key)
+            elif key.startswith("judge/retries/"):
+                _add(self.judge_retries.labels(reason=self._retry_causes(key[len("judge/retries/") :])), raw, key)
         self.last_step_ts.set(time.time())
 
     # -- per-item histograms -------------------------------------------------------------------------------------
@@ -300,6 +309,7 @@ class _ConfigCollector:
             "masked_fraction": a.masked_fraction,
             "reward_drop": a.reward_drop,
             "judge_cost_usd_per_hour": math.inf if a.judge_cost_usd_per_hour is None else a.judge_cost_usd_per_hour,
+            "judge_retry_ratio": cfg.judge.alert_retry_ratio,
         }
 
     def collect(self) -> Iterable[GaugeMetricFamily]:

@@ -86,6 +86,7 @@ SERIES: tuple[SeriesSpec, ...] = (
     SeriesSpec("throughput/images_per_s", "easyr1_throughput_images_per_second", "gauge", "images/s"),
     SeriesSpec("throughput/samples_per_s", "easyr1_throughput_samples_per_second", "gauge", "samples/s"),
     SeriesSpec("judge/requests/<outcome>", 'easyr1_judge_requests_total{outcome="<outcome>"}', "counter", "requests"),
+    SeriesSpec("judge/retries/<cause>", 'easyr1_judge_retries_total{reason="<cause>"}', "counter", "retries"),
     SeriesSpec("judge/latency_p50_s", "easyr1_judge_latency_p50_seconds", "gauge", "seconds"),
     SeriesSpec("judge/latency_p95_s", "easyr1_judge_latency_p95_seconds", "gauge", "seconds"),
     SeriesSpec("judge/prompt_tokens", "easyr1_judge_prompt_tokens_total", "counter", "tokens"),
@@ -118,7 +119,12 @@ SERIES: tuple[SeriesSpec, ...] = (
     ),
     SeriesSpec("(config, constant)", "easyr1_pool_workers{pool} (actor, rollout, editor)", "gauge", "Ray actors"),
     SeriesSpec("(config, constant)", "easyr1_pool_gpus{pool} (actor, rollout, editor)", "gauge", "GPUs"),
-    SeriesSpec("(config, constant)", 'easyr1_alert_threshold{alert="<telemetry.alerts field>"}', "gauge", "varies"),
+    SeriesSpec(
+        "(config, constant)",
+        'easyr1_alert_threshold{alert="<telemetry.alerts field>" or "judge_retry_ratio" (judge.alert_retry_ratio)}',
+        "gauge",
+        "varies",
+    ),
 )
 """Every easyr1_* series and where it comes from (rendered into docs/observability.md)."""
 

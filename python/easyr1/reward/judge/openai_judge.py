@@ -35,7 +35,7 @@ from .loop import BackgroundLoop
 from .parsing import expected_score, finish_failure, looks_like_refusal, parse_json_answer, parse_number_answer
 from .protocol import DIMENSIONS, JudgeRequest, JudgeResult
 from .stats import JudgeStatsRecorder
-from .transport import classify_exception, sdk_http_client
+from .transport import RetryCountingAsyncOpenAI, classify_exception, sdk_http_client
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +195,8 @@ class OpenAIJudge:
                 stats.record_http(response.status_code)
 
             http_client = sdk_http_client(self.cfg.http_client, event_hooks={"response": [on_response]})
-            self._client = openai.AsyncOpenAI(
+            self._client = RetryCountingAsyncOpenAI(
+                on_retry=stats.record_retry,
                 api_key=self._api_key,
                 base_url=self.cfg.base_url,
                 max_retries=self.cfg.max_retries,

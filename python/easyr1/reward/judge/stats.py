@@ -27,6 +27,8 @@ class JudgeStats:
     """HTTP requests sent, retries included."""
     http_status: dict[str, int] = field(default_factory=dict)
     """HTTP responses by status code (``"200"``, ``"429"``, …)."""
+    retries: dict[str, int] = field(default_factory=dict)
+    """Retries the SDK made, by cause: ``http_<status>`` (429, 5xx, 408, 409), ``timeout``, ``connection_error``."""
     cache_hits: int = 0
     """Calls answered from the cache (no HTTP)."""
     cache_misses: int = 0
@@ -45,10 +47,11 @@ class JudgeStats:
 
     def to_metrics(self) -> dict[str, float]:
         """Per-step amounts under the telemetry keys (``judge/requests/<outcome>``, tokens, cost, cache, latency
-        quantiles); ``cached`` counts calls answered by the cache."""
+        quantiles, ``judge/retries/<cause>``); ``cached`` counts calls answered by the cache."""
         metrics: dict[str, float] = {f"judge/requests/{k}": float(v) for k, v in self.call_outcomes.items()}
         if self.cache_hits:
             metrics["judge/requests/cached"] = float(self.cache_hits)
+        metrics.update({f"judge/retries/{k}": float(v) for k, v in self.retries.items()})
         metrics.update(
             {
                 "judge/prompt_tokens": float(self.prompt_tokens),
@@ -100,6 +103,11 @@ class JudgeStatsRecorder:
             key = str(status_code)
             self._stats.http_status[key] = self._stats.http_status.get(key, 0) + 1
 
+    def record_retry(self, cause: str) -> None:
+        """One retry by the SDK (see :func:`easyr1.reward.judge.transport.retry_cause`)."""
+        with self._lock:
+            self._stats.retries[cause] = self._stats.retries.get(cause, 0) + 1
+
     def record_cache(self, *, hits: int, misses: int) -> None:
         with self._lock:
             self._stats.cache_hits += hits
@@ -138,6 +146,7 @@ def _copy(s: JudgeStats) -> JudgeStats:
         call_outcomes=dict(s.call_outcomes),
         http_requests=s.http_requests,
         http_status=dict(s.http_status),
+        retries=dict(s.retries),
         cache_hits=s.cache_hits,
         cache_misses=s.cache_misses,
         prompt_tokens=s.prompt_tokens,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -63,3 +65,35 @@ def sdk_http_client(kind: str, **kwargs: Any) -> Any:
         except RuntimeError:  # aiohttp missing
             logger.warning("judge.http_client=aiohttp unavailable (aiohttp not installed); using httpx")
     return openai.DefaultAsyncHttpxClient(**kwargs)
+
+
+def retry_cause(response: Any, exc: BaseException | None) -> str:
+    """What a retry answers: ``http_<status>`` for a response the SDK retries (429, 5xx, 408, 409), else
+    ``timeout`` or ``connection_error`` (no response)."""
+    if response is not None:
+        return f"http_{getattr(response, 'status_code', 'unknown')}"
+    if exc is None or isinstance(exc, ConnectionError) or _refused_connection(exc):
+        return "connection_error"
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or "Timeout" in type(exc).__name__:
+        return "timeout"
+    return "connection_error"
+
+
+class RetryCountingAsyncOpenAI(openai.AsyncOpenAI):
+    """The SDK's async client, reporting each retry it makes to ``on_retry(cause)`` before its backoff.
+
+    The SDK calls ``_sleep_for_retry`` once per retry, inside the handler of the error that caused it (a
+    retryable response, a timeout or a connection error); that is the only place a retry is visible, so it is
+    overridden here. tests/reward/judge/test_judge_retries.py fails if an SDK upgrade stops calling it.
+    """
+
+    def __init__(self, *args: Any, on_retry: Callable[[str], None], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._on_retry = on_retry
+
+    async def _sleep_for_retry(self, *, response: Any = None, **kwargs: Any) -> None:  # type: ignore[override]
+        try:
+            self._on_retry(retry_cause(response, sys.exc_info()[1]))
+        except Exception:  # counting must never break a call
+            logger.exception("judge retry counter failed")
+        await super()._sleep_for_retry(response=response, **kwargs)

@@ -106,6 +106,35 @@ def judge() -> dict[str, Any]:
                         min_zero=True,
                     ),
                 ],
+                [
+                    timeseries(
+                        "Retries by cause (HTTP status, timeout, connection)",
+                        [
+                            target(
+                                f"sum by (job, reason) (rate(easyr1_judge_retries_total{S}[$window]))",
+                                "{{job}} {{reason}}",
+                            )
+                        ],
+                        unit="reqps",
+                        stack=True,
+                    ),
+                    timeseries(
+                        "Retries per request",
+                        [
+                            target(
+                                f"(sum by (job) (rate(easyr1_judge_retries_total{S}[$window])) or "
+                                f"sum by (job) (rate({requests}{S}[$window])) * 0) / "
+                                f"sum by (job) (rate({requests}{S}[$window]))",
+                                "{{job}}",
+                            ),
+                            target(
+                                f"max by (job) (easyr1_alert_threshold{sel(alert='judge_retry_ratio')})",
+                                "{{job}} alert threshold",
+                            ),
+                        ],
+                        min_zero=True,
+                    ),
+                ],
             ],
         ),
         (
