@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +21,64 @@ from easyr1.reward.judge.protocol import Judge
 from easyr1.rollout.protocol import PolicyPrompt, RolloutOutput
 
 logger = logging.getLogger(__name__)
+
+SOCKET_PATH_MAX = 107
+"""Longest AF_UNIX socket path on Linux (108 bytes with the NUL); Ray refuses a longer one (macOS: 103)."""
+RAY_SOCKET_SUFFIX = 66
+"""Bytes Ray adds after its temp folder for its longest socket: ``/session_<date>_<time>_<usec>_<pid>`` (36 + up to
+7 for the PID) + ``/sockets/plasma_store`` (21), measured with Ray 2.60 (61 bytes with a 4-digit PID), plus 2 for
+Ray's ``.N`` suffix of a repeated name."""
+_FALLBACK_PREFIX = "easyr1-ray-"
+_FALLBACK_NAME = re.compile(r"easyr1-ray-(\d+)-[a-z0-9_]+$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_ray_temp(root: str | None = None) -> list[str]:
+    """Remove fallback Ray temp folders (``easyr1-ray-<pid>-*`` in the system temp folder) left by a process that
+    no longer runs (killed before it could clean up); returns what was removed."""
+    root = root or tempfile.gettempdir()
+    removed = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _FALLBACK_NAME.match(entry.name)
+        if match and entry.is_dir(follow_symlinks=False) and not _alive(int(match.group(1))):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
+
+
+def ray_temp_dir(run_dir: Path) -> tuple[Path, bool]:
+    """Where a Ray started by this run keeps its sessions, and whether to remove it on exit.
+
+    ``<run_dir>/ray`` when Ray's socket paths under it stay within :data:`SOCKET_PATH_MAX` (it is kept with the
+    run: Ray's logs of the run). A deeper run folder gets a short folder ``easyr1-ray-<pid>-*`` in the system temp
+    folder instead, removed when the run closes (and by the next run if this one was killed).
+    """
+    preferred = run_dir.absolute() / "ray"
+    if len(str(preferred).encode()) + RAY_SOCKET_SUFFIX <= SOCKET_PATH_MAX:
+        preferred.mkdir(parents=True, exist_ok=True)
+        return preferred, False
+    prefix = f"{_FALLBACK_PREFIX}{os.getpid()}-"
+    name_bytes = len(prefix) + 9  # "/" + the prefix + mkdtemp's 8 random characters
+    roots = [tempfile.gettempdir(), "/tmp"]  # a deep TMPDIR still gets a usable folder
+    root = next((r for r in roots if len(r.encode()) + name_bytes + RAY_SOCKET_SUFFIX <= SOCKET_PATH_MAX), roots[0])
+    for path in remove_stale_ray_temp(root):
+        logger.info("removed the Ray temp folder of an earlier run that did not exit cleanly: %s", path)
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    logger.info("run folder too deep for Ray's socket paths; Ray's temp folder is %s (removed on exit)", folder)
+    return folder, True
 
 
 class StepBatches:
@@ -71,6 +132,8 @@ class Components:
     val_loader: StepBatches | None
     started_ray: bool = False
     closables: list[Any] = field(default_factory=list)
+    ray_temp: Path | None = None
+    """A Ray temp folder to remove once Ray is shut down (the short fallback of :func:`ray_temp_dir`)."""
 
     def build_prompt(self, row: EditSample) -> PolicyPrompt:
         return build_policy_prompt(row, self.cfg.data.system_prompt, self.cfg.data.prompt_layout)
@@ -89,6 +152,9 @@ class Components:
             import ray
 
             ray.shutdown()
+        if self.ray_temp is not None:
+            shutil.rmtree(self.ray_temp, ignore_errors=True)
+            self.ray_temp = None
 
 
 def training_steps(cfg: EasyR1Config, train: StepBatches) -> int:
@@ -125,8 +191,17 @@ def build_components(cfg: EasyR1Config, run_dir: Path) -> Components:
     val = StepBatches(build_dataloader(cfg.data, "val", processor=processor)) if cfg.data.val_files else None
     telemetry = Telemetry(cfg, run_dir)
     closables.append(telemetry)
-    # Ray's socket paths must stay short: its temp dir lives in the system temp folder, named per process.
-    started = init_ray(cfg.cluster, temp_dir=tempfile.mkdtemp(prefix="easyr1-ray-"))
+    # Ray's temp folder lives in the run folder, or (socket paths too long) in a short one removed on exit.
+    temp, remove_temp = ray_temp_dir(run_dir)
+    try:
+        started = init_ray(cfg.cluster, temp_dir=str(temp))
+    except BaseException:
+        if remove_temp:
+            shutil.rmtree(temp, ignore_errors=True)
+        raise
+    if not started and remove_temp:  # Ray already ran, or a cluster elsewhere: the folder is not used
+        shutil.rmtree(temp, ignore_errors=True)
+    ray_temp = temp if started and remove_temp else None
     try:
         judge = build_judge(cfg.judge)
         if hasattr(judge, "close"):
@@ -139,7 +214,7 @@ def build_components(cfg: EasyR1Config, run_dir: Path) -> Components:
         rollout = RolloutPool(cfg)
         closables.append(rollout)
     except BaseException:
-        comps = Components(cfg, None, None, None, None, telemetry, train, val, started, closables)  # type: ignore[arg-type]
+        comps = Components(cfg, None, None, None, None, telemetry, train, val, started, closables, ray_temp)  # type: ignore[arg-type]
         comps.close()
         raise
-    return Components(cfg, actor, rollout, editor, judge, telemetry, train, val, started, closables)
+    return Components(cfg, actor, rollout, editor, judge, telemetry, train, val, started, closables, ray_temp)
