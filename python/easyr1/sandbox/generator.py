@@ -70,6 +70,9 @@ class SandboxRow:
     demonstration: str
     re_edits: list[str]
     defects: list[str]
+    partial_demonstration: str = ""
+    """The demonstration of the first defect only (its reason and its re-edits): a warm start that teaches the
+    format and one repair per row, leaving the other defects of multi-defect rows for GRPO."""
 
 
 def _row_rng(seed: int, split: str, index: int) -> random.Random:
@@ -169,10 +172,12 @@ def generate_row(
     detailed = _describe(source, rng) + " " + _sentence(_join([p[1] for p in phrases]))
     cots = [spec.cot(c, rng) for spec, c in zip(specs, clauses, strict=True)]
     fix_rng_state = rng.getstate()
-    re_edits = [fix for spec, c in zip(specs, clauses, strict=True) for fix in spec.fixes(c, rng, False)]
+    per_defect = [spec.fixes(c, rng, False) for spec, c in zip(specs, clauses, strict=True)]
+    re_edits = [fix for fixes in per_defect for fix in fixes]
     if sum(map(len, re_edits)) > MAX_RE_EDIT_CHARS:
         rng.setstate(fix_rng_state)
-        re_edits = [fix for spec, c in zip(specs, clauses, strict=True) for fix in spec.fixes(c, rng, True)]
+        per_defect = [spec.fixes(c, rng, True) for spec, c in zip(specs, clauses, strict=True)]
+        re_edits = [fix for fixes in per_defect for fix in fixes]
     doc = SceneDoc(source=source, scene=prelim, intent=clauses, defects=names)
     row_id = f"sandbox-{split}-{seed}-{index:06d}"
     row = SandboxRow(
@@ -185,6 +190,7 @@ def generate_row(
         demonstration=format_demonstration(cots, re_edits),
         re_edits=re_edits,
         defects=names,
+        partial_demonstration=format_demonstration(cots[:1], per_defect[0]),
     )
     _self_check(row)
     return row
@@ -301,6 +307,39 @@ def write_sandbox_splits(out_dir: str | Path, config: SandboxConfig | None = Non
         "train": write_sandbox_dataset(out / "train", cfg.train_rows, split="train", **common),  # type: ignore[arg-type]
         "val": write_sandbox_dataset(out / "val", cfg.val_rows, split="val", **common),  # type: ignore[arg-type]
     }
+
+
+SFT_DEMONSTRATION_MODES = ("full", "first_defect")
+"""``full``: the row's demonstration; ``first_defect``: :attr:`SandboxRow.partial_demonstration`."""
+
+
+def write_sft_demonstrations(path: str | Path, config: SandboxConfig | None = None, mode: str = "first_defect") -> Path:
+    """Write the training rows' SFT targets as ``{"id", "response"}`` JSONL (``sft.demonstrations``).
+
+    Rows are regenerated from the config (same seed, same rows as :func:`write_sandbox_splits`'s training split);
+    validation rows are never written.
+    """
+    import json
+
+    if mode not in SFT_DEMONSTRATION_MODES:
+        raise ValueError(f"mode must be one of {SFT_DEMONSTRATION_MODES}, not {mode!r}")
+    cfg = config or SandboxConfig()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    gen = iter_rows(
+        cfg.train_rows,
+        cfg.seed,
+        split="train",
+        defects=cfg.defects or None,
+        min_defects=cfg.min_defects,
+        max_defects=cfg.max_defects,
+    )
+    with open(out, "w") as handle:
+        for row in gen:
+            text = row.demonstration if mode == "full" else row.partial_demonstration
+            handle.write(json.dumps({"id": row.id, "response": text}) + "\n")
+    log.info("wrote %d SFT demonstrations (%s) to %s", cfg.train_rows, mode, out)
+    return out
 
 
 def corpus_texts(rows: int = 200, seed: int = 0) -> list[str]:

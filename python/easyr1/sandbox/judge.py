@@ -25,6 +25,18 @@ log = logging.getLogger(__name__)
 class SandboxJudge:
     """Deterministic five-dimension scores (0–10) of sandbox scenes."""
 
+    @classmethod
+    def from_config(cls, judge_cfg: Any = None) -> Any:
+        """The judge ``build_judge`` makes; wrapped in the shuffled-reward control when ``$EASYR1_SANDBOX_SHUFFLE_JUDGE``
+        holds a seed (``easyr1.sandbox.controls``; only ``benchmarks/learning.py`` sets it)."""
+        from .controls import SHUFFLE_ENV, ShufflingJudge, shuffle_seed_from_env
+
+        seed = shuffle_seed_from_env()
+        if seed is None:
+            return cls()
+        log.warning("%s=%d: judge scores are SHUFFLED within each training batch (a control run)", SHUFFLE_ENV, seed)
+        return ShufflingJudge(cls(), seed)
+
     def score_batch(self, requests: Sequence[JudgeRequest]) -> list[JudgeResult]:
         return [self._score_one(r) for r in requests]
 
