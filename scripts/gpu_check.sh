@@ -3,7 +3,8 @@
 #
 # Runs the `gpu`-marked tests in tests/gpu/:
 #   * the vLLM CUDA engine with the tiny policy (two images per prompt, n samples) — skipped when vLLM is absent;
-#   * the actor's bf16 FSDP2 update, with and without FSDP CPU offload (one rank, NCCL);
+#   * the actor's bf16 FSDP2 update, with and without FSDP CPU offload, idle offload, adamw_bf16 (one rank, NCCL;
+#     a 2-process `cpu:gloo,cuda:nccl` world when two GPUs are visible);
 #   * weight sync actor → engine after an update (object store on one GPU; the NCCL collective needs two GPUs);
 #   * the editor at 1024² with the tiny Qwen-Image-Edit pipeline (images/s).
 # and prints ONE JSON line: device, versions, the outcome of every test and the numbers each recorded.
