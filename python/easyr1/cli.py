@@ -148,8 +148,8 @@ def validate_config_command(args: argparse.Namespace) -> int:
     if args.print_yaml:
         print(dump_yaml(cfg))
     if getattr(args, "preflight", False):
-        from easyr1.trainer.preflight import preflight, report
-
+        preflight = _implementation("easyr1.trainer.preflight:preflight")
+        report = _implementation("easyr1.trainer.preflight:report")
         failed = report(preflight(cfg, "train"), lambda line: print(f"easyr1: {line}", file=sys.stderr))
         if failed:
             return failed
@@ -176,8 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_FAILED
         raise
     if args.command in PREFLIGHT_BEFORE:
-        from easyr1.trainer.preflight import preflight_command
-
+        preflight_command = _implementation("easyr1.trainer.preflight:preflight_command")
         failed = preflight_command(args, lambda line: print(line, file=sys.stderr))
         if failed:
             return failed
