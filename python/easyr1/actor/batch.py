@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from easyr1.rollout.protocol import PolicyPrompt
+from easyr1.core.types import PolicyPrompt
 
 
 @dataclass
