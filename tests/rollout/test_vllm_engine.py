@@ -42,7 +42,7 @@ def test_weight_plan_survives_vllms_msgpack_rpc_codec() -> None:
     script = r"""
 import torch
 from vllm.v1.serial_utils import MsgpackDecoder, MsgpackEncoder
-from easyr1.rollout.weight_sync import TensorSpec, WeightPlan, deserialize_state, make_plan, serialize_state
+from easyr1.transfer.weight_sync import TensorSpec, WeightPlan, deserialize_state, make_plan, serialize_state
 
 plan = make_plan([TensorSpec("a.weight", (4, 3), "bfloat16"), TensorSpec("b", (2,), "int64"),
                   TensorSpec("c.weight", (5,), "bfloat16")], bucket_bytes=16)

@@ -6,7 +6,7 @@ import threading
 
 import torch
 
-from easyr1.rollout.weight_sync import TensorSpec, WeightSyncGroup, make_plan, pack_bucket, unpack_bucket
+from easyr1.transfer.weight_sync import TensorSpec, WeightSyncGroup, make_plan, pack_bucket, unpack_bucket
 
 
 def _specs(state: dict[str, torch.Tensor], dtype: str = "float32") -> list[TensorSpec]:
@@ -71,7 +71,7 @@ def test_plan_wire_form_is_plain_lists_and_rebuilds_the_plan() -> None:
 
     import pytest
 
-    from easyr1.rollout.weight_sync import WeightPlan
+    from easyr1.transfer.weight_sync import WeightPlan
 
     plan = make_plan([TensorSpec("a", (2, 3), "bfloat16"), TensorSpec("n", (4,), "int64")], bucket_bytes=8)
     wire = plan.to_wire()
@@ -87,7 +87,7 @@ def test_plan_wire_form_is_plain_lists_and_rebuilds_the_plan() -> None:
 
 
 def test_serialized_state_round_trips_in_buckets() -> None:
-    from easyr1.rollout.weight_sync import deserialize_state, serialize_state
+    from easyr1.transfer.weight_sync import deserialize_state, serialize_state
 
     torch.manual_seed(0)
     state = {"w": torch.randn(64, 32), "b": torch.randn(32), "steps": torch.arange(4)}
@@ -119,7 +119,7 @@ def _static_plan(state: dict[str, torch.Tensor], static: set[str]):
 
 
 def test_plan_keeps_static_tensors_in_buckets_of_their_own() -> None:
-    from easyr1.rollout.weight_sync import WeightPlan
+    from easyr1.transfer.weight_sync import WeightPlan
 
     state, static = _static_state()
     plan = _static_plan(state, static)

@@ -22,7 +22,7 @@ from easyr1.config.actor import OptimConfig
 from easyr1.models.forward import response_log_probs
 from easyr1.models.inputs import EncodedPrompt, PolicyInputs, collate, encode_prompt
 from easyr1.models.loading import LoadedPolicy, load_policy, resolve_dtype
-from easyr1.rollout.weight_sync import (
+from easyr1.transfer.weight_sync import (
     TensorSpec,
     WeightPlan,
     WeightSyncGroup,
@@ -31,7 +31,7 @@ from easyr1.rollout.weight_sync import (
     local_host,
     make_plan,
 )
-from easyr1.rollout.weight_sync import wire_dtype as _wire_dtype
+from easyr1.transfer.weight_sync import wire_dtype as _wire_dtype
 
 from . import checkpoint as ckpt
 from .batch import PolicyBatch, fixed_micro_batches, token_budget_partition

@@ -15,8 +15,7 @@ from easyr1.models.forward import response_log_probs
 from easyr1.models.generation import generate_sequences
 from easyr1.models.inputs import collate, encode_prompt
 from easyr1.models.loading import load_policy
-
-from .weight_sync import WeightPlan, WeightSyncGroup, dtype_name
+from easyr1.transfer.weight_sync import WeightPlan, WeightSyncGroup, dtype_name
 
 if TYPE_CHECKING:
     from easyr1.config import EasyR1Config

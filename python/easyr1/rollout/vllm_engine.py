@@ -27,8 +27,7 @@ from easyr1.core.types import PolicyPrompt, RolloutOutput, SamplingParams
 from easyr1.models.inputs import count_image_entries, prompt_text
 from easyr1.models.loading import load_processor, read_model_type, resolve_dtype, stop_token_ids, vision_token_ids
 from easyr1.models.tiny import TinyPolicySpec
-
-from .weight_sync import WeightPlan, dtype_from_name, serialize_state
+from easyr1.transfer.weight_sync import WeightPlan, dtype_from_name, serialize_state
 
 if TYPE_CHECKING:
     from easyr1.config import EasyR1Config

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .weight_sync import WeightPlan, WeightSyncGroup, deserialize_state
+from easyr1.transfer.weight_sync import WeightPlan, WeightSyncGroup, deserialize_state
 
 logger = logging.getLogger(__name__)
 
