@@ -153,3 +153,13 @@ def test_sft_teaches_the_tag_format(pools, tmp_path: Path) -> None:
     texts = greedy_texts(tmp_path / "sft")
     assert all(TAGS.match(t) for t in texts), texts
     assert texts == DEMONSTRATIONS
+
+
+def test_response_log_probs_is_the_sync_probe_view_of_compute_log_probs(pools) -> None:
+    """What the rollout pool's sync probe calls (prompts + token ids, no ``PolicyBatch`` on its side)."""
+    _, pool = pools
+    batch = _fixed_batch(seed=5)
+    expected = pool.compute_log_probs(batch, temperature=1.0)
+    got = pool.response_log_probs(batch.prompts, [tuple(r) for r in batch.responses], temperature=1.0)
+    assert got.shape == (8, max(len(r) for r in batch.responses))
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)

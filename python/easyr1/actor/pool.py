@@ -13,12 +13,14 @@ Typical GRPO step (driver)::
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from easyr1.config import EasyR1Config
 from easyr1.config.actor import OptimConfig
+from easyr1.core.types import PolicyPrompt
 
 from .batch import PolicyBatch, shard_batch
 from .placement import ray_actor_options, wait_for_pool
@@ -109,6 +111,13 @@ class ActorPool:
         zeros beyond each response), at the sampling temperature unless ``temperature`` is given."""
         parts, counts = self._sharded("compute_log_probs", batch, "actor", temperature)
         return _pad_cat(parts, counts, batch.max_response_length)
+
+    def response_log_probs(
+        self, prompts: Sequence[PolicyPrompt], responses: Sequence[Sequence[int]], *, temperature: float | None = None
+    ) -> torch.Tensor:
+        """:meth:`compute_log_probs` of ``responses[i]`` after ``prompts[i]`` (one prompt per response): what the
+        rollout pool's sync probe asks for, without it having to build a :class:`PolicyBatch`."""
+        return self.compute_log_probs(PolicyBatch(list(prompts), [list(r) for r in responses]), temperature=temperature)
 
     def compute_ref_log_probs(self, batch: PolicyBatch) -> torch.Tensor:
         """(B, T) per-token log-probs under the frozen reference."""

@@ -169,14 +169,12 @@ class RolloutPool:
         absolute per-token log-prob difference over all engines."""
         import ray
 
-        from easyr1.actor.batch import PolicyBatch
-
         sampling = SamplingParams(n=1, temperature=0.0, max_tokens=PROBE_TOKENS, seed=0)
         per_engine = ray.get([e.generate.remote(self._probe, sampling) for e in self.engines])
         outputs = [o for part in per_engine for o in part]
         prompts = [p for _ in per_engine for p in self._probe]
         # Engines report raw (temperature-1) log-probs; ask the actor for the same.
-        actor_lp = actor_pool.compute_log_probs(PolicyBatch(prompts, [o.token_ids for o in outputs]), temperature=1.0)
+        actor_lp = actor_pool.response_log_probs(prompts, [o.token_ids for o in outputs], temperature=1.0)
         worst = 0.0
         for i, out in enumerate(outputs):
             if out.logprobs is None:

@@ -23,8 +23,7 @@ from easyr1.core.types import PolicyPrompt, RolloutOutput, SamplingParams
 
 if TYPE_CHECKING:
     from easyr1.config import EasyR1Config
-
-    from .weight_sync import WeightPlan
+    from easyr1.transfer.weight_sync import WeightPlan
 
 __all__ = [
     "EngineFactory",
@@ -42,7 +41,7 @@ __all__ = [
 
 @runtime_checkable
 class WeightReceiver(Protocol):
-    """An engine's side of the actor → engine weight transfer (``rollout/weight_sync.py``)."""
+    """An engine's side of the actor → engine weight transfer (``easyr1.transfer.weight_sync``)."""
 
     def weight_dtype(self) -> str:
         """The engine's parameter dtype name; floating weights are sent in it."""
@@ -138,8 +137,11 @@ class WeightSource(Protocol):
         """A Ray ref to the unsharded weights (object-store path)."""
         ...
 
-    def compute_log_probs(self, batch: Any, *, temperature: float | None = None) -> Any:
-        """(B, T) log-probs of a ``PolicyBatch`` under the actor (the sync probe)."""
+    def response_log_probs(
+        self, prompts: Sequence[PolicyPrompt], responses: Sequence[Sequence[int]], *, temperature: float | None = None
+    ) -> Any:
+        """(B, T) log-probs of ``responses[i]`` after ``prompts[i]`` under the actor, zeros beyond each response
+        (the sync probe)."""
         ...
 
 
