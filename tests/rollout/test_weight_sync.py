@@ -143,6 +143,7 @@ def test_updates_leave_static_buckets_out_and_replay_them_on_request() -> None:
     store, host, port = WeightSyncGroup.start_server("127.0.0.1", timeout_s=30)
     got: dict[str, list[dict[str, torch.Tensor]]] = {"replay": [], "plain": []}
     errors: list[BaseException] = []
+    headers: list[bool | None] = []
 
     def receiver(rank: int, kind: str) -> None:
         try:
@@ -155,6 +156,7 @@ def test_updates_leave_static_buckets_out_and_replay_them_on_request() -> None:
                     received: dict[str, torch.Tensor] = {}
                     group.receive(plan, lambda items, r=received: r.update({k: v.clone() for k, v in items}))
                     got[kind].append(received)
+                    headers.append(group.last_full)  # what vLLM's worker checks its byte count against
         except BaseException as exc:
             errors.append(exc)
 
@@ -172,6 +174,7 @@ def test_updates_leave_static_buckets_out_and_replay_them_on_request() -> None:
     assert not errors, errors
     assert full_bytes == plan.total_bytes and update_bytes == plan.sync_bytes(False) < full_bytes
     assert [list(r) for r in got["plain"]] == [list(state), ["lm.w", "lm.b", "lm.steps"]]
+    assert headers == [True, False]
     assert [list(r) for r in got["replay"]] == [list(state), list(state)]  # in plan order
     for k, v in got["replay"][1].items():
         assert torch.equal(v, updated[k].to(v.dtype)), k

@@ -1,7 +1,7 @@
 """Weight sync into the production ``VLLMRolloutEngine`` (vLLM's CPU backend, Ray actor in ``.venv-vllm``) with a
 frozen vision tower (issue 16, defect 7b): the first sync is full, later ones leave the vision tower out (the
-worker extension replays it from the host copy of the full sync, so its whole-plan check holds), the probe passes
-after each, and a resumed actor sends everything again.
+worker extension checks its byte count against what the sync header says was sent, and vLLM's layerwise reload
+keeps the tower it is not sent), the probe passes after each, and a resumed actor sends everything again.
 
 Skipped, with the reason, where the vLLM environment is absent (CI creates it)."""
 

@@ -40,7 +40,10 @@ class WeightSyncWorkerExtension:
         if group is None:
             raise RuntimeError("easyr1_receive_weights before easyr1_init_weight_sync")
         plan = WeightPlan.from_wire(plan_wire)
-        buckets = group.receive_buckets(plan)
+        # An update leaves the static tensors (frozen vision tower, buffers) out; vLLM's layerwise reload keeps the
+        # tensors of layers it is not sent, so nothing is replayed and the check below is against what was sent.
+        group.last_full = None  # set from the header when the first bucket is requested
+        buckets = group.receive_buckets(plan, replay_static=False)
         received = 0
 
         def weights() -> Iterator[tuple[str, torch.Tensor]]:
@@ -56,8 +59,10 @@ class WeightSyncWorkerExtension:
             left = WeightSyncGroup.drain(buckets)
             logger.error("loading broadcast weights failed; drained %d remaining bucket(s)", left)
             raise
-        if received != plan.total_bytes:
-            raise RuntimeError(f"weight sync: loaded {received} bytes of a {plan.total_bytes}-byte plan")
+        expected = plan.sync_bytes(bool(group.last_full))
+        if group.last_full is None or received != expected:
+            kind = {True: "full", False: "update", None: "unread"}[group.last_full]
+            raise RuntimeError(f"weight sync: loaded {received} bytes of a {expected}-byte {kind} sync")
         if self.device is not None and torch.device(self.device).type == "cuda":
             torch.cuda.synchronize()  # the weights are in place before the RPC returns and generation resumes
         return received

@@ -240,6 +240,8 @@ class WeightSyncGroup:
         self._static_sent = False  # sender: a full sync completed over this group
         self._static_cache: dict[int, torch.Tensor] = {}  # receiver: static buckets of the last full sync (host)
         self._static_plan: WeightPlan | None = None  # the plan that cache belongs to
+        self.last_full: bool | None = None
+        """Receiver: whether the sync being (or last) received is full, from its header; ``None`` before one."""
 
     @staticmethod
     def start_server(host: str | None = None, timeout_s: float = 600.0) -> tuple[torch.distributed.TCPStore, str, int]:
@@ -337,11 +339,13 @@ class WeightSyncGroup:
 
         In an update (the header says static buckets were left out), ``replay_static`` yields the static buckets
         of this group's last full sync from a host copy kept for that purpose, so a consumer sees every tensor of
-        the plan each time (vLLM's worker checks it loaded the whole plan); without it the static buckets are
-        simply absent and no copy is kept."""
+        the plan each time (host memory: the static part once); without it the static buckets are simply absent
+        and no copy is kept (the hf engine and vLLM's worker extension keep what they are not sent; the latter
+        checks its byte count against ``plan.sync_bytes(self.last_full)``)."""
         header = torch.empty(2, dtype=torch.int64, device=self.device)
         self.broadcast(header)
         full, n_buckets = bool(header[0].item()), int(header[1].item())
+        self.last_full = full
         if n_buckets != len(plan.buckets):
             raise RuntimeError(f"weight sync: the sender's plan has {n_buckets} buckets, this one {len(plan.buckets)}")
         if not full and replay_static and self._static_plan != plan:
