@@ -43,6 +43,14 @@ class TinyPolicySpec:
     max_position_embeddings: int = 4096
 
 
+SANDBOX_POLICY_SPEC = TinyPolicySpec(
+    hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2
+)
+"""The policy ``easyr1 demo`` and ``benchmarks/learning.py`` train (~0.95 M parameters, head size 32 so vLLM's CPU
+attention accepts it too). The default 0.29 M spec does not condition on the prompt after a short warm start: its
+greedy answer is the same for every row (measured: docs/sandbox.md, "Why GRPO learned only the format")."""
+
+
 def build_tiny_tokenizer(spec: TinyPolicySpec | None = None) -> Any:
     """Train a byte-level BPE on the built-in corpus and wrap it as a ``Qwen2Tokenizer`` with Qwen's special tokens
     and the Qwen-VL chat template (``padding_side="left"``, eos ``<|im_end|>``, pad ``<|endoftext|>``)."""

@@ -48,13 +48,13 @@ def demo_overrides(out: Path, steps: int | None, seed: int | None) -> list[str]:
 
 def prepare(cfg: EasyR1Config, out: Path, seed: int) -> dict[str, float]:
     """Build the tiny policy and the sandbox data when missing; returns reference rewards of the data."""
-    from easyr1.models.tiny import build_tiny_policy
+    from easyr1.models.tiny import SANDBOX_POLICY_SPEC, build_tiny_policy
     from easyr1.sandbox.generator import write_sandbox_splits
 
     policy = Path(cfg.worker.actor.model.model_path)
     if not (policy / "config.json").is_file():
         logger.info("building the tiny policy in %s", policy)
-        spec = None
+        spec = SANDBOX_POLICY_SPEC
         if cfg.worker.rollout.name == "vllm":  # vLLM's CPU attention needs a head size of 32 or more
             from easyr1.rollout.vllm_engine import VLLM_TINY_SPEC
 
@@ -85,6 +85,71 @@ def reference_rewards(cfg: EasyR1Config, rows: int = 64) -> dict[str, float]:
     nothing = [score_preliminary(r["scene_json"]).mean for r in records]
     demo = [score_answer(r["scene_json"], r["demonstration"]).mean for r in records]
     return {"do_nothing": sum(nothing) / len(nothing), "demonstration": sum(demo) / len(demo)}
+
+
+def final_model(out: Path) -> Path:
+    """A Hugging Face folder of the run's newest checkpoint (exported once into ``out/final``)."""
+    from easyr1.actor.checkpoint import export_checkpoint
+
+    final = out / "final"
+    steps = sorted(out.glob("checkpoints/global_step_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
+    if not steps:
+        raise FileNotFoundError(f"{out}: no checkpoint to evaluate")
+    marker = final / "FROM"
+    if (final / "config.json").is_file() and marker.is_file() and marker.read_text() == steps[-1].name:
+        return final
+    export_checkpoint(steps[-1], final)
+    marker.write_text(steps[-1].name)
+    return final
+
+
+def held_out_outcome(cfg: EasyR1Config, out: Path, sft_dir: Path, show: int = 4) -> tuple[dict[str, float], list]:
+    """Greedy answers of the SFT start and of the GRPO result on the validation rows: judge mean and repair rate
+    before/after, and up to ``show`` rows GRPO repaired and SFT did not (with rendered images, for the report)."""
+    from easyr1.sandbox.evaluate import evaluate_policy, load_rows, render_final, repaired_by_second
+    from easyr1.sandbox.render import render_scene
+    from easyr1.sandbox.scene import SceneDoc
+
+    from .report import RepairedRow
+
+    rows = load_rows(cfg, "val")
+    before = evaluate_policy(sft_dir, cfg, rows)
+    after = evaluate_policy(final_model(out), cfg, rows)
+    b, a = before.summary(), after.summary()
+    outcome = {
+        "judge_before": b["judge_mean"],
+        "judge_after": a["judge_mean"],
+        "judge_gain": a["judge_mean"] - b["judge_mean"],
+        "repair_before": b["repair_rate"],
+        "repair_after": a["repair_rate"],
+        "format_before": b["format"],
+        "format_after": a["format"],
+        "rows": a["rows"],
+    }
+    folder = out / "report_files"
+    folder.mkdir(parents=True, exist_ok=True)
+    by_id = {r.id: r for r in rows}
+    shown = []
+    for i, (sft_row, grpo_row) in enumerate(repaired_by_second(before, after)[:show]):
+        prelim = folder / f"repaired{i}_preliminary.png"
+        render_scene(SceneDoc.from_json(by_id[sft_row.id].metadata["scene_json"]).scene, 128).save(prelim)
+        shown.append(
+            RepairedRow(
+                id=sft_row.id,
+                instruction=sft_row.instruction,
+                defects=sft_row.defects,
+                sft_answer=sft_row.answer,
+                grpo_answer=grpo_row.answer,
+                sft_judge=sft_row.judge_mean,
+                grpo_judge=grpo_row.judge_mean,
+                images={
+                    "preliminary": prelim,
+                    "sft": render_final(sft_row, folder / f"repaired{i}_sft.png"),
+                    "grpo": render_final(grpo_row, folder / f"repaired{i}_grpo.png"),
+                },
+            )
+        )
+    return outcome, shown
 
 
 def demo_command(args: argparse.Namespace) -> int:
@@ -128,12 +193,14 @@ def demo_command(args: argparse.Namespace) -> int:
     times["grpo"] = time.perf_counter() - t0
     times["total"] = time.perf_counter() - start
 
+    t0 = time.perf_counter()
+    outcome, repaired = held_out_outcome(cfg, out, sft_dir)
+    times["evaluate"] = time.perf_counter() - t0
     rows = read_metrics(out / "metrics.jsonl")
     summary = summarize(rows)
-    grids = sorted((out / "samples").glob("*.png")) if (out / "samples").is_dir() else []
-    report = write_report(out, summary, rows, grids[-4:])
+    report = write_report(out, summary, rows, outcome=outcome, repaired=repaired)
     (out / "demo_summary.json").write_text(
-        json.dumps({"times_s": times, "references": references, **summary.to_dict()}, indent=1)
+        json.dumps({"times_s": times, "references": references, "held_out": outcome, **summary.to_dict()}, indent=1)
     )
 
     table = Table(title=f"reward over {summary.steps} GRPO steps (0–10; first vs last 20 %)")
@@ -153,7 +220,14 @@ def demo_command(args: argparse.Namespace) -> int:
         )
     console.print(
         f"wall time: prepare {times['prepare']:.0f}s, SFT {times['sft']:.0f}s, GRPO {times['grpo']:.0f}s, "
-        f"total {times['total']:.0f}s"
+        f"held-out evaluation {times['evaluate']:.0f}s, total {times['total'] + times['evaluate']:.0f}s"
+    )
+    console.print(
+        f"held-out validation ({outcome['rows']} rows, greedy): judge mean {outcome['judge_before']:.2f} before GRPO → "
+        f"{outcome['judge_after']:.2f} after ({outcome['judge_gain']:+.2f}); repair rate "
+        f"{outcome['repair_before']:.0%} → {outcome['repair_after']:.0%}; format {outcome['format_before']:.2f} → "
+        f"{outcome['format_after']:.2f}",
+        markup=False,
     )
     console.print(f"report: {report}\nmetrics: {out / 'metrics.jsonl'}\ncheckpoints: {out / 'checkpoints'}")
     return 0
