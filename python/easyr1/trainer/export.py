@@ -19,7 +19,9 @@ def export_command(args: argparse.Namespace) -> int:
     if checkpoint.name == "actor":  # accept …/global_step_N/actor as well as …/global_step_N
         checkpoint = checkpoint.parent
     if (checkpoint / "model" / "config.json").is_file() and not (checkpoint / "actor").exists():
-        console.print(f"[yellow]{checkpoint} is a model-only checkpoint: {checkpoint / 'model'} already is a Hugging Face folder")
+        console.print(
+            f"[yellow]{checkpoint} is a model-only checkpoint: {checkpoint / 'model'} already is a Hugging Face folder"
+        )
         return 0
     try:
         out = export_checkpoint(checkpoint, args.out)

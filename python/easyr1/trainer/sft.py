@@ -82,7 +82,9 @@ def run_sft(cfg: EasyR1Config, *, console=None) -> Path:
                 metrics = actor.sft_step(batch)
                 step += 1
                 metrics_log.log_metrics(step, {"step": step, **metrics})
-                progress.update(task, completed=step, description=f"SFT loss {metrics.get('sft/loss', float('nan')):.3f}")
+                progress.update(
+                    task, completed=step, description=f"SFT loss {metrics.get('sft/loss', float('nan')):.3f}"
+                )
         actor.export_hf(str(out))
     finally:
         metrics_log.close()
