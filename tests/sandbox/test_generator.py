@@ -198,9 +198,7 @@ def test_config_validation():
 
 
 def test_dataset_reader_round_trip(dataset):
-    data = pytest.importorskip("easyr1.data")
-    if not hasattr(data, "build_dataset"):
-        pytest.skip("easyr1.data has no reader yet")
+    from easyr1 import data
     from easyr1.config.data import DataConfig
 
     out, _ = dataset
