@@ -30,7 +30,7 @@ from easyr1.config import JudgeConfig
 from . import rubrics
 from .cache import JudgeCache, content_key
 from .credentials import resolve_api_key
-from .images import EncodedImage, encode_image, estimated_image_tokens
+from .images import EncodedImage, encode_image, estimated_image_tokens, request_body
 from .loop import BackgroundLoop
 from .parsing import expected_score, finish_failure, looks_like_refusal, parse_json_answer, parse_number_answer
 from .protocol import DIMENSIONS, JudgeRequest, JudgeResult
@@ -55,6 +55,9 @@ class _Call:
     kwargs: dict[str, Any]
     cache_key: str | None
     estimated_tokens: int
+    body: bytes = b""
+    """``kwargs`` serialised once, images spliced in as pre-encoded JSON strings: the SDK sends these bytes as
+    they are, on the first attempt, on its retries and on every outage round."""
 
 
 @dataclass
@@ -141,6 +144,7 @@ class OpenAIJudge:
         self._tpm: AsyncLimiter | None = None
         self._system_prompts: dict[tuple[str | None, bool], str] = {}
         self._key_prefix = f"easyr1-judge-{uuid.uuid4().hex[:12]}"
+        self._placeholder = f"easyr1-image-{uuid.uuid4().hex}-"
         self._call_ids = itertools.count()
         # released by close(), or when the judge is garbage-collected or the interpreter exits
         self._clients: list[openai.AsyncOpenAI] = []
@@ -352,10 +356,12 @@ class OpenAIJudge:
         else:
             text = rubrics.user_text(instruction)
         content: list[dict[str, Any]] = [{"type": "text", "text": text}]
-        for index, (role, image) in enumerate(images, 1):
+        urls: list[dict[str, Any]] = []
+        for index, (role, _) in enumerate(images, 1):
             if not reference_style:
                 content.append({"type": "text", "text": rubrics.image_label(index, role)})
-            content.append({"type": "image_url", "image_url": {"url": image.data_url, "detail": cfg.image_detail}})
+            urls.append({"url": f"{self._placeholder}{index}", "detail": cfg.image_detail})
+            content.append({"type": "image_url", "image_url": urls[-1]})
         messages = [{"role": "user", "content": content}]
         if not reference_style:
             messages.insert(0, {"role": "system", "content": system})
@@ -390,7 +396,7 @@ class OpenAIJudge:
             )
         text_chars = len(system) + len(instruction) + 40 * len(images)
         estimate = text_chars // 4 + sum(estimated_image_tokens(img, cfg.image_detail) for _, img in images)
-        return _Call(dimension, kwargs, cache_key, estimate + cfg.max_tokens)
+        return _Call(dimension, kwargs, cache_key, estimate + cfg.max_tokens, request_body(kwargs, urls, images))
 
     # ----------------------------------------------------------------------------------------- one HTTP call
     async def _call(self, call: _Call, progress: _SampleProgress) -> _Outcome:
@@ -410,7 +416,7 @@ class OpenAIJudge:
                 response = await self._client.post(
                     "/chat/completions",
                     cast_to=object,  # the JSON as is
-                    body=call.kwargs,
+                    content=call.body,  # bytes: sent as they are (no re-serialisation per attempt)
                     options={"idempotency_key": f"{self._key_prefix}-{next(self._call_ids)}"},
                 )
             except asyncio.CancelledError:
