@@ -175,7 +175,10 @@ class FailingEditor:
         return [EditResult.failure("no_replicas") for _ in requests]
 
 
-@pytest.mark.parametrize(("judge", "editor", "reason"), [(FailingJudge(), None, "judge:timeout"), (None, FailingEditor(), "edit:no_replicas")])
+@pytest.mark.parametrize(
+    ("judge", "editor", "reason"),
+    [(FailingJudge(), None, "judge:timeout"), (None, FailingEditor(), "edit:no_replicas")],
+)
 def test_all_failed_attempts_stop_the_run_after_logging(data_dir, tmp_path, judge, editor, reason):
     trainer, comps = make(data_dir, tmp_path, "trainer.save_freq=1", judge=judge)
     if editor is not None:
@@ -210,7 +213,9 @@ def test_model_only_checkpoints_are_skipped_by_auto_and_refused_explicitly(data_
     comps.telemetry.close()
     ckpt = tmp_path / "checkpoints" / "global_step_1"
     assert (ckpt / "model").is_dir()
-    again, comps = make(data_dir, tmp_path / "other", "trainer.save_freq=1", f"trainer.save_checkpoint_path={tmp_path / 'checkpoints'}")
+    again, comps = make(
+        data_dir, tmp_path / "other", "trainer.save_freq=1", f"trainer.save_checkpoint_path={tmp_path / 'checkpoints'}"
+    )
     again.resume()  # auto: nothing resumable, a fresh start (the model-only folder is not a resume point)
     assert again.step == 0
     comps.telemetry.close()
@@ -236,3 +241,34 @@ def test_components_prompt_builder(data_dir, tmp_path):
     row = comps.train_loader.next_batch()[0]
     assert comps.build_prompt(row).messages == build_policy_prompt(row).messages
     comps.telemetry.close()
+
+
+def test_fit_stops_between_steps_and_checkpoints_the_last_completed_step(data_dir, tmp_path):
+    import threading
+
+    trainer, comps = make(data_dir, tmp_path, "trainer.max_steps=5", "trainer.save_freq=-1")
+    stop = threading.Event()
+    step_once = trainer.train_step
+
+    def step_then_signal():  # the signal arrives while step 2 runs: step 2 finishes, step 3 never starts
+        metrics = step_once()
+        if trainer.step == 2:
+            stop.set()
+        return metrics
+
+    trainer.train_step = step_then_signal
+    result = trainer.fit(stop=stop)
+    comps.telemetry.close()
+    assert result.stopped and result.step == 2 and result.steps_completed == 2 == len(result)
+    assert len(comps.actor.batches) == 2
+    assert result.checkpoint == tmp_path / "checkpoints" / "global_step_2"
+    assert (result.checkpoint / "COMPLETE").is_file()
+
+
+def test_fit_without_stop_runs_to_the_end_and_saves_once(data_dir, tmp_path):
+    trainer, comps = make(data_dir, tmp_path, "trainer.max_steps=2", "trainer.save_freq=2")
+    result = trainer.fit(stop=None)
+    comps.telemetry.close()
+    assert not result.stopped and result.step == 2 and [m["step"] for m in result] == [1, 2]
+    assert len(comps.actor.saved) == 1  # saved by the schedule at step 2, not again at the end
+    assert result.checkpoint == tmp_path / "checkpoints" / "global_step_2"

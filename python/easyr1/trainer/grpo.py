@@ -6,6 +6,7 @@ import hashlib
 import logging
 import math
 import random
+import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -39,6 +40,23 @@ logger = logging.getLogger(__name__)
 
 class StageFailure(RuntimeError):
     """A stage failed in a way that cannot be masked (e.g. every judge call of a step failed)."""
+
+
+class FitResult(list):
+    """What :meth:`GRPOTrainer.fit` returns: this invocation's per-step metrics (a list, one dict per step) plus
+    how the run ended — ``stopped`` (the ``stop`` event ended it early), ``step`` (the last completed step) and
+    ``checkpoint`` (the newest complete checkpoint once fit returns, ``None`` when there is none)."""
+
+    def __init__(self, history: list[dict[str, float]], *, step: int, stopped: bool, checkpoint: Path | None):
+        super().__init__(history)
+        self.step = step
+        self.stopped = stopped
+        self.checkpoint = checkpoint
+
+    @property
+    def steps_completed(self) -> int:
+        """Steps this invocation completed (``step`` counts those of a resumed run too)."""
+        return len(self)
 
 
 @contextmanager
@@ -460,16 +478,23 @@ class GRPOTrainer:
 
         return training_steps(self.cfg, self.c.train_loader)
 
-    def fit(self, progress=None) -> list[dict[str, float]]:
+    def fit(self, progress=None, stop: threading.Event | None = None) -> FitResult:
+        """Train until the step budget is spent or ``stop`` is set (checked between steps, so a step in flight
+        finishes). Either way the last completed step is checkpointed unless it already is."""
         tcfg = self.cfg.trainer
-        history = []
+        history: list[dict[str, float]] = []
         total = self.total_steps()
+        stopped = False
         if tcfg.val_before_train or tcfg.val_only:
             self.validate()
             if tcfg.val_only:
-                return history
+                return self._result(history, stopped=False)
         task = progress.add_task("GRPO", total=total, completed=self.step) if progress else None
         while self.step < total:
+            if stop is not None and stop.is_set():
+                stopped = True
+                logger.warning("stop requested: ending after step %d of %d", self.step, total)
+                break
             metrics = self.train_step()
             history.append(metrics)
             if tcfg.val_freq > 0 and self.step % tcfg.val_freq == 0:
@@ -479,7 +504,11 @@ class GRPOTrainer:
         latest = self.checkpoints.latest()
         if self.step > 0 and (latest is None or latest.step != self.step):
             self._maybe_save(self.step, force=True)
-        return history
+        return self._result(history, stopped=stopped)
+
+    def _result(self, history: list[dict[str, float]], *, stopped: bool) -> FitResult:
+        latest = self.checkpoints.latest()
+        return FitResult(history, step=self.step, stopped=stopped, checkpoint=latest.path if latest else None)
 
 
 def _model_only(path: Path) -> bool:
