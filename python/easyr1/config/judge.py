@@ -45,7 +45,15 @@ class JudgeConfig:
     timeout_s: float = 60.0
     """Per-request timeout."""
     batch_deadline_s: float = 600.0
-    """Deadline for a whole batch; unfinished samples end as ``deadline``."""
+    """Deadline for a whole batch; unfinished samples end as ``deadline``. A batch that waits out an outage
+    (``outage_budget_s``) gets that budget on top."""
+    outage_budget_s: float = 600.0
+    """Seconds (per batch) a judge outage is waited out: calls that still fail with a transient error after the
+    SDK's ``max_retries`` (``server_error``: 5xx or unreachable, ``rate_limited``, ``timeout``) are sent again after
+    a capped exponential backoff with jitter (1 s doubling to 60 s, longer when the server's ``Retry-After`` says
+    so) until they succeed or the next wait would pass this budget; then the sample is masked as ``outage``. The
+    time is published as ``judge/waiting_s`` (``easyr1_judge_waiting_seconds_total``). 0 disables the waiting (a
+    transient failure is final at once, with its own reason)."""
     cache_dir: str | None = None
     """On-disk cache of judge answers (only used for deterministic settings); ``None`` disables."""
     price_per_1k_prompt_tokens: float = 0.0025
@@ -68,6 +76,10 @@ class JudgeConfig:
     """``EasyR1JudgeRetryRateHigh`` fires when the judge's HTTP retries (429, 5xx, timeouts, dropped connections
     retried by the SDK) exceed this many per judge request over 10 minutes: the endpoint is degrading before calls
     fail. Published as ``easyr1_alert_threshold{alert="judge_retry_ratio"}``."""
+    alert_waiting_fraction: float = 0.05
+    """``EasyR1WaitingForJudge`` fires when the run spends more than this share of its wall time waiting out judge
+    outages (``easyr1_judge_waiting_seconds_total``, 5-minute rate, for 2 minutes). Published as
+    ``easyr1_alert_threshold{alert="judge_waiting_fraction"}``."""
 
     def validate(self, path: str) -> Iterator[ConfigError]:
         yield from check_choice(f"{path}.backend", self.backend, ["openai", "sandbox"])
@@ -86,6 +98,7 @@ class JudgeConfig:
         yield from check_non_negative(f"{path}.max_retries", self.max_retries)
         yield from check_positive(f"{path}.timeout_s", self.timeout_s)
         yield from check_positive(f"{path}.batch_deadline_s", self.batch_deadline_s)
+        yield from check_non_negative(f"{path}.outage_budget_s", self.outage_budget_s)
         yield from check_non_negative(f"{path}.price_per_1k_prompt_tokens", self.price_per_1k_prompt_tokens)
         yield from check_non_negative(f"{path}.price_per_1k_completion_tokens", self.price_per_1k_completion_tokens)
         if self.backend == "openai" and not self.base_url.startswith(("http://", "https://")):

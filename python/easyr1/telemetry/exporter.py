@@ -153,6 +153,11 @@ class PrometheusExporter:
         self.judge_cost = Counter("easyr1_judge_cost_usd", "Judge spend in US dollars.", registry=r)
         self.judge_cache_hits = Counter("easyr1_judge_cache_hits", "Judge answers served from the cache.", registry=r)
         self.judge_cache_misses = Counter("easyr1_judge_cache_misses", "Judge cache lookups that missed.", registry=r)
+        self.judge_waiting = Counter(
+            "easyr1_judge_waiting_seconds",
+            "Seconds the training waited for the judge to come back from an outage (judge.outage_budget_s).",
+            registry=r,
+        )
         self.edit_latency = Histogram(
             "easyr1_edit_latency_seconds", "Latency of one re-edit by the editor pool.", buckets=EDIT_LATENCY_BUCKETS,
             registry=r,
@@ -310,6 +315,7 @@ class _ConfigCollector:
             "reward_drop": a.reward_drop,
             "judge_cost_usd_per_hour": math.inf if a.judge_cost_usd_per_hour is None else a.judge_cost_usd_per_hour,
             "judge_retry_ratio": cfg.judge.alert_retry_ratio,
+            "judge_waiting_fraction": cfg.judge.alert_waiting_fraction,
         }
 
     def collect(self) -> Iterable[GaugeMetricFamily]:

@@ -94,6 +94,7 @@ SERIES: tuple[SeriesSpec, ...] = (
     SeriesSpec("judge/cost_usd", "easyr1_judge_cost_usd_total", "counter", "US dollars"),
     SeriesSpec("judge/cache_hits", "easyr1_judge_cache_hits_total", "counter", "lookups"),
     SeriesSpec("judge/cache_misses", "easyr1_judge_cache_misses_total", "counter", "lookups"),
+    SeriesSpec("judge/waiting_s", "easyr1_judge_waiting_seconds_total", "counter", "seconds"),
     SeriesSpec("actor/kl", "easyr1_actor_kl", "gauge", "nats per token"),
     SeriesSpec("actor/entropy", "easyr1_actor_entropy", "gauge", "nats per token"),
     SeriesSpec("actor/grad_norm", "easyr1_actor_grad_norm", "gauge", "L2 norm"),
@@ -161,6 +162,7 @@ COUNTER_KEYS: dict[str, str] = {
     "judge/cost_usd": "judge_cost",
     "judge/cache_hits": "judge_cache_hits",
     "judge/cache_misses": "judge_cache_misses",
+    "judge/waiting_s": "judge_waiting",
 }
 """Per-step amount keys → exporter counter attribute names."""
 

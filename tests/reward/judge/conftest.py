@@ -30,6 +30,7 @@ def make_judge(server: JudgeTestServer) -> Iterator[Callable[..., OpenAIJudge]]:
             "max_retries": 0,
             "timeout_s": 5.0,
             "mode": "per_dimension",
+            "outage_budget_s": 0.0,  # transient failures final at once (test_judge_outage.py covers the waiting)
         }
         settings.update(overrides)
         cfg = JudgeConfig(**settings)  # type: ignore[arg-type]

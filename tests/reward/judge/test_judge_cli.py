@@ -74,6 +74,7 @@ def run_judge(server, rows: Path, out: Path, *extra: str, log_level: str = "INFO
             "--model",
             "judge-test",
             *extra,
+            "outage_budget_s=0",  # failures of the rules are final at once (test_judge_outage.py covers waiting)
         ]
     )
 

@@ -63,7 +63,12 @@ def test_unreachable_server_is_a_server_error(http_client: str) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cfg = JudgeConfig(
-        backend="openai", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout_s=2, http_client=http_client
+        backend="openai",
+        base_url=f"http://127.0.0.1:{port}/v1",
+        max_retries=0,
+        timeout_s=2,
+        http_client=http_client,
+        outage_budget_s=0,
     )
     with OpenAIJudge(cfg, api_key=API_KEY) as judge:
         results = judge.score_batch(make_requests(2))

@@ -55,7 +55,12 @@ def test_refused_connections_are_counted(http_client) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cfg = JudgeConfig(
-        backend="openai", base_url=f"http://127.0.0.1:{port}/v1", max_retries=1, timeout_s=2, http_client=http_client
+        backend="openai",
+        base_url=f"http://127.0.0.1:{port}/v1",
+        max_retries=1,
+        timeout_s=2,
+        http_client=http_client,
+        outage_budget_s=0,
     )
     with OpenAIJudge(cfg, api_key=API_KEY) as judge:
         (result,) = judge.score_batch(make_requests(1))

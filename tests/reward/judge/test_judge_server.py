@@ -18,7 +18,9 @@ def test_behaviour_round_trips_json() -> None:
 @pytest.mark.slow
 def test_subprocess_server_counts_and_switches_behaviour() -> None:
     with SubprocessJudgeServer(ServerBehaviour(latency_s=0.05)) as server:
-        cfg = JudgeConfig(backend="openai", base_url=server.base_url, mode="single_call", max_retries=0)
+        cfg = JudgeConfig(
+            backend="openai", base_url=server.base_url, mode="single_call", max_retries=0, outage_budget_s=0
+        )
         with OpenAIJudge(cfg, api_key=API_KEY) as judge:
             assert all(r.valid for r in judge.score_batch(make_requests(4)))
             stats = server.stats()

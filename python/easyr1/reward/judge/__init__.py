@@ -1,6 +1,7 @@
 """The multimodal judge: scores the five consistency dimensions of edited images.
 
-``build_judge(cfg.judge)`` returns the configured backend behind the :class:`Judge` protocol:
+``build_judge(cfg.judge)`` returns the configured backend behind the :class:`Judge` protocol, a name of
+:data:`easyr1.core.registries.JUDGE_BACKENDS`:
 
 * ``openai`` — :class:`OpenAIJudge`, any OpenAI-compatible endpoint (GPT-4o, a vLLM-served model);
 * ``sandbox`` — the procedural judge of the sandbox world (``easyr1.sandbox.judge.SandboxJudge``).
@@ -9,6 +10,8 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from easyr1.core.registries import JUDGE_BACKENDS
 
 from .protocol import DIMENSIONS, FAILURE_REASONS, Judge, JudgeRequest, JudgeResult
 from .stats import JudgeStats, JudgeStatsRecorder
@@ -37,16 +40,11 @@ def build_judge(judge_cfg: JudgeConfig) -> Judge:
     ``openai`` needs an API key (``judge.api_key_file`` or the variable named by ``judge.api_key_env``); a missing
     key raises :class:`~easyr1.reward.judge.credentials.JudgeCredentialError` here, before any training starts.
     """
-    if judge_cfg.backend == "openai":
-        from .openai_judge import OpenAIJudge
-
-        return OpenAIJudge(judge_cfg)
-    if judge_cfg.backend == "sandbox":
-        from easyr1.sandbox.judge import SandboxJudge  # built by the sandbox concern; imported only when used
-
-        from_config = getattr(SandboxJudge, "from_config", None)
-        return from_config(judge_cfg) if from_config is not None else SandboxJudge()
-    raise ValueError(f"judge.backend={judge_cfg.backend!r}: must be 'openai' or 'sandbox'")
+    cls = JUDGE_BACKENDS.load(judge_cfg.backend)  # an unknown name raises ValueError naming judge.backend
+    if JUDGE_BACKENDS.facts(judge_cfg.backend).remote:
+        return cls(judge_cfg)
+    from_config = getattr(cls, "from_config", None)
+    return from_config(judge_cfg) if from_config is not None else cls()
 
 
 def __getattr__(name: str):  # lazy: importing the protocol must not import the openai SDK

@@ -18,7 +18,6 @@ import uuid
 import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import openai
@@ -29,13 +28,21 @@ from easyr1.config import JudgeConfig
 
 from . import rubrics
 from .cache import JudgeCache, content_key
+from .calls import Call, Outcome, SampleProgress, read_response
 from .credentials import resolve_api_key
 from .images import EncodedImage, encode_image, estimated_image_tokens, request_body
 from .loop import BackgroundLoop
-from .parsing import expected_score, finish_failure, looks_like_refusal, parse_json_answer, parse_number_answer
 from .protocol import DIMENSIONS, JudgeRequest, JudgeResult
-from .stats import JudgeStatsRecorder
-from .transport import RetryCountingAsyncOpenAI, classify_exception, sdk_http_client
+from .transport import (
+    OUTAGE_REASON,
+    TRANSIENT_REASONS,
+    JudgeStatsWithWaits,
+    RetryCountingAsyncOpenAI,
+    classify_exception,
+    outage_retrying,
+    retry_after_s,
+    sdk_http_client,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,54 +52,6 @@ ResultCallback = Callable[[int, JudgeResult], None]
 _TOP_LOGPROBS = 20
 RATE_WINDOW_S = 60.0
 """Window of the per-minute limits (a leaky bucket that holds at most one window's worth of requests/tokens)."""
-
-
-@dataclass
-class _Call:
-    """One chat completion: a single dimension (``per_dimension``) or all five (``dimension=None``)."""
-
-    dimension: str | None
-    kwargs: dict[str, Any]
-    cache_key: str | None
-    estimated_tokens: int
-    body: bytes = b""
-    """``kwargs`` serialised once, images spliced in as pre-encoded JSON strings: the SDK sends these bytes as
-    they are, on the first attempt, on its retries and on every outage round."""
-
-
-@dataclass
-class _Outcome:
-    scores: dict[str, float] | None
-    reason: str | None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached: bool = False
-
-
-class _SampleProgress:
-    """What a sample's calls have done so far (kept for samples cut off by the deadline)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.first_start: float | None = None
-        self.last_end: float | None = None
-
-    def started(self, t: float) -> None:
-        self.calls += 1
-        self.first_start = t if self.first_start is None else min(self.first_start, t)
-
-    def ended(self, t: float, prompt_tokens: int, completion_tokens: int) -> None:
-        self.last_end = t if self.last_end is None else max(self.last_end, t)
-        self.prompt_tokens += prompt_tokens
-        self.completion_tokens += completion_tokens
-
-    @property
-    def latency_s(self) -> float:
-        if self.first_start is None or self.last_end is None:
-            return 0.0
-        return self.last_end - self.first_start
 
 
 def _release(
@@ -123,7 +82,7 @@ class OpenAIJudge:
     def __init__(self, cfg: JudgeConfig, *, api_key: str | None = None):
         self.cfg = cfg
         self._api_key = api_key if api_key is not None else resolve_api_key(cfg)
-        self.stats = JudgeStatsRecorder(cfg.price_per_1k_prompt_tokens, cfg.price_per_1k_completion_tokens)
+        self.stats = JudgeStatsWithWaits(cfg.price_per_1k_prompt_tokens, cfg.price_per_1k_completion_tokens)
         self._use_logprobs = cfg.use_logprobs and cfg.mode == "per_dimension"
         if cfg.use_logprobs and cfg.mode != "per_dimension":
             logger.warning("judge.use_logprobs applies to per_dimension mode only; ignored in %s mode", cfg.mode)
@@ -217,7 +176,7 @@ class OpenAIJudge:
 
     async def _score_batch(self, requests: list[JudgeRequest], on_result: ResultCallback | None) -> list[JudgeResult]:
         self._ensure_client()
-        progress = [_SampleProgress() for _ in requests]
+        progress = [SampleProgress() for _ in requests]
         encoded: dict[int, EncodedImage] = {}
         tasks = [asyncio.create_task(self._score_sample(req, progress[i], encoded)) for i, req in enumerate(requests)]
         if on_result is not None:
@@ -225,14 +184,15 @@ class OpenAIJudge:
                 task.add_done_callback(_done_callback(on_result, i))
         pending: set[asyncio.Task] = set()
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self.cfg.batch_deadline_s)
+            deadline = self.cfg.batch_deadline_s + self.cfg.outage_budget_s
+            _, pending = await asyncio.wait(tasks, timeout=deadline)
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
             logger.warning(
                 "judge batch deadline (%.1fs) reached: %d of %d samples unfinished",
-                self.cfg.batch_deadline_s,
+                deadline,
                 len(pending),
                 len(tasks),
             )
@@ -262,21 +222,24 @@ class OpenAIJudge:
                 _report_to(on_result, i, results[i])
         reasons = [r.reason if not r.valid else None for r in results]
         self.stats.record_samples(reasons)
+        waited = max((p.waited_s for p in progress), default=0.0)  # the batch waited as long as its longest wait
+        if waited > 0:
+            self.stats.record_wait(waited)
+            logger.warning(
+                "judge: waited %.1fs for the judge to come back (outage budget %.0fs)", waited, self.cfg.outage_budget_s
+            )
         failures = Counter(r for r in reasons if r)
         if failures:
             logger.warning("judge: %d of %d samples invalid (%s)", sum(failures.values()), len(results), dict(failures))
         return results
 
     async def _score_sample(
-        self, req: JudgeRequest, progress: _SampleProgress, encoded: dict[int, EncodedImage]
+        self, req: JudgeRequest, progress: SampleProgress, encoded: dict[int, EncodedImage]
     ) -> JudgeResult:
         loop = asyncio.get_running_loop()
         calls, outcomes = await loop.run_in_executor(self._worker, self._prepare_sample, req, encoded)
-        missing = [i for i, o in enumerate(outcomes) if o is None]
-        fresh = await asyncio.gather(*(self._call(calls[i], progress) for i in missing))
-        for i, outcome in zip(missing, fresh, strict=True):
-            outcomes[i] = outcome
-        done: list[_Outcome] = [o for o in outcomes if o is not None]
+        await self._call_until_answered(calls, outcomes, progress)
+        done: list[Outcome] = [o for o in outcomes if o is not None]
         tokens = {
             "prompt_tokens": sum(o.prompt_tokens for o in done if not o.cached),
             "completion_tokens": sum(o.completion_tokens for o in done if not o.cached),
@@ -286,16 +249,49 @@ class OpenAIJudge:
         }
         failed = next((o for o in done if o.reason is not None), None)
         if failed is not None:
-            return JudgeResult.failure(failed.reason or "client_error", **tokens)
+            reason = failed.reason or "client_error"
+            if self.cfg.outage_budget_s > 0 and any(o.reason in TRANSIENT_REASONS for o in done):
+                reason = OUTAGE_REASON  # still failing transiently after the outage budget was waited out
+            return JudgeResult.failure(reason, **tokens)
         scores: dict[str, float] = {}
         for o in done:
             scores.update(o.scores or {})
         return JudgeResult(scores={d: scores[d] for d in DIMENSIONS}, valid=True, **tokens)
 
+    async def _call_until_answered(
+        self, calls: list[Call], outcomes: list[Outcome | None], progress: SampleProgress
+    ) -> None:
+        """Make the calls the cache did not answer; calls that fail transiently (an outage) are made again after a
+        backoff until they are answered or ``judge.outage_budget_s`` is spent. The encoded images and the request
+        bodies are reused by every round."""
+
+        def pending() -> list[int]:
+            return [i for i, o in enumerate(outcomes) if o is None or o.reason in TRANSIENT_REASONS]
+
+        async def round_() -> list[int]:
+            todo = pending()
+            fresh = await asyncio.gather(*(self._call(calls[i], progress) for i in todo))
+            for i, outcome in zip(todo, fresh, strict=True):
+                outcomes[i] = outcome
+            return pending()
+
+        def waited(seconds: float) -> None:
+            progress.waited_s += seconds
+            logger.debug("judge outage: %d call(s) failing transiently, retrying in %.1fs", len(pending()), seconds)
+
+        def server_retry_after() -> float | None:
+            values = [o.retry_after_s for o in outcomes if o is not None and o.retry_after_s is not None]
+            return max(values) if values else None
+
+        retrying = outage_retrying(
+            self.cfg.outage_budget_s, transient=bool, retry_after=server_retry_after, on_wait=waited
+        )
+        await retrying(round_)
+
     # ---------------------------------------------------------------------------------- request building (thread)
     def _prepare_sample(
         self, req: JudgeRequest, encoded: dict[int, EncodedImage]
-    ) -> tuple[list[_Call], list[_Outcome | None]]:
+    ) -> tuple[list[Call], list[Outcome | None]]:
         """Encode the images once, build the calls and answer what the cache can (runs in a worker thread)."""
         images = [("source", req.source_image), ("edited", req.edited_image)]
         with_preliminary = self.cfg.judge_preliminary and req.preliminary_image is not None
@@ -305,13 +301,13 @@ class OpenAIJudge:
         dimensions: list[str | None] = list(DIMENSIONS) if self.cfg.mode == "per_dimension" else [None]
         task = str(req.metadata.get("task") or "") if self.cfg.request_style == "reference" else ""
         calls = [self._build_call(d, req.instruction, sent, with_preliminary, task) for d in dimensions]
-        outcomes: list[_Outcome | None] = [None] * len(calls)
+        outcomes: list[Outcome | None] = [None] * len(calls)
         if self.cache is not None:
             for i, call in enumerate(calls):
                 hit = self.cache.get(call.cache_key) if call.cache_key else None
                 scores = hit.get("scores") if hit else None
                 if isinstance(scores, dict):
-                    outcomes[i] = _Outcome(
+                    outcomes[i] = Outcome(
                         scores={k: float(v) for k, v in scores.items()},
                         reason=None,
                         prompt_tokens=int(hit.get("prompt_tokens", 0)),  # type: ignore[union-attr]
@@ -347,7 +343,7 @@ class OpenAIJudge:
         images: list[tuple[str, EncodedImage]],
         with_preliminary: bool,
         task: str = "",
-    ) -> _Call:
+    ) -> Call:
         cfg = self.cfg
         system = self._system_prompt(dimension, with_preliminary)
         reference_style = cfg.request_style == "reference"
@@ -396,10 +392,10 @@ class OpenAIJudge:
             )
         text_chars = len(system) + len(instruction) + 40 * len(images)
         estimate = text_chars // 4 + sum(estimated_image_tokens(img, cfg.image_detail) for _, img in images)
-        return _Call(dimension, kwargs, cache_key, estimate + cfg.max_tokens, request_body(kwargs, urls, images))
+        return Call(dimension, kwargs, cache_key, estimate + cfg.max_tokens, request_body(kwargs, urls, images))
 
     # ----------------------------------------------------------------------------------------- one HTTP call
-    async def _call(self, call: _Call, progress: _SampleProgress) -> _Outcome:
+    async def _call(self, call: Call, progress: SampleProgress) -> Outcome:
         assert self._client is not None and self._semaphore is not None
         async with self._semaphore:
             if self._rpm is not None:
@@ -436,9 +432,9 @@ class OpenAIJudge:
                         type(exc).__name__,
                         getattr(exc, "status_code", None),
                     )
-                return _Outcome(None, reason)
+                return Outcome(None, reason, retry_after_s=retry_after_s(exc))
         end = time.monotonic()
-        outcome = self._read_response(response, call.dimension)
+        outcome = read_response(response, call.dimension, self._use_logprobs)
         progress.ended(end, outcome.prompt_tokens, outcome.completion_tokens)
         self.stats.record_call(
             outcome.reason or "ok",
@@ -454,44 +450,6 @@ class OpenAIJudge:
             }
             await asyncio.get_running_loop().run_in_executor(self._worker, self.cache.set, call.cache_key, value)
         return outcome
-
-    def _read_response(self, response: Any, dimension: str | None) -> _Outcome:
-        """Read the JSON body of a chat completion (a plain dict: skipping pydantic models saves CPU per call)."""
-        if not isinstance(response, dict):
-            return _Outcome(None, "server_error")  # 200 without a JSON body (a proxy page, a broken server)
-        usage = response.get("usage") or {}
-        tokens = {
-            "prompt_tokens": _int(usage.get("prompt_tokens")),
-            "completion_tokens": _int(usage.get("completion_tokens")),
-        }
-        choices = response.get("choices") or []
-        if not choices or not isinstance(choices[0], dict):
-            return _Outcome(None, "unparsable", **tokens)
-        choice = choices[0]
-        message = choice.get("message") or {}
-        if message.get("refusal"):
-            return _Outcome(None, "refused", **tokens)
-        unfinished = finish_failure(choice.get("finish_reason"))
-        if unfinished is not None:  # never read a cut answer: "1" of "10" parses as a valid 1
-            return _Outcome(None, unfinished, **tokens)
-        content = message.get("content")
-        if not isinstance(content, str):
-            content = None
-        if dimension is None:
-            scores = parse_json_answer(content)
-        else:
-            score = parse_number_answer(content)
-            if score is not None and self._use_logprobs:
-                weighted = expected_score((choice.get("logprobs") or {}).get("content"))
-                score = weighted if weighted is not None else score
-            scores = None if score is None else {dimension: score}
-        if scores is None:
-            return _Outcome(None, "refused" if looks_like_refusal(content) else "unparsable", **tokens)
-        return _Outcome(scores, None, **tokens)
-
-
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
 
 
 def _report_to(on_result: ResultCallback, index: int, result: JudgeResult) -> None:

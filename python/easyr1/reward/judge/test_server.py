@@ -91,6 +91,10 @@ class ServerBehaviour:
     require_api_key: str | None = None
     """Answer 401 unless the request carries ``Authorization: Bearer <this>``."""
     hang_s: float = 3600.0
+    down: list[list[float]] = field(default_factory=list)
+    """Scheduled outages: ``[start_s, end_s]`` windows, in seconds since this behaviour was set, during which every
+    chat request is answered ``down_status`` (no Retry-After) whatever the rules say."""
+    down_status: int = 503
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -106,10 +110,22 @@ class _JudgeApp:
     """The request handler and its counters (shared by the thread and subprocess forms)."""
 
     def __init__(self, behaviour: ServerBehaviour):
-        self.behaviour = behaviour
         self._lock = threading.Lock()
+        self.behaviour = behaviour
         self.stop_event: asyncio.Event | None = None
         self.reset()
+
+    @property
+    def behaviour(self) -> ServerBehaviour:
+        return self._behaviour
+
+    @behaviour.setter
+    def behaviour(self, value: ServerBehaviour) -> None:
+        self._behaviour, self._epoch = value, time.monotonic()  # ``down`` windows count from here
+
+    def is_down(self, now: float) -> bool:
+        t = now - self._epoch
+        return any(start <= t < end for start, end in self._behaviour.down)
 
     def reset(self) -> None:
         with self._lock:
@@ -191,6 +207,10 @@ class _JudgeApp:
         auth_ok = behaviour.require_api_key is None or (
             request.headers.get("Authorization") == f"Bearer {behaviour.require_api_key}"
         )
+        if self.is_down(arrival):
+            with self._lock:
+                self.by_kind["down"] += 1
+            return error_response(behaviour.down_status, "The server is down for maintenance", None, {})
         rule = self._pick_rule(instruction, dimension) if auth_ok else Rule(kind="unauthorized")
         with self._lock:
             self.by_kind[rule.kind] += 1

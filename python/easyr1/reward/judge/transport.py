@@ -6,9 +6,12 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import openai
+
+from .stats import JudgeStats, JudgeStatsRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -97,3 +100,106 @@ class RetryCountingAsyncOpenAI(openai.AsyncOpenAI):
         except Exception:  # counting must never break a call
             logger.exception("judge retry counter failed")
         await super()._sleep_for_retry(response=response, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------ waiting out an outage
+TRANSIENT_REASONS = frozenset({"server_error", "rate_limited", "timeout"})
+"""Call failures that a judge outage produces (5xx or unreachable, 429, no answer in time): waited out."""
+OUTAGE_REASON = "outage"
+"""A sample whose calls still failed transiently when ``judge.outage_budget_s`` was spent."""
+OUTAGE_INITIAL_WAIT_S = 1.0
+OUTAGE_MAX_WAIT_S = 60.0
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    """The server's ``retry-after-ms`` / ``Retry-After`` (seconds) of a failed call, if it sent one."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:  # an HTTP date: not used (the exponential wait applies)
+            continue
+        if seconds >= 0:
+            return seconds
+    return None
+
+
+class OutageWait:
+    """tenacity wait: capped exponential backoff with full jitter, at least the longest ``Retry-After`` that the
+    failed calls of the last round carried (``retry_after()`` reads it)."""
+
+    def __init__(self, retry_after: Callable[[], float | None]):
+        import tenacity
+
+        self._retry_after = retry_after
+        self._backoff = tenacity.wait_random_exponential(multiplier=OUTAGE_INITIAL_WAIT_S, max=OUTAGE_MAX_WAIT_S)
+
+    def __call__(self, retry_state: Any) -> float:
+        wait = max(float(self._backoff(retry_state)), OUTAGE_INITIAL_WAIT_S / 2)
+        server = self._retry_after()
+        return max(wait, server) if server is not None else wait
+
+
+def outage_retrying(
+    budget_s: float,
+    *,
+    transient: Callable[[Any], bool],
+    retry_after: Callable[[], float | None],
+    on_wait: Callable[[float], None],
+) -> Any:
+    """A tenacity ``AsyncRetrying`` that repeats a round of failed calls while ``transient(result)`` holds and the
+    next wait still ends within ``budget_s`` of the first round's start; it returns the last round's result (never
+    raises ``RetryError``). ``on_wait(seconds)`` is told each wait before it starts."""
+    import tenacity
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        on_wait(state.next_action.sleep if state.next_action is not None else 0.0)
+
+    return tenacity.AsyncRetrying(
+        stop=tenacity.stop_before_delay(budget_s),
+        wait=OutageWait(retry_after),
+        retry=tenacity.retry_if_result(transient),
+        before_sleep=before_sleep,
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome is not None else None,
+        reraise=True,
+    )
+
+
+@dataclass
+class JudgeStatsAndWaits(JudgeStats):
+    """:class:`JudgeStats` plus the time spent waiting out judge outages."""
+
+    waiting_s: float = 0.0
+    """Seconds the batches waited for the judge to come back (each batch counts its longest sample wait)."""
+
+    def to_metrics(self) -> dict[str, float]:
+        metrics = super().to_metrics()
+        metrics["judge/waiting_s"] = float(self.waiting_s)
+        return metrics
+
+
+class JudgeStatsWithWaits(JudgeStatsRecorder):
+    """The judge's recorder, also counting outage waits (``judge/waiting_s``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._stats = JudgeStatsAndWaits()
+
+    def record_wait(self, seconds: float) -> None:
+        with self._lock:
+            self._stats.waiting_s += seconds  # type: ignore[attr-defined]
+
+    def snapshot(self) -> JudgeStatsAndWaits:
+        with self._lock:
+            waited = self._stats.waiting_s  # type: ignore[attr-defined]
+        return JudgeStatsAndWaits(**vars(super().snapshot()), waiting_s=waited)
+
+    def drain(self) -> JudgeStatsAndWaits:
+        with self._lock:
+            out, self._stats = self._stats, JudgeStatsAndWaits()
+            return out  # type: ignore[return-value]

@@ -134,6 +134,17 @@ def judge() -> dict[str, Any]:
                         ],
                         min_zero=True,
                     ),
+                    timeseries(
+                        "Waiting for the judge (outage backoff, share of wall time)",
+                        [
+                            target(
+                                f"sum by (job) (rate(easyr1_judge_waiting_seconds_total{S}[$window]))",
+                                "{{job}}",
+                            )
+                        ],
+                        unit="percentunit",
+                        min_zero=True,
+                    ),
                 ],
             ],
         ),
