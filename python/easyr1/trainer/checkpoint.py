@@ -6,15 +6,21 @@ Layout under the checkpoint root::
         actor/                 the actor pool's sharded model + optimizer + scheduler + RNG (or model only)
         driver_state.json      step, epoch, data loader position, best score, RNG states, …
         config.yaml            the resolved config (secrets redacted)
+        MANIFEST.json          every file above: relative path, size, sha256 (each file fsynced while hashed)
         COMPLETE               marker written last inside the temporary folder
     latest_checkpointed_iteration.txt   the tracker: the newest complete step, replaced atomically
 
-``resume: auto`` loads the tracker's step if that folder is complete, else the newest complete folder; partial
-folders (``*.tmp-*``) from a killed save are ignored and removed.
+``resume: auto`` loads the newest complete folder whose files match its manifest (sizes; :meth:`verify` also
+checks the sha256); a newer folder that does not match (truncated, a file missing) is skipped with a warning and
+the previous complete one is used. Partial folders (``*.tmp-*``) from a killed save are ignored and removed. A save
+that fails (ENOSPC, permission, an error of the actor's writer) removes its temporary folder and raises
+:class:`CheckpointWriteError` with one line; the previous checkpoints and the tracker are untouched.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import logging
 import os
@@ -29,6 +35,14 @@ logger = logging.getLogger(__name__)
 
 TRACKER = "latest_checkpointed_iteration.txt"
 COMPLETE = "COMPLETE"
+MANIFEST = "MANIFEST.json"
+_HASH_CHUNK = 8 * 2**20
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written; the message is one line naming the step, the folder and the cause."""
+
+
 _STEP_DIR = re.compile(r"^global_step_(\d+)$")
 
 
@@ -44,18 +58,32 @@ class CheckpointManager:
         self.save_limit = save_limit
 
     def save(self, step: int, write: Callable[[Path], None], driver_state: dict[str, Any], config_yaml: str) -> Path:
-        """Write a checkpoint for ``step``. ``write(folder)`` stores the actor's part inside ``folder``."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Write a checkpoint for ``step``. ``write(folder)`` stores the actor's part inside ``folder``.
+
+        Raises :class:`CheckpointWriteError` (after removing the temporary folder) when anything fails before the
+        folder is complete; the previous checkpoints stay as they were."""
         final = self.root / f"global_step_{step}"
         tmp = self.root / f"global_step_{step}.tmp-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        write(tmp)
-        _write_text(tmp / "driver_state.json", json.dumps(driver_state, indent=1, sort_keys=True))
-        _write_text(tmp / "config.yaml", config_yaml)
-        _write_text(tmp / COMPLETE, str(step))
-        _fsync_dir(tmp)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir()
+            write(tmp)
+            _write_text(tmp / "driver_state.json", json.dumps(driver_state, indent=1, sort_keys=True))
+            _write_text(tmp / "config.yaml", config_yaml)
+            _write_text(tmp / MANIFEST, json.dumps(_manifest(tmp), indent=1, sort_keys=True))
+            _write_text(tmp / COMPLETE, str(step))
+            _fsync_dir(tmp)
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)  # never a folder that resume could take for a checkpoint
+            if not isinstance(exc, Exception):
+                raise
+            previous = self.latest()
+            kept = f"previous checkpoint {previous.path} kept" if previous else "no previous checkpoint"
+            raise CheckpointWriteError(
+                f"checkpoint of step {step} not written to {self.root}: {_describe(exc)}; {kept}"
+            ) from exc
         if final.exists():  # re-saving a step: move the old copy aside first, so a kill never leaves neither
             old = self.root / f"global_step_{step}.old-{os.getpid()}"
             os.replace(final, old)
@@ -70,19 +98,54 @@ class CheckpointManager:
         return final
 
     def complete_checkpoints(self) -> list[CheckpointInfo]:
+        """Complete folders whose files have the sizes of their manifest, oldest first (a mismatch is skipped with a
+        warning; folders from before manifests are taken as they are)."""
         if not self.root.is_dir():
             return []
         found = []
         for child in self.root.iterdir():
             match = _STEP_DIR.match(child.name)
             if match and child.is_dir() and (child / COMPLETE).is_file():
+                problem = self.verify(child, checksums=False)
+                if problem is not None:
+                    logger.warning("checkpoint %s skipped: %s", child, problem)
+                    continue
                 found.append(CheckpointInfo(int(match.group(1)), child))
         return sorted(found, key=lambda c: c.step)
+
+    @staticmethod
+    def verify(path: Path, *, checksums: bool = True) -> str | None:
+        """``None`` when every file of ``path``'s manifest is there with its size (and sha256 when ``checksums``),
+        else what is wrong."""
+        manifest_path = path / MANIFEST
+        if not manifest_path.is_file():
+            return None  # written before manifests existed: the COMPLETE marker is all there is
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            files = manifest["files"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return f"unreadable manifest ({exc})"
+        for rel, entry in files.items():
+            file = path / rel
+            try:
+                size = file.stat().st_size
+            except OSError:
+                return f"{rel} is missing"
+            if size != entry["size"]:
+                return f"{rel} has {size} bytes, the manifest says {entry['size']} (truncated?)"
+            if checksums and _sha256(file) != entry["sha256"]:
+                return f"{rel} does not match its sha256"
+        return None
 
     def latest(self) -> CheckpointInfo | None:
         """The newest complete checkpoint. The tracker is advisory: a kill between the rename and the tracker
         update leaves it one save behind, and a complete folder is what counts."""
         complete = self.complete_checkpoints()
+        while complete and (problem := self.verify(complete[-1].path)) is not None:
+            logger.warning(
+                "newest checkpoint %s is damaged (%s); falling back to the previous one", complete[-1].path, problem
+            )
+            complete.pop()
         if not complete:
             return None
         tracker = self.root / TRACKER
@@ -135,3 +198,36 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _sha256(path: Path, *, fsync: bool = False) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+        if fsync:
+            os.fsync(handle.fileno())
+    return digest.hexdigest()
+
+
+def _manifest(folder: Path) -> dict[str, Any]:
+    """Size and sha256 of every file under ``folder`` (fsynced on the way: the actor's writer may not have)."""
+    files = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        files[str(path.relative_to(folder))] = {"size": path.stat().st_size, "sha256": _sha256(path, fsync=True)}
+    for sub in sorted({p.parent for p in folder.rglob("*")} | {folder}):
+        _fsync_dir(sub)
+    return {"version": 1, "files": files}
+
+
+def _describe(exc: BaseException) -> str:
+    """One line: the OS error's name and text (ENOSPC, EACCES, …), else the exception's first line."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__
+    if isinstance(cause, OSError) and cause.errno is not None:
+        name = errno.errorcode.get(cause.errno, str(cause.errno))
+        where = f" ({cause.filename})" if cause.filename else ""
+        return f"{name}: {cause.strerror or os.strerror(cause.errno)}{where}"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
