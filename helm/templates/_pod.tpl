@@ -32,6 +32,9 @@ spec:
   automountServiceAccountToken: false
   {{- end }}
   enableServiceLinks: false
+  {{- /* the trainer's stop grace (finish the step, checkpoint) plus a margin for Ray's shutdown */}}
+  {{- $stopGrace := (((($root.Values.trainingConfig).trainer) | default dict).stop_grace_s) | default 600 }}
+  terminationGracePeriodSeconds: {{ add (int $stopGrace) ($root.Values.terminationGraceMarginSeconds | default 60) }}
   {{- with $root.Values.imagePullSecrets }}
   imagePullSecrets:
     {{- toYaml . | nindent 4 }}

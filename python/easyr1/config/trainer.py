@@ -51,6 +51,11 @@ class TrainerConfig:
     """Driver seed (editor seeds, filtering order)."""
     abort_on_all_failed: bool = True
     """Stop the run (after logging) when every sample of a step is masked by judge/editor failures."""
+    stop_grace_s: float = 600.0
+    """After SIGTERM/SIGINT the step in flight finishes and the last completed step is checkpointed; if that takes
+    longer than this many seconds the run is abandoned (Ray shut down, exit 143/130, the previous checkpoint kept).
+    Kubernetes' ``terminationGracePeriodSeconds`` (the chart's ``trainer.terminationGracePeriodSeconds``) must be
+    longer than this, or the pod is killed first."""
 
     def validate(self, path: str) -> Iterator[ConfigError]:
         yield from check_positive(f"{path}.total_epochs", self.total_epochs)
@@ -60,6 +65,7 @@ class TrainerConfig:
             yield from check_choice(f"{path}.logger[{i}]", name, LOGGERS)
         yield from check_choice(f"{path}.wandb_mode", self.wandb_mode, ["auto", "online", "offline", "disabled"])
         yield from check_choice(f"{path}.resume", self.resume, ["auto", "disable"])
+        yield from check_positive(f"{path}.stop_grace_s", self.stop_grace_s)
         for key in ("val_freq", "save_freq", "save_limit"):
             value = getattr(self, key)
             if value == 0 or value < -1:

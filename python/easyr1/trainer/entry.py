@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from easyr1.config import ConfigValidationError, EasyR1Config, dump_yaml, load_config
@@ -33,8 +35,70 @@ def progress_bar(console=None):
     )
 
 
-def run_training(cfg: EasyR1Config, *, console=None) -> list[dict[str, float]]:
-    """Run GRPO for ``cfg`` in ``cfg.trainer.output_dir``; returns the per-step metrics of this invocation."""
+class ForcedStop(BaseException):
+    """A second signal, or the stop grace ran out: abandon the step in flight (the previous checkpoint stays)."""
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopSignals:
+    """SIGTERM/SIGINT set ``stop`` (the trainer finishes the step in flight and checkpoints it); a second signal, or
+    ``grace_s`` seconds after the first, raises :class:`ForcedStop` in the main thread. ``received`` lists the
+    signals. Main thread only (Python's rule for signal handlers); the previous handlers come back on exit.
+
+    ``ray.init`` installs Ray's own SIGTERM handler in the driver (it aborts the process), so :meth:`install` is
+    called again once Ray is up."""
+
+    def __init__(self, stop: threading.Event, grace_s: float):
+        self.stop = stop
+        self.grace_s = grace_s
+        self.received: list[int] = []
+        self._timers: list[threading.Timer] = []
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received.append(signum)
+        if self.stop.is_set():
+            raise ForcedStop(signal.Signals(signum).name)
+        self.stop.set()
+        logger.warning(
+            "%s: stopping after the step in flight and its checkpoint (at most %.0fs; a second signal abandons it)",
+            signal.Signals(signum).name,
+            self.grace_s,
+        )
+        # a real signal to the main thread: it also interrupts a blocking wait there (Ray's get, a sleep)
+        timer = threading.Timer(self.grace_s, signal.pthread_kill, args=(threading.main_thread().ident, signum))
+        timer.daemon = True
+        timer.start()
+        self._timers.append(timer)
+
+    def install(self) -> None:
+        for sig in STOP_SIGNALS:
+            old = signal.signal(sig, self._handle)
+            self._previous.setdefault(sig, old)
+
+    def __enter__(self) -> StopSignals:
+        self.install()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        for sig, old in self._previous.items():
+            signal.signal(sig, old)  # type: ignore[arg-type]
+
+
+def stop_on_signals(stop: threading.Event, grace_s: float) -> StopSignals:
+    """``with stop_on_signals(stop, grace_s) as signals:`` (see :class:`StopSignals`)."""
+    return StopSignals(stop, grace_s)
+
+
+def run_training(
+    cfg: EasyR1Config, *, console=None, stop: threading.Event | None = None, signals: StopSignals | None = None
+) -> list[dict[str, float]]:
+    """Run GRPO for ``cfg`` in ``cfg.trainer.output_dir``; returns the per-step metrics of this invocation (the
+    trainer's ``FitResult``: ``stopped`` is true when ``stop`` ended it early)."""
     from .components import build_components
     from .grpo import GRPOTrainer
 
@@ -42,11 +106,13 @@ def run_training(cfg: EasyR1Config, *, console=None) -> list[dict[str, float]]:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_yaml(cfg, redact=True))
     components = build_components(cfg, run_dir)
+    if signals is not None:
+        signals.install()  # again: ray.init replaced the SIGTERM handler
     try:
         trainer = GRPOTrainer(cfg, run_dir, components=components)
         trainer.resume()
         with progress_bar(console) as progress:
-            return trainer.fit(progress)
+            return trainer.fit(progress, stop=stop) if stop is not None else trainer.fit(progress)
     finally:
         components.close()
 
@@ -74,13 +140,34 @@ def train_command(args: argparse.Namespace) -> int:
     )  # one line each
     if failed:  # before Ray starts or a model loads
         return failed
+    from .checkpoint import CheckpointWriteError
     from .grpo import StageFailure
 
-    try:
-        history = run_training(cfg, console=console)
-    except StageFailure as exc:
-        console.print(f"easyr1 train stopped: {exc}", style="red", markup=False)
-        return 1
+    stop = threading.Event()
+    with stop_on_signals(stop, cfg.trainer.stop_grace_s) as signals:
+        received = signals.received
+        try:
+            history = run_training(cfg, console=console, stop=stop, signals=signals)
+        except (StageFailure, CheckpointWriteError) as exc:  # one line each; Ray is shut down on the way out
+            console.print(f"easyr1 train stopped: {exc}", style="red", markup=False)
+            return 1
+        except (ForcedStop, KeyboardInterrupt) as exc:  # components are closed (Ray shut down) on the way out
+            name = signal.Signals(received[-1]).name if received else "SIGINT"
+            print(
+                f"easyr1 train: {name}: step in flight abandoned ({type(exc).__name__}); resume: auto continues from "
+                f"the newest complete checkpoint in {cfg.trainer.output_dir}",
+                file=sys.stderr,
+            )
+            return 128 + (received[-1] if received else signal.SIGINT)
+    if received:
+        step = getattr(history, "step", None)
+        where = getattr(history, "checkpoint", None)
+        print(
+            f"easyr1 train: stopped by {signal.Signals(received[0]).name} after step {step}; checkpoint {where}; "
+            "resume: auto continues from it",
+            file=sys.stderr,
+        )
+        return 128 + received[0]
     if history:
         last = history[-1]
         console.print(

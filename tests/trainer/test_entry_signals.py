@@ -1,0 +1,124 @@
+"""SIGTERM/SIGINT stop ``easyr1 train`` cleanly: the step in flight finishes and is checkpointed, Ray is shut down,
+the exit code is 128 + the signal with one line and no traceback, and ``resume: auto`` continues the same data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from easyr1.trainer.checkpoint import CheckpointManager
+from easyr1.trainer.entry import ForcedStop, stop_on_signals
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "sandbox.yaml"
+
+
+def test_first_signal_sets_the_event_second_forces_and_handlers_come_back() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    stop = threading.Event()
+    with pytest.raises(ForcedStop), stop_on_signals(stop, grace_s=60) as signals:
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.time() + 5
+        while not stop.is_set() and time.time() < deadline:
+            time.sleep(0.01)
+        assert stop.is_set() and signals.received == [signal.SIGTERM]
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # the handler raises in the main thread before this ends
+        pytest.fail("the second signal did not force the stop")
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_grace_period_forces_the_stop() -> None:
+    stop = threading.Event()
+    start = time.monotonic()
+    with pytest.raises(ForcedStop), stop_on_signals(stop, grace_s=0.5):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+    assert time.monotonic() - start < 5
+
+
+def _overrides(assets: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        f"data.train_files={assets / 'data' / 'train'}",
+        f"data.val_files={assets / 'data' / 'val'}",
+        f"worker.actor.model.model_path={assets / 'policy'}",
+        f"trainer.output_dir={out}",
+        "data.rollout_batch_size=2",
+        "data.val_batch_size=4",
+        "data.max_response_length=24",
+        "worker.actor.global_batch_size=2",
+        "worker.actor.micro_batch_size_per_device_for_update=2",
+        "worker.actor.micro_batch_size_per_device_for_experience=4",
+        "worker.rollout.n=2",
+        "trainer.logger=[file]",
+        "trainer.val_freq=-1",
+        "trainer.val_before_train=false",
+        "telemetry.prometheus.enabled=false",
+        "trainer.save_freq=-1",
+        "trainer.save_limit=-1",
+        *extra,
+    ]
+
+
+def _digests(out: Path) -> dict[int, str]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return {r["step"]: r["data/digest"] for r in rows if "reward/mean" in r}
+
+
+@pytest.mark.slow
+def test_sigterm_stops_cleanly_and_resume_continues(tmp_path: Path) -> None:
+    from easyr1.models.tiny import build_tiny_policy
+    from easyr1.sandbox.generator import write_sandbox_dataset
+
+    assets = tmp_path / "assets"
+    build_tiny_policy(assets / "policy", seed=0)
+    write_sandbox_dataset(assets / "data" / "train", rows=16, seed=0, image_size=32)
+    write_sandbox_dataset(assets / "data" / "val", rows=4, seed=0, image_size=32, split="val")
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "easyr1", "train", str(EXAMPLE), *_overrides(assets, run, "trainer.max_steps=3")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    children: list[psutil.Process] = []
+    try:
+        deadline = time.time() + 400
+        while not (run / "metrics.jsonl").exists() or 1 not in _digests(run):
+            assert proc.poll() is None, "training ended before step 1 was logged"
+            assert time.time() < deadline, "step 1 not logged in time"
+            time.sleep(0.05)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGTERM)  # as Kubernetes does: to the main process only
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-4000:]
+    assert "stopped by SIGTERM" in stderr
+    latest = CheckpointManager(run / "checkpoints").latest()
+    assert latest is not None and latest.step >= 1
+    stopped_at = latest.step
+    _, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, [(p.pid, p.name()) for p in alive if p.is_running()]
+
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    clean = tmp_path / "clean"
+    clean_cmd = [
+        sys.executable,
+        "-m",
+        "easyr1",
+        "train",
+        str(EXAMPLE),
+        *_overrides(assets, clean, "trainer.max_steps=3"),
+    ]
+    assert subprocess.run(clean_cmd, capture_output=True, text=True, timeout=600).returncode == 0
+    assert _digests(run) == _digests(clean)
+    assert sorted(_digests(run)) == [1, 2, 3] and stopped_at < 3
