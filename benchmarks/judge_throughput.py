@@ -30,7 +30,7 @@ from easyr1.reward.judge import DIMENSIONS, JudgeRequest, rubrics
 from easyr1.reward.judge.images import encode_image
 from easyr1.reward.judge.openai_judge import OpenAIJudge
 from easyr1.reward.judge.parsing import parse_json_answer, parse_number_answer
-from easyr1.reward.judge.test_server import ServerBehaviour, SubprocessJudgeServer
+from easyr1.testing.judge_server import ServerBehaviour, SubprocessJudgeServer
 
 GOAL_SPEEDUP = 40.0
 GOAL_BOUND_RATIO = 1.25

@@ -9,7 +9,7 @@ from easyr1.core.protocols import conformance_problems
 from easyr1.core.registries import EDITOR_BACKENDS
 from easyr1.editing.pool import EditorPool
 from easyr1.editing.protocol import DrainsMetrics, Editor, EditorService
-from easyr1.editing.simulated import SimulatedEditor
+from easyr1.testing.simulated_editor import SimulatedEditor
 
 
 @pytest.mark.parametrize("name", EDITOR_BACKENDS.names())

@@ -13,7 +13,7 @@ from easyr1.config.cluster import PoolPlacement
 from easyr1.editing.factory import build_editor
 from easyr1.editing.pool import EditorPool
 from easyr1.editing.protocol import Editor, EditRequest
-from easyr1.editing.simulated import SimulatedEditor, render
+from easyr1.testing.simulated_editor import SimulatedEditor, render
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ def requests_for(make_image, n, tag=""):
 
 @pytest.fixture(scope="module")
 def pool(ray_local, tmp_path_factory):
-    factory = functools.partial(SimulatedEditor, 0.01, tmp_path_factory.mktemp("faults"))
+    factory = functools.partial(SimulatedEditor, 0.01, tmp_path_factory.mktemp("faults"), allow_exit=True)
     placement = PoolPlacement(num_cpus_per_worker=0.5)
     with EditorPool(factory, num_replicas=2, batch_size=3, max_retries=2, placement=placement) as p:
         yield p
@@ -132,7 +132,12 @@ def test_tiny_pipeline_edits_through_the_pool(ray_local, tiny_cfg, make_image, m
 def test_replica_that_cannot_come_back_is_retired(ray_local, make_image):
     placement = PoolPlacement(num_cpus_per_worker=0.5)
     with EditorPool(
-        SimulatedEditor, num_replicas=2, batch_size=2, max_retries=2, max_replica_restarts=0, placement=placement
+        functools.partial(SimulatedEditor, allow_exit=True),
+        num_replicas=2,
+        batch_size=2,
+        max_retries=2,
+        max_replica_restarts=0,
+        placement=placement,
     ) as pool:
         batch = requests_for(make_image, 4)
         batch[3] = dataclasses.replace(batch[3], instruction="crash !die")

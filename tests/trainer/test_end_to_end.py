@@ -143,7 +143,7 @@ def test_sandbox_loop_resume_and_export(assets, tmp_path):
 
 def test_openai_judge_over_http(assets, tmp_path, monkeypatch):
     """The driver with the real OpenAI client against the loopback test server; a failing dimension masks."""
-    from easyr1.reward.judge.test_server import JudgeTestServer, Rule, ServerBehaviour
+    from easyr1.testing.judge_server import JudgeTestServer, Rule, ServerBehaviour
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-e2e-secret")
     behaviour = ServerBehaviour(default_score=6.0, rules=[Rule(kind="malformed", times=1)])
@@ -178,7 +178,7 @@ def test_tiny_diffusers_editor_through_the_pool(assets, tmp_path, monkeypatch):
     """The Qwen-Image-Edit code path (tiny random pipeline in the Ray editor pool) inside the loop, judged over
     HTTP (the sandbox judge reads scene state, which a diffusion edit does not carry)."""
     from easyr1.models.tiny_editor import build_tiny_editor
-    from easyr1.reward.judge.test_server import JudgeTestServer, ServerBehaviour
+    from easyr1.testing.judge_server import JudgeTestServer, ServerBehaviour
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     editor_dir = build_tiny_editor(tmp_path / "editor", seed=0)

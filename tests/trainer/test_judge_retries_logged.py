@@ -8,7 +8,7 @@ from test_grpo_step import data_dir, make  # noqa: F401 (data_dir is a fixture)
 
 from easyr1.config import JudgeConfig
 from easyr1.reward.judge.openai_judge import OpenAIJudge
-from easyr1.reward.judge.test_server import JudgeTestServer, Rule, ServerBehaviour
+from easyr1.testing.judge_server import JudgeTestServer, Rule, ServerBehaviour
 
 
 def test_retries_are_logged_per_step(data_dir, tmp_path):  # noqa: F811

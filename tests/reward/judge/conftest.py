@@ -9,7 +9,7 @@ from judge_testkit import API_KEY
 
 from easyr1.config import JudgeConfig
 from easyr1.reward.judge.openai_judge import OpenAIJudge
-from easyr1.reward.judge.test_server import JudgeTestServer, ServerBehaviour
+from easyr1.testing.judge_server import JudgeTestServer, ServerBehaviour
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from judge_testkit import make_requests, picture
 
 from easyr1.reward.judge import JudgeRequest, rubrics
-from easyr1.reward.judge.test_server import Rule, ServerBehaviour
+from easyr1.testing.judge_server import Rule, ServerBehaviour
 
 
 @pytest.mark.parametrize("mode", ["per_dimension", "single_call"])

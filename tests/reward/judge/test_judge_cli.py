@@ -13,7 +13,7 @@ from judge_testkit import API_KEY, picture
 
 from easyr1.cli import main
 from easyr1.reward.judge.protocol import DIMENSIONS
-from easyr1.reward.judge.test_server import Rule, ServerBehaviour
+from easyr1.testing.judge_server import Rule, ServerBehaviour
 
 
 def write_rows(folder: Path, n: int, *, absolute: bool = False) -> Path:

@@ -10,7 +10,7 @@ from judge_testkit import make_requests, picture
 from easyr1.reward.judge import JudgeRequest
 from easyr1.reward.judge import openai_judge as openai_judge_module
 from easyr1.reward.judge.protocol import DIMENSIONS
-from easyr1.reward.judge.test_server import Rule, ServerBehaviour
+from easyr1.testing.judge_server import Rule, ServerBehaviour
 
 
 def _distinct_scores(n: int) -> list[Rule]:

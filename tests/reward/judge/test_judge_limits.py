@@ -8,7 +8,7 @@ import pytest
 from judge_testkit import make_requests
 
 from easyr1.reward.judge import openai_judge as openai_judge_module
-from easyr1.reward.judge.test_server import Rule, ServerBehaviour
+from easyr1.testing.judge_server import Rule, ServerBehaviour
 
 
 @pytest.mark.parametrize("limit", [1, 3, 8])

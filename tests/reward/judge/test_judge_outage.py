@@ -7,7 +7,7 @@ import time
 
 from judge_testkit import make_requests
 
-from easyr1.reward.judge.test_server import Rule, ServerBehaviour
+from easyr1.testing.judge_server import Rule, ServerBehaviour
 
 
 def test_outage_shorter_than_the_budget_is_waited_out(server, make_judge) -> None:

@@ -7,7 +7,7 @@ from judge_testkit import API_KEY, make_requests
 
 from easyr1.config import JudgeConfig
 from easyr1.reward.judge.openai_judge import OpenAIJudge
-from easyr1.reward.judge.test_server import Rule, ServerBehaviour, SubprocessJudgeServer
+from easyr1.testing.judge_server import Rule, ServerBehaviour, SubprocessJudgeServer
 
 
 def test_behaviour_round_trips_json() -> None:

@@ -12,7 +12,7 @@ from test_judge_cli import run_judge, write_rows
 
 from easyr1.reward.judge.parsing import finish_failure, parse_number_answer
 from easyr1.reward.judge.protocol import DIMENSIONS, FAILURE_REASONS
-from easyr1.reward.judge.test_server import Rule, ServerBehaviour
+from easyr1.testing.judge_server import Rule, ServerBehaviour
 
 
 def test_per_dimension_answer_cut_by_max_tokens_is_truncated_not_a_one(server, make_judge) -> None:

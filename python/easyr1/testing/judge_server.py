@@ -13,7 +13,7 @@ per digit, up to four other characters per token): a longer answer is cut and en
 
 In a thread: ``with JudgeTestServer(ServerBehaviour(latency_s=0.2)) as server: ... server.base_url``.
 In a subprocess (its own CPU and GIL): ``SubprocessJudgeServer(behaviour)``; same ``base_url``/``stats()``.
-Command line: ``python -m easyr1.reward.judge.test_server --port 0 --latency 0.2`` prints ``LISTENING <base_url>``.
+Command line: ``python -m easyr1.testing.judge_server --port 0 --latency 0.2`` prints ``LISTENING <base_url>``.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ from typing import Any
 
 from aiohttp import web
 
-from .protocol import DIMENSIONS
-from .rubrics import INSTRUCTION_PREFIX, TITLE_TO_DIMENSION
-from .test_server_answers import error_response, number_text, score_logprobs, texts, truncate_to_tokens
+from easyr1.reward.judge.protocol import DIMENSIONS
+from easyr1.reward.judge.rubrics import INSTRUCTION_PREFIX, TITLE_TO_DIMENSION
+
+from .judge_server_answers import error_response, number_text, score_logprobs, texts, truncate_to_tokens
 
 KINDS = (
     "ok",

@@ -1,4 +1,4 @@
-"""Answer building of the judge test server (:mod:`easyr1.reward.judge.test_server`): request texts, score
+"""Answer building of the judge test server (:mod:`easyr1.testing.judge_server`): request texts, score
 strings, token log-probabilities, ``max_tokens`` truncation and error bodies."""
 
 from __future__ import annotations

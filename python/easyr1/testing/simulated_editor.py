@@ -6,14 +6,15 @@ image, like a GPU editor whose time grows with the batch. Instructions can ask f
 replica raise or die in the middle of a batch:
 
 * ``"!raise"`` — the batch call raises ``RuntimeError``;
-* ``"!die"`` — the process exits at once (the Ray actor dies);
+* ``"!die"`` — the process exits at once (the Ray actor dies); only with ``allow_exit=True`` (tests);
 * ``"!die-once"`` — the process exits the first time this request is seen (a marker file in ``state_dir``
-  remembers it across restarts), then edits normally;
+  remembers it across restarts), then edits normally; only with ``allow_exit=True``;
 * ``"!hang"`` — the call sleeps for an hour (a stuck replica, for timeout tests);
 * ``"!blank"`` — the item comes back as a failure ``blank_output`` (what the real editor reports for a black
   image).
 
-It is never a production backend: the driver's factory does not build it from a config.
+It is never a production backend: the driver's factory does not build it from a config. Without ``allow_exit``
+the two exit instructions are ordinary text (an instruction cannot end a process unless a test asked for it).
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ logger = logging.getLogger(__name__)
 class SimulatedEditor:
     """Sleep-based editor: ``latency_s`` seconds per image (one sleep per batch), deterministic outputs."""
 
-    def __init__(self, latency_s: float = 0.0, state_dir: str | Path | None = None):
+    def __init__(self, latency_s: float = 0.0, state_dir: str | Path | None = None, *, allow_exit: bool = False):
         self.latency_s = float(latency_s)
+        self.allow_exit = allow_exit
+        """Obey ``!die`` / ``!die-once`` (exit the process); off unless a test asks for replica deaths."""
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.calls = 0
         self.pid = os.getpid()
@@ -66,6 +69,8 @@ class SimulatedEditor:
             time.sleep(3600)
         if "!raise" in text:
             raise RuntimeError(f"simulated failure for {request.key}")
+        if not self.allow_exit:
+            return
         if "!die-once" in text:
             if self.state_dir is None:
                 raise ValueError("'!die-once' needs SimulatedEditor(state_dir=...)")
