@@ -11,9 +11,18 @@ import pytest
 
 from easyr1.config import EasyR1Config, load_config
 from easyr1.config.editing import ImageEditConfig
+from easyr1.config.reward import RewardConfig
 from easyr1.config.rollout import RolloutConfig
 from easyr1.core.dimensions import DEFAULT_WEIGHTS, DIMENSIONS
-from easyr1.core.registries import EDITOR_BACKENDS, ENGINES, ESTIMATORS, EngineFacts, EstimatorFacts
+from easyr1.core.registries import (
+    EDITOR_BACKENDS,
+    ENGINES,
+    ESTIMATORS,
+    JUDGE_BACKENDS,
+    STRATEGIES,
+    EngineFacts,
+    EstimatorFacts,
+)
 from easyr1.core.registry import Registry
 
 
@@ -56,6 +65,7 @@ def test_importing_the_config_and_the_registries_pulls_in_no_torch_or_ray():
     [
         (ENGINES, lambda: RolloutConfig(), "name"),
         (EDITOR_BACKENDS, lambda: ImageEditConfig(), "backend"),
+        (STRATEGIES, lambda: RewardConfig(), "strategy"),
     ],
 )
 def test_config_choices_follow_the_registry(registry, section, key):
@@ -104,6 +114,30 @@ def test_every_registered_implementation_loads_and_matches_its_facts():
         assert facts.owns_processes == hasattr(cls, "shutdown")
     for name in EDITOR_BACKENDS:
         assert callable(EDITOR_BACKENDS.load(name).edit)
+    for name in JUDGE_BACKENDS:
+        assert callable(JUDGE_BACKENDS.load(name).score_batch)
+    assert JUDGE_BACKENDS.names() == ["openai", "sandbox"]
+
+
+def test_a_registered_strategy_is_what_combine_runs():
+    """Adding a strategy is one registration: ``combine`` and the config validation both follow it."""
+    import torch
+
+    from easyr1.reward import combine
+
+    scores = {d: torch.tensor([3.0, 7.0]) for d in DIMENSIONS}
+    fmt = torch.tensor([5.0, 0.0])
+    with pytest.raises(ValueError, match="unknown strategy"):
+        combine(scores, fmt, "format_only")
+    STRATEGIES.register(
+        "format_only", STRATEGIES.facts("max_deviation"), lambda judge, formats, settings: 2.0 * formats
+    )
+    try:
+        reward, valid = combine(scores, fmt, "format_only")
+        assert reward.tolist() == [10.0, 0.0] and valid.all()
+        assert not list(RewardConfig(strategy="format_only").validate("r"))
+    finally:
+        STRATEGIES.unregister("format_only")
 
 
 def test_engine_hooks_give_the_constructor_its_keywords():

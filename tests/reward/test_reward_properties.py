@@ -10,10 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from easyr1.config import DIMENSIONS
+from easyr1.core.registries import STRATEGIES as STRATEGY_REGISTRY
 from easyr1.reward import combine, extract_re_edit, format_report, improvement, normalise_weights
 from easyr1.reward.format_rule import seed_blocks
 
-STRATEGIES = ["weighted_sum", "gated", "multiplicative", "max_deviation"]
+STRATEGIES = STRATEGY_REGISTRY.names()
+WEIGHTED = [name for name in STRATEGIES if STRATEGY_REGISTRY.facts(name).uses_weights]
 
 judge_value = st.floats(min_value=0.0, max_value=10.0, allow_nan=False)
 format_value = st.floats(min_value=0.0, max_value=5.0, allow_nan=False)
@@ -53,7 +55,7 @@ def test_valid_inputs_give_rewards_in_range(batch, weights, strategy, gate, md_w
 
 
 @settings(max_examples=100, deadline=None)
-@given(score_batches(), weight_maps(), st.floats(min_value=1e-3, max_value=1e3), st.sampled_from(STRATEGIES[:3]))
+@given(score_batches(), weight_maps(), st.floats(min_value=1e-3, max_value=1e3), st.sampled_from(WEIGHTED))
 def test_scaling_all_weights_changes_nothing(batch, weights, factor, strategy):
     judge, fmt = batch
     first, _ = combine(judge, fmt, strategy, weights=weights)

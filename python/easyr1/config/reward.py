@@ -6,14 +6,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from easyr1.core.dimensions import DEFAULT_WEIGHTS, DIMENSIONS
+from easyr1.core.registries import STRATEGIES
 
 from .base import ConfigError, check_choice, check_non_negative, check_range
 
-__all__ = ["DIMENSIONS", "STRATEGIES", "RewardConfig"]
-
-STRATEGIES = ["weighted_sum", "gated", "multiplicative", "max_deviation"]
-"""Combination strategies (implemented in ``easyr1.reward.combination``; phase B of issue 17 turns this list into a
-registry in ``easyr1.core.registries``)."""
+__all__ = ["DIMENSIONS", "RewardConfig"]
 
 
 def _default_weights() -> dict[str, float]:
@@ -41,8 +38,8 @@ class RewardConfig:
     fallback_instruction: str = "Improve the image quality and consistency"
     """Instruction used by ``missing_re_edit=fallback_instruction``."""
     strategy: str = "max_deviation"
-    """Combination of the five judge dimensions with the format score: weighted_sum, gated, multiplicative,
-    max_deviation."""
+    """Combination of the five judge dimensions with the format score, a name of
+    ``easyr1.core.registries.STRATEGIES``: weighted_sum, gated, multiplicative, max_deviation."""
     weights: dict[str, float] = field(default_factory=_default_weights)
     """Weights of the five dimensions and ``format`` (normalised to sum 1) for weighted_sum/gated/multiplicative."""
     gate_threshold: float = 2.5
@@ -60,7 +57,7 @@ class RewardConfig:
         yield from check_choice(
             f"{path}.missing_re_edit", self.missing_re_edit, ["zero_reward", "skip_edit", "fallback_instruction"]
         )
-        yield from check_choice(f"{path}.strategy", self.strategy, STRATEGIES)
+        yield from check_choice(f"{path}.strategy", self.strategy, STRATEGIES.names())
         if not (0 <= self.re_edit_length_ideal <= self.re_edit_length_acceptable <= self.re_edit_length_tolerable):
             yield ConfigError(
                 f"{path}.re_edit_length_ideal",

@@ -1,4 +1,5 @@
-"""The registries every layer reads: advantage estimators, rollout engines, editor backends.
+"""The registries every layer reads: advantage estimators, rollout engines, editor and judge backends, reward
+combination strategies.
 
 Each table is the single source of truth for its config key: the config section validates against
 ``REGISTRY.names()`` and reads per-entry facts from here; the code that runs an entry loads it with
@@ -125,3 +126,41 @@ EDITOR_BACKENDS.register(
     EditorBackendFacts(reads_metadata=True, heavy=False),
     "easyr1.sandbox.editor:SandboxEditor",
 )
+
+# ------------------------------------------------------------------------------------------------- judge backends
+
+
+@dataclass(frozen=True)
+class JudgeBackendFacts:
+    """What the config and the judge factory know about a judge backend."""
+
+    remote: bool
+    """Calls an HTTP endpoint: needs ``judge.base_url`` and an API key, and is built as ``cls(judge_cfg)``;
+    otherwise built with ``from_config(judge_cfg)`` when the class has one, else with no arguments."""
+
+
+JUDGE_BACKENDS: Registry[JudgeBackendFacts] = Registry("judge backend", "judge.backend")
+"""``judge.backend`` → a judge class satisfying :class:`easyr1.reward.judge.protocol.Judge`."""
+
+JUDGE_BACKENDS.register("openai", JudgeBackendFacts(remote=True), "easyr1.reward.judge.openai_judge:OpenAIJudge")
+JUDGE_BACKENDS.register("sandbox", JudgeBackendFacts(remote=False), "easyr1.sandbox.judge:SandboxJudge")
+
+# --------------------------------------------------------------------------------------- reward combination strategies
+
+
+@dataclass(frozen=True)
+class StrategyFacts:
+    """What the config knows about a reward combination strategy."""
+
+    uses_weights: bool
+    """Reads the six ``worker.reward.weights`` (otherwise its own settings, e.g. ``max_deviation_*_weight``)."""
+
+
+STRATEGIES: Registry[StrategyFacts] = Registry("reward combination strategy", "worker.reward.strategy")
+"""``worker.reward.strategy`` → ``fn(judge (B,5), formats (B,), settings: StrategySettings) -> reward (B,)`` in
+:mod:`easyr1.reward.combination` (formulas in its module docstring)."""
+
+STRATEGIES.register("weighted_sum", StrategyFacts(uses_weights=True), "easyr1.reward.combination:weighted_sum")
+STRATEGIES.register("gated", StrategyFacts(uses_weights=True), "easyr1.reward.combination:gated")
+STRATEGIES.register("multiplicative", StrategyFacts(uses_weights=True), "easyr1.reward.combination:multiplicative")
+STRATEGIES.register("max_deviation", StrategyFacts(uses_weights=False), "easyr1.reward.combination:max_deviation")

@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from easyr1.config.reward import DIMENSIONS, STRATEGIES
+from easyr1.core.dimensions import DEFAULT_WEIGHTS, DIMENSIONS, FORMAT_WEIGHT_KEY
+from easyr1.core.registries import STRATEGIES
 
-WEIGHT_KEYS: tuple[str, ...] = (*DIMENSIONS, "format")
-DEFAULT_WEIGHTS: dict[str, float] = {**{d: 0.15 for d in DIMENSIONS}, "format": 0.25}
+WEIGHT_KEYS: tuple[str, ...] = (*DIMENSIONS, FORMAT_WEIGHT_KEY)
 JUDGE_RANGE = (0.0, 10.0)
 FORMAT_RANGE = (0.0, 5.0)
 NEUTRAL_JUDGE_SCORE = 5.0
@@ -108,19 +109,36 @@ def _judge_weight_vector(weights: dict[str, float], like: torch.Tensor) -> torch
     return torch.tensor([weights[d] for d in DIMENSIONS], dtype=like.dtype, device=like.device)
 
 
+@dataclass(frozen=True)
+class StrategySettings:
+    """The settings a strategy may read, as given (each strategy validates and normalises what it uses)."""
+
+    weights: Mapping[str, float] | None = None
+    """The six weights (``None``: the defaults); normalised by the strategies that use them."""
+    gate_threshold: float = 2.5
+    """``gated``: minimum format score (0–5)."""
+    max_deviation_weights: tuple[float, float] = (0.8, 0.2)
+    """``max_deviation``: (judge weight, format weight)."""
+
+
 def _weighted_sum(judge: torch.Tensor, formats: torch.Tensor, weights: dict[str, float]) -> torch.Tensor:
     return judge @ _judge_weight_vector(weights, judge) + weights["format"] * (2.0 * formats)
 
 
-def _gated(
-    judge: torch.Tensor, formats: torch.Tensor, weights: dict[str, float], gate_threshold: float
-) -> torch.Tensor:
-    summed = _weighted_sum(judge, formats, weights)
-    return torch.where(formats >= gate_threshold, summed, torch.zeros_like(summed))
+def weighted_sum(judge: torch.Tensor, formats: torch.Tensor, settings: StrategySettings) -> torch.Tensor:
+    """The ``weighted_sum`` strategy (registered in :data:`easyr1.core.registries.STRATEGIES`)."""
+    return _weighted_sum(judge, formats, normalise_weights(settings.weights))
 
 
-def _multiplicative(judge: torch.Tensor, formats: torch.Tensor, weights: dict[str, float]) -> torch.Tensor:
-    judge_weights = _judge_weight_vector(weights, judge)
+def gated(judge: torch.Tensor, formats: torch.Tensor, settings: StrategySettings) -> torch.Tensor:
+    """The ``gated`` strategy: ``weighted_sum`` where the format score reaches the gate, else 0."""
+    summed = _weighted_sum(judge, formats, normalise_weights(settings.weights))
+    return torch.where(formats >= settings.gate_threshold, summed, torch.zeros_like(summed))
+
+
+def multiplicative(judge: torch.Tensor, formats: torch.Tensor, settings: StrategySettings) -> torch.Tensor:
+    """The ``multiplicative`` strategy: geometric mean of the weighted judge mean and the format score."""
+    judge_weights = _judge_weight_vector(normalise_weights(settings.weights), judge)
     total = float(judge_weights.sum())
     if total <= 0:
         raise ValueError("multiplicative needs at least one judge dimension with a weight above 0")
@@ -130,8 +148,9 @@ def _multiplicative(judge: torch.Tensor, formats: torch.Tensor, weights: dict[st
     return 10.0 * torch.sqrt(judge_part * format_part)
 
 
-def _max_deviation(judge: torch.Tensor, formats: torch.Tensor, weights: tuple[float, float]) -> torch.Tensor:
-    judge_weight, rule_weight = weights
+def max_deviation(judge: torch.Tensor, formats: torch.Tensor, settings: StrategySettings) -> torch.Tensor:
+    """The ``max_deviation`` strategy: the dimension farthest from 5 mixed with the format score."""
+    judge_weight, rule_weight = _check_max_deviation_weights(settings.max_deviation_weights)
     # argmax returns the first index among equal maxima: ties go to the first dimension in DIMENSIONS order.
     chosen = torch.argmax(torch.abs(judge - NEUTRAL_JUDGE_SCORE), dim=1, keepdim=True)
     representative = torch.gather(judge, 1, chosen).squeeze(1)
@@ -169,18 +188,12 @@ def combine(
     ``valid`` (a (B,) bool tensor) is False.
     """
     if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES.names()}")
     if not (math.isfinite(gate_threshold) and FORMAT_RANGE[0] <= gate_threshold <= FORMAT_RANGE[1]):
         raise ValueError(f"gate_threshold must lie in [0, 5] (format scale), got {gate_threshold}")
     judge, formats, valid = _inputs(judge_scores, format_scores)
-    if strategy == "weighted_sum":
-        reward = _weighted_sum(judge, formats, normalise_weights(weights))
-    elif strategy == "gated":
-        reward = _gated(judge, formats, normalise_weights(weights), gate_threshold)
-    elif strategy == "multiplicative":
-        reward = _multiplicative(judge, formats, normalise_weights(weights))
-    else:
-        reward = _max_deviation(judge, formats, _check_max_deviation_weights(max_deviation_weights))
+    settings = StrategySettings(weights, gate_threshold, max_deviation_weights)
+    reward = STRATEGIES.load(strategy)(judge, formats, settings)
     reward = torch.where(valid, reward, torch.full_like(reward, float("nan")))
     return reward, valid
 
