@@ -59,7 +59,18 @@ def test_validate_config_preflight_exits_2_with_one_line_per_failure(ready, caps
     assert main(["validate-config", str(path), *overrides, "worker.image_edit.num_replicas=2"]) == 0
 
 
-def test_train_fails_preflight_before_ray_or_a_model(ready, tmp_path):
+@pytest.fixture
+def judge_port():
+    """A loopback port that accepts connections (the judge endpoint's reachability is checked by TCP)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock.getsockname()[1]
+
+
+def test_train_fails_preflight_before_ray_or_a_model(ready, tmp_path, judge_port):
     path, overrides = ready
     start = time.monotonic()
     result = subprocess.run(
@@ -73,6 +84,7 @@ def test_train_fails_preflight_before_ray_or_a_model(ready, tmp_path):
             "worker.image_edit.num_replicas=2",
             "judge.backend=openai",
             "judge.api_key_env=EASYR1_TEST_NO_SUCH_KEY",
+            f"judge.base_url=http://127.0.0.1:{judge_port}/v1",
         ],
         capture_output=True,
         text=True,
@@ -125,10 +137,14 @@ def test_gpus_against_the_visible_ones(ready, monkeypatch):
     assert "need 2 GPU" in line and "has 1" in line
 
 
-def test_judge_credentials(ready, tmp_path, monkeypatch):
+def test_judge_credentials(ready, tmp_path, monkeypatch, judge_port):
     path, overrides = ready
     monkeypatch.delenv("EASYR1_TEST_KEY", raising=False)
-    judge = ["judge.backend=openai", "judge.api_key_env=EASYR1_TEST_KEY"]
+    judge = [
+        "judge.backend=openai",
+        "judge.api_key_env=EASYR1_TEST_KEY",
+        f"judge.base_url=http://127.0.0.1:{judge_port}/v1",
+    ]
     (line,) = lines(path, [*overrides, *judge])
     assert line.startswith("preflight judge:") and "EASYR1_TEST_KEY" in line
     monkeypatch.setenv("EASYR1_TEST_KEY", "EMPTY")
@@ -136,6 +152,21 @@ def test_judge_credentials(ready, tmp_path, monkeypatch):
     key_file = tmp_path / "missing-key"
     (line,) = lines(path, [*overrides, *judge, f"judge.api_key_file={key_file}"])
     assert "cannot be read" in line
+
+
+def test_unreachable_judge_endpoint(ready, monkeypatch):
+    import socket
+
+    path, overrides = ready
+    monkeypatch.setenv("EASYR1_TEST_KEY", "EMPTY")
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    judge = ["judge.backend=openai", "judge.api_key_env=EASYR1_TEST_KEY", f"judge.base_url=http://127.0.0.1:{port}/v1"]
+    (line,) = lines(path, [*overrides, *judge])
+    assert line.startswith(f"preflight judge: judge.base_url http://127.0.0.1:{port}/v1: unreachable")
 
 
 def test_model_and_data_paths(ready, tmp_path):

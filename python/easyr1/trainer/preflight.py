@@ -243,6 +243,35 @@ def check_judge(cfg: EasyR1Config, command: str) -> Iterator[PreflightFailure]:
         resolve_api_key(cfg.judge)
     except JudgeCredentialError as exc:
         yield PreflightFailure("judge", str(exc))
+    problem = endpoint_problem(cfg.judge.base_url)
+    if problem is not None:
+        yield PreflightFailure("judge", f"judge.base_url {cfg.judge.base_url}: {problem}")
+
+
+ENDPOINT_TIMEOUT_S = 5.0
+
+
+def endpoint_problem(url: str, timeout_s: float = ENDPOINT_TIMEOUT_S) -> str | None:
+    """Whether a TCP connection to ``url``'s host (or to the proxy the standard variables name for it) opens:
+    no HTTP request is sent, so no key is used and nothing is billed. ``None`` when it does."""
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return "not an http(s) URL"
+    target = parsed
+    proxy = urllib.request.getproxies().get(parsed.scheme)
+    if proxy and not urllib.request.proxy_bypass(parsed.hostname):
+        target = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    port = target.port or (443 if target.scheme == "https" else 80)
+    try:
+        with socket.create_connection((target.hostname, port), timeout=timeout_s):
+            return None
+    except OSError as exc:
+        via = f" (via proxy {target.hostname}:{port})" if target is not parsed else ""
+        return f"unreachable{via}: {exc.strerror or exc}"
 
 
 # ------------------------------------------------------------------------------------------------------ paths
