@@ -94,6 +94,14 @@ def test_actor_rollout_cycle_stays_broken(graph):
     assert [pair for pair in edges if pair[0] == "transfer" and pair[1] not in {"core"}] == []
 
 
+def test_the_pools_share_a_neutral_placement_and_lifecycle_package(graph):
+    """Placement and the Ray pool base live in ``easyr1.pools`` (config and core only): rollout imports no actor."""
+    edges = pg.package_edges(graph)
+    assert ("rollout", "actor") not in edges, edges.get(("rollout", "actor"))
+    assert [pair for pair in edges if pair[0] == "pools" and pair[1] not in {"config", "core"}] == []
+    assert {("actor", "pools"), ("rollout", "pools"), ("editing", "pools")} <= set(edges)
+
+
 def test_the_graph_builder_sees_lazy_and_relative_imports_but_not_type_checking_ones(tmp_path):
     pkg = tmp_path / "easyr1"
     (pkg / "a").mkdir(parents=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from easyr1.actor.placement import ray_actor_options, worker_device, worker_threads
+from easyr1.pools.placement import ray_actor_options, worker_device, worker_threads
 from easyr1.config.cluster import PoolPlacement
 
 

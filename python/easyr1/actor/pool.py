@@ -21,9 +21,9 @@ import torch
 from easyr1.config import EasyR1Config
 from easyr1.config.actor import OptimConfig
 from easyr1.core.types import PolicyPrompt
+from easyr1.pools import Deadline, RayPool, ray_actor_options
 
 from .batch import PolicyBatch, shard_batch
-from .placement import ray_actor_options, wait_for_pool
 from .settings import actor_settings
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def _pad_cat(parts: list[torch.Tensor], counts: list[int], width: int) -> torch.
     return torch.cat(rows, dim=0)
 
 
-class ActorPool:
+class ActorPool(RayPool):
     """FSDP2 actor workers (Ray actors) forming one torch.distributed world (gloo on CPU, NCCL on GPU).
 
     Args:
@@ -69,18 +69,16 @@ class ActorPool:
 
         from .worker import ActorWorker
 
+        super().__init__("actor pool")
         self.cfg = cfg
         self.settings = actor_settings(cfg, total_steps=total_steps, optim=optim, with_reference=with_reference)
         self.world_size = cfg.worker.actor.num_workers
-        remote_cls = ray.remote(ActorWorker)
         options = ray_actor_options(cfg.cluster.actor)
-        self.workers = [
-            remote_cls.options(**options).remote(self.settings, rank, self.world_size)
-            for rank in range(self.world_size)
-        ]
+        self.workers = self.start_members(
+            ActorWorker, options, self.world_size, lambda rank: ((self.settings, rank, self.world_size), {})
+        )
         try:
-            wait = {"what": "actor pool", "options": options, "count": self.world_size, "timeout_s": startup_timeout_s}
-            wait_for_pool([w.ping.remote() for w in self.workers], **wait)
+            self.wait_ready([w.ping.remote() for w in self.workers], Deadline(startup_timeout_s))
             host, port = ray.get(self.workers[0].rendezvous.remote())
             self.info = ray.get([w.setup.remote(host, port) for w in self.workers])
         except Exception:
@@ -198,5 +196,4 @@ class ActorPool:
                 ray.get([w.shutdown.remote() for w in workers], timeout=30)
             except Exception as exc:  # a crashed worker must not stop the others from going away
                 logger.warning("actor shutdown: %s", exc)
-        for w in workers:
-            ray.kill(w)
+        self.kill_members(workers)

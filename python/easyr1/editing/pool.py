@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from easyr1.core.registries import EDITOR_BACKENDS
 from easyr1.core.seeds import request_identity
 from easyr1.core.types import EditRequest, EditResult
+from easyr1.pools import Deadline, RayPool, ray_actor_options
 
 from .batching import balanced_chunks, edit_isolating_failures
 from .protocol import Editor
@@ -114,7 +115,7 @@ class PoolCounters:
         return out
 
 
-class EditorPool:
+class EditorPool(RayPool):
     """Ray-actor replicas of an editor, load-balanced, de-duplicating, retrying; itself an ``Editor``.
 
     Needs a running Ray (``ray.init`` by the driver). ``factory`` runs inside each replica.
@@ -140,6 +141,7 @@ class EditorPool:
             raise RuntimeError("EditorPool needs a running Ray: call ray.init() (the driver does) first")
         if num_replicas < 1 or batch_size < 1 or max_retries < 0:
             raise ValueError("num_replicas and batch_size must be positive, max_retries non-negative")
+        super().__init__(f"{name} pool")
         self.batch_size = batch_size
         self.max_retries = max_retries
         self.request_timeout_s = request_timeout_s
@@ -152,9 +154,14 @@ class EditorPool:
         self._probes: dict[Any, _Call] = {}
         self._restarting: list[_Call] = []
         options = self.actor_options(placement, max_replica_restarts)
-        actor_cls = ray.remote(EditorReplica).options(**options)
-        self.replicas = [_Replica(i, actor_cls.remote(factory, i)) for i in range(num_replicas)]
-        self._wait_ready(options)
+        handles = self.start_members(EditorReplica, options, num_replicas, lambda i: ((factory, i), {}))
+        self.replicas = [_Replica(i, handle) for i, handle in enumerate(handles)]
+        try:
+            infos = self.wait_ready([r.handle.ready.remote() for r in self.replicas], Deadline(startup_timeout_s))
+        except RuntimeError:
+            self.close()
+            raise
+        logger.info("%s ready: %s", self.what, infos)
 
     @classmethod
     def from_config(
@@ -191,31 +198,8 @@ class EditorPool:
             "max_task_retries": 0,  # the pool retries, bounded and counted
             "max_concurrency": 1,
         }
-        if placement is None:
-            options["num_cpus"] = 1
-            return options
-        options["num_cpus"] = placement.num_cpus_per_worker
-        options["num_gpus"] = placement.num_gpus_per_worker
-        if placement.resource:
-            options["resources"] = {placement.resource: placement.resource_per_worker}
+        options.update({"num_cpus": 1} if placement is None else ray_actor_options(placement))
         return options
-
-    def _wait_ready(self, options: dict[str, Any]) -> None:
-        import ray
-        from ray.exceptions import GetTimeoutError, RayActorError
-
-        try:
-            infos = ray.get([r.handle.ready.remote() for r in self.replicas], timeout=self.startup_timeout_s)
-        except GetTimeoutError as exc:
-            self.close()
-            raise RuntimeError(
-                f"{self.name} pool: {len(self.replicas)} replicas not ready after {self.startup_timeout_s:.0f}s; "
-                f"can the cluster place actors with {options}?"
-            ) from exc
-        except RayActorError as exc:
-            self.close()
-            raise RuntimeError(f"{self.name} pool: a replica failed to start: {exc}") from exc
-        logger.info("%s pool ready: %s", self.name, infos)
 
     # -- the Editor protocol -------------------------------------------------------------------------------------
 
@@ -425,13 +409,8 @@ class EditorPool:
 
     def close(self) -> None:
         """Kill the replicas (no restart)."""
-        import ray
-
+        self.kill_members([replica.handle for replica in self.replicas])
         for replica in self.replicas:
-            try:
-                ray.kill(replica.handle, no_restart=True)
-            except Exception as exc:  # already gone
-                logger.debug("killing replica %d: %s", replica.index, exc)
             replica.retired = True
         self._probes.clear()
         self._restarting.clear()

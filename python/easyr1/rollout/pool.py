@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from easyr1.actor.placement import ray_actor_options, wait_for_pool, worker_device, worker_threads
 from easyr1.config import EasyR1Config
 from easyr1.core.registries import ENGINES
 from easyr1.core.types import PolicyPrompt, RolloutOutput, SamplingParams
+from easyr1.pools import Deadline, RayPool, ray_actor_options, worker_device, worker_threads
 
 from .probe import probe_prompts
 from .protocol import WeightSource
@@ -32,7 +32,7 @@ def _engine_class(name: str) -> type:
     return ENGINES.load(name)
 
 
-class RolloutPool:
+class RolloutPool(RayPool):
     """Generation engines as Ray actors: the driver's :class:`~easyr1.rollout.protocol.Rollout`. Each engine
     satisfies :class:`~easyr1.rollout.protocol.RolloutEngine`; its class, the
     :class:`~easyr1.rollout.protocol.EngineFactory` hooks.
@@ -45,30 +45,24 @@ class RolloutPool:
     """
 
     def __init__(self, cfg: EasyR1Config, *, model_path: str | None = None, startup_timeout_s: float = 600.0):
-        import ray
-
+        super().__init__("rollout pool")
         self.cfg = cfg
         rollout = cfg.worker.rollout
         model = cfg.worker.actor.model
         placement = cfg.cluster.rollout
         cls = _engine_class(rollout.name)
         self.facts = ENGINES.facts(rollout.name)
-        remote_cls = ray.remote(cls)
         options = ray_actor_options(placement)
         options.update(cls.actor_options(cfg))
         engine_kwargs = cls.engine_kwargs(cfg, device=worker_device(placement), threads=worker_threads(placement))
-        self.engines = [
-            remote_cls.options(**options).remote(model_path or model.model_path, engine_index=i, **engine_kwargs)
-            for i in range(rollout.num_engines)
-        ]
+        self.engines = self.start_members(
+            cls,
+            options,
+            rollout.num_engines,
+            lambda i: ((model_path or model.model_path,), {"engine_index": i, **engine_kwargs}),
+        )
         try:  # surfaces placement and load errors here, not at first use
-            wait_for_pool(
-                [e.ping.remote() for e in self.engines],
-                what="rollout pool",
-                options=options,
-                count=len(self.engines),
-                timeout_s=startup_timeout_s,
-            )
+            self.wait_ready([e.ping.remote() for e in self.engines], Deadline(startup_timeout_s))
         except Exception:
             self.shutdown()
             raise
@@ -195,5 +189,4 @@ class RolloutPool:
                 ray.get(refs, timeout=timeout_s)
             except Exception as exc:  # still kill the actors below
                 logger.warning("%s engine shutdown: %s: %s", self.cfg.worker.rollout.name, type(exc).__name__, exc)
-        for e in engines:
-            ray.kill(e)
+        self.kill_members(engines)
