@@ -57,7 +57,7 @@ def test_identical_requests_are_edited_once(pool, make_image):
     assert results[2].info["duplicate_of"] == "s1/0" and "duplicate_of" not in results[1].info
     metrics = pool.drain_metrics()
     assert metrics["editor/dedupe_saved"] >= 3 and metrics["editor/replicas_alive"] == 2
-    drained = pool.take_metrics()  # the old name drains the same counters: nothing left since the call above
+    drained = pool.drain_metrics()  # drained: nothing left since the call above
     assert drained["editor/dedupe_saved"] == 0 and drained["editor/requests"] == 0
 
 

@@ -131,6 +131,8 @@ def test_one_step_accounting_and_update(data_dir, tmp_path):
     masked = sum(v for k, v in metrics.items() if k.startswith("samples/masked/"))
     assert metrics["samples/valid"] + masked == metrics["samples/total"]
     assert metrics["samples/no_re_edit"] == 2  # one "no tags" answer per prompt: zero reward, counted
+    # The sandbox judge keeps no counters: its metrics come from the step's results (JudgeStats.from_results).
+    assert metrics["judge/cache_hits"] + metrics["judge/cache_misses"] == 2 * N - 2
     (batch,) = comps.actor.batches
     assert batch.advantages.shape == (2 * N,)
     assert batch.old_log_probs is not None and batch.ref_log_probs is not None

@@ -401,10 +401,6 @@ class EditorPool(RayPool):
         self._reported = dataclasses.replace(now, failed=Counter(now.failed))
         return metrics
 
-    def take_metrics(self) -> dict[str, float]:
-        """The old name of :meth:`drain_metrics` (``trainer/grpo.py`` still calls it; phase B of issue 17 drops it)."""
-        return self.drain_metrics()
-
     # -- lifetime ------------------------------------------------------------------------------------------------
 
     def close(self) -> None:

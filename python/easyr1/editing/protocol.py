@@ -6,9 +6,8 @@ the editor pool.
   phase B of issue 17).
 * :class:`EditorService` — the editor pool as the driver holds it: an editor that drains metrics and closes.
 
-Until phase B rewires the driver, ``EditorPool.take_metrics`` stays as the old name of ``drain_metrics`` and
-``trainer/grpo.py`` still looks it up with ``getattr``; phase B makes ``drain_metrics`` part of what every editor
-the driver holds provides (the in-process sandbox editor included) and drops the lookup.
+The driver drains an editor's metrics when it satisfies :class:`DrainsMetrics` (the pool; an in-process editor keeps
+no counters).
 """
 
 from __future__ import annotations

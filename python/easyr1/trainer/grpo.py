@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import random
 import threading
 import time
 from collections import Counter
@@ -13,7 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from easyr1.actor.settings import needs_reference
@@ -27,12 +25,16 @@ from easyr1.algorithms import (
 )
 from easyr1.config import DIMENSIONS, EasyR1Config, dump_yaml
 from easyr1.data.types import EditSample
+from easyr1.editing.protocol import DrainsMetrics
 from easyr1.editing.seeds import derive_seed
 from easyr1.reward import parse_response
+from easyr1.reward.judge.protocol import JudgeResult
+from easyr1.reward.judge.stats import JudgeStats
 from easyr1.rollout.protocol import PolicyPrompt, RolloutOutput, SamplingParams
 from easyr1.rollout.sampling import sampling_params
 
 from .checkpoint import CheckpointManager
+from .rng import capture_rng, restore_rng
 from .scoring import RewardPipeline, ScoredBatch, check_accounting, reward_means
 
 logger = logging.getLogger(__name__)
@@ -122,9 +124,7 @@ class GRPOTrainer:
         self.best_val = -math.inf if best is None else float(best)
         if state.get("kl_coef") is not None:
             self.kl_ctrl.value = float(state["kl_coef"])
-        random.setstate(_tuple_state(state["python_rng"]))
-        np.random.set_state(_np_state(state["numpy_rng"]))
-        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        restore_rng(state)
         self.c.rollout.sync_weights(self.c.actor)
         logger.info("resumed from %s at step %d", path, self.step)
 
@@ -338,42 +338,18 @@ class GRPOTrainer:
             metrics.update(self.c.rollout.sync_weights(self.c.actor) or {})
         return metrics
 
-    def _drain_pool_metrics(self, judged: list[Any]) -> dict[str, float]:
+    def _drain_pool_metrics(self, judged: list[JudgeResult]) -> dict[str, float]:
         """The editor pool's and the judge's counters since the last call (per step, not running totals)."""
         metrics: dict[str, float] = {}
-        take_editor_metrics = getattr(self.c.editor, "take_metrics", None)
-        if callable(take_editor_metrics):
-            metrics.update(take_editor_metrics())
+        if isinstance(self.c.editor, DrainsMetrics):  # the pool; an in-process editor keeps no counters
+            metrics.update(self.c.editor.drain_metrics())
         judge_stats = getattr(self.c.judge, "stats", None)
         if judge_stats is not None and hasattr(judge_stats, "drain"):  # the HTTP judge counts calls and retries itself
             metrics.update(judge_stats.drain().to_metrics())
-        else:
-            metrics.update(self._judge_metrics(judged))
-        return metrics
-
-    def _judge_metrics(self, results: list[Any]) -> dict[str, float]:
-        """Per-step judge counters from the results themselves (works for every judge backend)."""
-        if not results:
-            return {}
-        outcomes = Counter("cached" if r.cached else ("ok" if r.valid else r.reason or "failed") for r in results)
-        latencies = sorted(r.latency_s for r in results if not r.cached)
-        prompt_tokens = sum(r.prompt_tokens for r in results)
-        completion_tokens = sum(r.completion_tokens for r in results)
-        j = self.cfg.judge
-        metrics: dict[str, float] = {f"judge/requests/{k}": v for k, v in outcomes.items()}
-        metrics.update(
-            {
-                "judge/prompt_tokens": prompt_tokens,
-                "judge/completion_tokens": completion_tokens,
-                "judge/cost_usd": prompt_tokens / 1000 * j.price_per_1k_prompt_tokens
-                + completion_tokens / 1000 * j.price_per_1k_completion_tokens,
-                "judge/cache_hits": outcomes.get("cached", 0),
-                "judge/cache_misses": len(results) - outcomes.get("cached", 0),
-            }
-        )
-        if latencies:
-            metrics["judge/latency_p50_s"] = float(np.quantile(latencies, 0.5))
-            metrics["judge/latency_p95_s"] = float(np.quantile(latencies, 0.95))
+        elif judged:
+            j = self.cfg.judge
+            stats = JudgeStats.from_results(judged, j.price_per_1k_prompt_tokens, j.price_per_1k_completion_tokens)
+            metrics.update(stats.to_metrics())
         return metrics
 
     def _sample_rows(self, items, limit: int) -> list[dict[str, Any]]:
@@ -458,9 +434,7 @@ class GRPOTrainer:
             "loader": self.c.train_loader.state_dict(),
             "best_val": self.best_val if math.isfinite(self.best_val) else None,
             "kl_coef": float(self.kl_ctrl.value),
-            "python_rng": _jsonable(random.getstate()),
-            "numpy_rng": _jsonable(np.random.get_state()),
-            "torch_rng": torch.get_rng_state().tolist(),
+            **capture_rng(),
         }
 
         def write_actor(folder: Path) -> None:
@@ -513,22 +487,3 @@ class GRPOTrainer:
 
 def _model_only(path: Path) -> bool:
     return bool(CheckpointManager.read_driver_state(path).get("model_only"))
-
-
-def _jsonable(state: Any) -> Any:
-    if isinstance(state, tuple):
-        return [_jsonable(s) for s in state]
-    if isinstance(state, np.ndarray):
-        return state.tolist()
-    if isinstance(state, np.generic):
-        return state.item()
-    return state
-
-
-def _tuple_state(state: Any) -> Any:
-    return tuple(_tuple_state(s) if isinstance(s, list) else s for s in state)
-
-
-def _np_state(state: list) -> tuple:
-    name, keys, pos, has_gauss, cached = state
-    return (name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached)

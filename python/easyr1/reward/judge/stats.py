@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .protocol import JudgeResult
 
 
 @dataclass
@@ -67,6 +72,29 @@ class JudgeStats:
                 metrics[key] = value
         return metrics
 
+    @classmethod
+    def from_results(
+        cls,
+        results: Sequence[JudgeResult],
+        price_per_1k_prompt_tokens: float = 0.0,
+        price_per_1k_completion_tokens: float = 0.0,
+    ) -> JudgeStats:
+        """The totals of a batch of results, for judges that keep no counters of their own: one call per
+        non-cached result (outcome ``ok`` or its failure reason), cached results as cache hits."""
+        recorder = JudgeStatsRecorder(price_per_1k_prompt_tokens, price_per_1k_completion_tokens)
+        cached = sum(1 for r in results if r.cached)
+        recorder.record_cache(hits=cached, misses=len(results) - cached)
+        for r in results:
+            if r.cached:  # tokens count, the call did not happen
+                recorder.record_tokens(r.prompt_tokens, r.completion_tokens)
+            else:
+                outcome = "ok" if r.valid else r.reason or "failed"
+                recorder.record_call(
+                    outcome, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens, latency_s=r.latency_s
+                )
+        recorder.record_samples([None if r.valid else r.reason or "failed" for r in results])
+        return recorder.drain()
+
     @property
     def cache_hit_rate(self) -> float | None:
         looked_up = self.cache_hits + self.cache_misses
@@ -96,6 +124,14 @@ class JudgeStatsRecorder:
             s.cost_usd += self.cost(prompt_tokens, completion_tokens)
             if latency_s is not None:
                 s.call_latencies_s.append(latency_s)
+
+    def record_tokens(self, prompt_tokens: int, completion_tokens: int) -> None:
+        """Tokens (and their cost) of a result that made no call (a cached answer carries its original usage)."""
+        with self._lock:
+            s = self._stats
+            s.prompt_tokens += prompt_tokens
+            s.completion_tokens += completion_tokens
+            s.cost_usd += self.cost(prompt_tokens, completion_tokens)
 
     def record_http(self, status_code: int) -> None:
         with self._lock:
