@@ -22,21 +22,22 @@ def test_core_types_import_no_other_easyr1_package_and_no_pil():
     assert loaded == ["easyr1.core", "easyr1.core.seeds", "easyr1.core.types"]
 
 
-def test_old_locations_re_export_the_same_objects():
+def test_package_exports_are_the_neutral_objects_and_the_moved_modules_are_gone():
+    import importlib.util
+
     from easyr1 import data, editing
-    from easyr1.data import types as data_types
     from easyr1.editing import protocol as editing_protocol
-    from easyr1.editing import seeds as editing_seeds
     from easyr1.rollout import protocol as rollout_protocol
 
     assert rollout_protocol.PolicyPrompt is types.PolicyPrompt
     assert rollout_protocol.SamplingParams is types.SamplingParams
     assert rollout_protocol.RolloutOutput is types.RolloutOutput
-    assert data_types.EditSample is data.EditSample is types.EditSample
+    assert data.EditSample is types.EditSample
     assert editing_protocol.EditRequest is editing.EditRequest is types.EditRequest
     assert editing_protocol.EditResult is types.EditResult
-    assert editing_seeds.derive_seed is editing.derive_seed is seeds.derive_seed
-    assert editing_seeds.edit_seed is seeds.edit_seed and editing_seeds.request_identity is seeds.request_identity
+    assert editing.derive_seed is seeds.derive_seed
+    assert importlib.util.find_spec("easyr1.data.types") is None
+    assert importlib.util.find_spec("easyr1.editing.seeds") is None
 
 
 def test_values_pickle_by_their_neutral_path():

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from easyr1.config.editing import ImageEditConfig
+from easyr1.core.seeds import derive_seed, edit_seed, request_identity
 from easyr1.editing.protocol import EditRequest
-from easyr1.editing.seeds import derive_seed, edit_seed, request_identity
 
 
 def test_derive_seed_is_deterministic_and_spread():

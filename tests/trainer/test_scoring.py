@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from easyr1.config import DIMENSIONS, load_config
-from easyr1.data.types import EditSample
+from easyr1.core.seeds import edit_seed
+from easyr1.core.types import EditSample
 from easyr1.editing.protocol import EditResult
-from easyr1.editing.seeds import edit_seed
 from easyr1.reward.judge.protocol import JudgeResult
 from easyr1.rollout.protocol import RolloutOutput
 from easyr1.trainer.scoring import RewardPipeline
@@ -33,7 +33,9 @@ class RecordingEditor:
             if "explode" in req.instruction:
                 out.append(EditResult.failure("exception"))
             else:
-                out.append(EditResult(image=Image.new("RGB", (8, 8), (10, 20, 30)), ok=True, info={"edited": req.instruction}))
+                out.append(
+                    EditResult(image=Image.new("RGB", (8, 8), (10, 20, 30)), ok=True, info={"edited": req.instruction})
+                )
         return out
 
 
@@ -47,14 +49,18 @@ class ScriptedJudge:
     def score_batch(self, requests):
         self.requests.extend(requests)
         return [
-            JudgeResult.failure("timeout") if req.key in self.fail else JudgeResult(scores=dict.fromkeys(DIMENSIONS, 8.0), valid=True)
+            JudgeResult.failure("timeout")
+            if req.key in self.fail
+            else JudgeResult(scores=dict.fromkeys(DIMENSIONS, 8.0), valid=True)
             for req in requests
         ]
 
 
 def _row(i):
     img = Image.new("RGB", (8, 8), (i, i, i))
-    return EditSample(id=f"r{i}", task="t", instruction="make it rain", source_image=img, edited_image=img, metadata={"scene": i})
+    return EditSample(
+        id=f"r{i}", task="t", instruction="make it rain", source_image=img, edited_image=img, metadata={"scene": i}
+    )
 
 
 def _outputs(texts, prompt_id="r0"):
@@ -123,7 +129,14 @@ def test_seeds_per_item_and_per_group():
 
 
 def test_improvement_uses_cached_preliminary_scores():
-    cfg = load_config(None, ["worker.reward.improvement=true", "worker.image_edit.seed_mode=per_group", "worker.reward.strategy=weighted_sum"])
+    cfg = load_config(
+        None,
+        [
+            "worker.reward.improvement=true",
+            "worker.image_edit.seed_mode=per_group",
+            "worker.reward.strategy=weighted_sum",
+        ],
+    )
     judge = ScriptedJudge()
     pipeline = RewardPipeline(cfg, RecordingEditor(), judge)
     scored = pipeline.score([_row(0)], _outputs([GOOD, GOOD]))

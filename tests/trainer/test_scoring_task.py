@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from easyr1.config import DIMENSIONS, load_config
-from easyr1.data.types import EditSample
+from easyr1.core.types import EditSample
 from easyr1.editing.protocol import EditResult
 from easyr1.reward.judge.openai_judge import OpenAIJudge
 from easyr1.reward.judge.protocol import JudgeResult

@@ -9,16 +9,22 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from easyr1.actor.batch import PolicyBatch
 from easyr1.config import EasyR1Config
+from easyr1.core.types import PolicyPrompt, RolloutOutput
 from easyr1.data import EditDataLoader, EditSample, build_dataloader, build_policy_prompt
 from easyr1.editing.protocol import Editor
 from easyr1.reward.judge.protocol import Judge
-from easyr1.rollout.protocol import PolicyPrompt, RolloutOutput
+from easyr1.rollout.protocol import Rollout
+
+from .contracts import TrainingActor
+
+if TYPE_CHECKING:
+    from easyr1.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -123,11 +129,11 @@ class Components:
     """What the driver talks to. Built by :func:`build_components`; ``close()`` releases all of it."""
 
     cfg: EasyR1Config
-    actor: Any
-    rollout: Any
+    actor: TrainingActor
+    rollout: Rollout
     editor: Editor
     judge: Judge
-    telemetry: Any
+    telemetry: Telemetry
     train_loader: StepBatches
     val_loader: StepBatches | None
     started_ray: bool = False

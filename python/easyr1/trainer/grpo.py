@@ -24,16 +24,16 @@ from easyr1.algorithms import (
     make_kl_controller,
 )
 from easyr1.config import DIMENSIONS, EasyR1Config, dump_yaml
-from easyr1.data.types import EditSample
+from easyr1.core.seeds import derive_seed
+from easyr1.core.types import EditSample, PolicyPrompt, RolloutOutput, SamplingParams
 from easyr1.editing.protocol import DrainsMetrics
-from easyr1.editing.seeds import derive_seed
 from easyr1.reward import parse_response
 from easyr1.reward.judge.protocol import JudgeResult
 from easyr1.reward.judge.stats import JudgeStats
-from easyr1.rollout.protocol import PolicyPrompt, RolloutOutput, SamplingParams
 from easyr1.rollout.sampling import sampling_params
 
 from .checkpoint import CheckpointManager
+from .components import Components, training_steps
 from .rng import capture_rng, restore_rng
 from .scoring import RewardPipeline, ScoredBatch, check_accounting, reward_means
 
@@ -78,7 +78,7 @@ def sample_digest(ids: list[str]) -> str:
 class GRPOTrainer:
     """Runs ``easyr1 train``: rollout → parse/format → edit → judge → combine/mask → advantages → update → sync."""
 
-    def __init__(self, cfg: EasyR1Config, run_dir: Path, *, components: Any):
+    def __init__(self, cfg: EasyR1Config, run_dir: Path, *, components: Components):
         self.cfg = cfg
         self.run_dir = run_dir
         self.c = components
@@ -448,8 +448,6 @@ class GRPOTrainer:
 
     # ------------------------------------------------------------------ the loop
     def total_steps(self) -> int:
-        from .components import training_steps
-
         return training_steps(self.cfg, self.c.train_loader)
 
     def fit(self, progress=None, stop: threading.Event | None = None) -> FitResult:

@@ -18,12 +18,11 @@ import torch
 from PIL import Image
 
 from easyr1.config import DIMENSIONS, EasyR1Config
-from easyr1.data.types import EditSample
-from easyr1.editing.protocol import Editor, EditRequest, EditResult
-from easyr1.editing.seeds import edit_seed
+from easyr1.core.seeds import edit_seed
+from easyr1.core.types import EditRequest, EditResult, EditSample, RolloutOutput
+from easyr1.editing.protocol import Editor
 from easyr1.reward import EditAction, FormatRule, combine_with_config, decide_edit, parse_response
 from easyr1.reward.judge.protocol import Judge, JudgeRequest, JudgeResult
-from easyr1.rollout.protocol import RolloutOutput
 
 logger = logging.getLogger(__name__)
 
