@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from easyr1.core.types import EditRequest, EditResult
 from easyr1.editing.batching import balanced_chunks, check_output, edit_isolating_failures, group_indices
-from easyr1.editing.protocol import EditRequest, EditResult
 
 
 @given(n=st.integers(0, 200), size=st.integers(1, 16), workers=st.integers(1, 8))

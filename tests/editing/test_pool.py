@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from easyr1.config.cluster import PoolPlacement
+from easyr1.core.types import EditRequest
 from easyr1.editing.factory import build_editor
 from easyr1.editing.pool import EditorPool
-from easyr1.editing.protocol import Editor, EditRequest
+from easyr1.editing.protocol import Editor
 from easyr1.testing.simulated_editor import SimulatedEditor, render
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from easyr1.core.types import EditRequest
 from easyr1.editing.factory import build_editor
-from easyr1.editing.protocol import EditRequest
 from easyr1.editing.qwen_image_edit import QwenImageEditEditor, pipeline_class_name, template_prefix_tokens
 
 

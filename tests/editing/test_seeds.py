@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from easyr1.config.editing import ImageEditConfig
 from easyr1.core.seeds import derive_seed, edit_seed, request_identity
-from easyr1.editing.protocol import EditRequest
+from easyr1.core.types import EditRequest
 
 
 def test_derive_seed_is_deterministic_and_spread():

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from easyr1.config import load_config
+from easyr1.core.types import RolloutOutput
 from easyr1.data import build_dataloader, build_policy_prompt
 from easyr1.reward.judge.protocol import JudgeResult
-from easyr1.rollout.protocol import RolloutOutput
 from easyr1.sandbox.editor import SandboxEditor
 from easyr1.sandbox.generator import write_sandbox_dataset
 from easyr1.sandbox.judge import SandboxJudge
@@ -172,7 +172,7 @@ def test_token_level_estimator_and_kl_reward(data_dir, tmp_path):
 
 class FailingEditor:
     def edit(self, requests):
-        from easyr1.editing.protocol import EditResult
+        from easyr1.core.types import EditResult
 
         return [EditResult.failure("no_replicas") for _ in requests]
 
