@@ -96,6 +96,9 @@ class ServerBehaviour:
     """Scheduled outages: ``[start_s, end_s]`` windows, in seconds since this behaviour was set, during which every
     chat request is answered ``down_status`` (no Retry-After) whatever the rules say."""
     down_status: int = 503
+    down_at_requests: list[list[float]] = field(default_factory=list)
+    """Outages triggered by traffic: ``[n, seconds]`` — the ``n``-th chat request (counted since this behaviour
+    was set) starts an outage of ``seconds`` (it and everything after it, until then, get ``down_status``)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -123,8 +126,16 @@ class _JudgeApp:
     @behaviour.setter
     def behaviour(self, value: ServerBehaviour) -> None:
         self._behaviour, self._epoch = value, time.monotonic()  # ``down`` windows count from here
+        self._chat_requests, self._down_until = 0, 0.0
 
     def is_down(self, now: float) -> bool:
+        with self._lock:
+            self._chat_requests += 1
+            for n, seconds in self._behaviour.down_at_requests:
+                if int(n) == self._chat_requests:
+                    self._down_until = max(self._down_until, now + seconds)
+            if now < self._down_until:
+                return True
         t = now - self._epoch
         return any(start <= t < end for start, end in self._behaviour.down)
 

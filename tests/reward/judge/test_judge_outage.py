@@ -75,3 +75,12 @@ def test_only_the_failed_dimension_is_sent_again(server, make_judge) -> None:
     results = judge.score_batch(make_requests(1))
     assert results[0].valid
     assert server.stats()["request_count"] == 6  # five dimensions, one of them twice
+
+
+def test_outage_started_by_the_nth_request_is_waited_out(server, make_judge) -> None:
+    server.behaviour = ServerBehaviour(down_at_requests=[[2, 1.5]])
+    judge = make_judge(mode="single_call", outage_budget_s=30.0, max_concurrency=1)
+    results = judge.score_batch(make_requests(3))
+    assert [r.valid for r in results] == [True, True, True]
+    assert server.stats()["by_kind"]["down"] >= 1
+    assert judge.stats.drain().waiting_s > 0
