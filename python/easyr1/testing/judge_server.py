@@ -10,7 +10,6 @@ from ``response_format``, the instruction from the user text. Scores, latency an
 ``content_policy_violation``) · ``hang`` (no answer for ``hang_s``) · ``garbage_body`` (200 with HTML). Answers honour ``max_tokens`` (one token
 per digit, up to four other characters per token): a longer answer is cut and ends with ``finish_reason: length``;
 ``Rule.finish_reason`` reports any other finish reason on a complete answer.
-
 In a thread: ``with JudgeTestServer(ServerBehaviour(latency_s=0.2)) as server: ... server.base_url``.
 In a subprocess (its own CPU and GIL): ``SubprocessJudgeServer(behaviour)``; same ``base_url``/``stats()``.
 Command line: ``python -m easyr1.testing.judge_server --port 0 --latency 0.2`` prints ``LISTENING <base_url>``.
