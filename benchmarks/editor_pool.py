@@ -1,6 +1,6 @@
 """Editor pool scaling: k = 1, 2, 4 replicas of an editor with a fixed per-image latency, on uneven batches.
 
-Each replica is a :class:`~easyr1.editing.simulated.SimulatedEditor` that sleeps ``--latency`` seconds per image
+Each replica is a :class:`~easyr1.testing.simulated_editor.SimulatedEditor` that sleeps ``--latency`` seconds per image
 (one sleep per batch, like a GPU whose time grows with the batch), so the measurement is the pool's scheduling —
 work queue, balanced chunks, de-duplication, Ray round trips — not this machine's two CPU cores. The workload is a
 fixed list of ``edit()`` calls of uneven sizes (not multiples of k or of the batch size), each with a few exact
@@ -33,7 +33,7 @@ from PIL import Image
 from easyr1.config.cluster import PoolPlacement
 from easyr1.editing.pool import EditorPool
 from easyr1.editing.protocol import EditRequest
-from easyr1.editing.simulated import SimulatedEditor
+from easyr1.testing.simulated_editor import SimulatedEditor
 
 CALL_SIZES = (37, 50, 23, 45, 29)
 """Unique requests per ``edit()`` call: uneven, none a multiple of 4."""

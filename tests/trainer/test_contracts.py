@@ -14,7 +14,7 @@ from easyr1.rollout.protocol import Rollout
 from easyr1.trainer.contracts import TrainingActor
 
 GRPO = Path(__file__).resolve().parents[2] / "python" / "easyr1" / "trainer" / "grpo.py"
-CONTRACTS = {"actor": [TrainingActor], "rollout": [Rollout], "editor": [Editor, DrainsMetrics], "judge": [Judge]}
+CONTRACTS = {"actor": [TrainingActor], "rollout": [Rollout], "editor": [Editor, DrainsMetrics], "judge": [Judge, DrainsMetrics]}
 
 
 def test_the_pools_satisfy_the_driver_contracts():
@@ -47,6 +47,12 @@ def test_the_driver_calls_only_what_the_contracts_declare():
         assert members <= declared, (component, members - declared)
 
 
-@pytest.mark.parametrize("member", ["take_metrics", "stats"])
-def test_no_getattr_probe_of_the_editor(member):
-    assert f'getattr(self.c.editor, "{member}"' not in GRPO.read_text()
+@pytest.mark.parametrize("component", ["editor", "judge"])
+def test_no_getattr_probe_of_the_editor_or_judge(component):
+    assert f"getattr(self.c.{component}," not in GRPO.read_text()
+
+
+def test_the_http_judge_drains_its_metrics_through_the_protocol():
+    from easyr1.reward.judge.openai_judge import OpenAIJudge
+
+    assert conformance_problems(OpenAIJudge, DrainsMetrics) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ..core.registries import JUDGE_BACKENDS
 from .base import ConfigError, check_choice, check_non_negative, check_positive, check_range
 
 
@@ -82,7 +83,7 @@ class JudgeConfig:
     ``easyr1_alert_threshold{alert="judge_waiting_fraction"}``."""
 
     def validate(self, path: str) -> Iterator[ConfigError]:
-        yield from check_choice(f"{path}.backend", self.backend, ["openai", "sandbox"])
+        yield from check_choice(f"{path}.backend", self.backend, JUDGE_BACKENDS.names())
         yield from check_choice(f"{path}.mode", self.mode, ["per_dimension", "single_call"])
         yield from check_range(f"{path}.temperature", self.temperature, low=0.0, high=2.0)
         yield from check_positive(f"{path}.max_tokens", self.max_tokens)
@@ -101,5 +102,5 @@ class JudgeConfig:
         yield from check_non_negative(f"{path}.outage_budget_s", self.outage_budget_s)
         yield from check_non_negative(f"{path}.price_per_1k_prompt_tokens", self.price_per_1k_prompt_tokens)
         yield from check_non_negative(f"{path}.price_per_1k_completion_tokens", self.price_per_1k_completion_tokens)
-        if self.backend == "openai" and not self.base_url.startswith(("http://", "https://")):
+        if self.backend in JUDGE_BACKENDS.names() and JUDGE_BACKENDS.facts(self.backend).remote and not self.base_url.startswith(("http://", "https://")):
             yield ConfigError(f"{path}.base_url", self.base_url, "must be an http(s) URL")

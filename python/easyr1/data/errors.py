@@ -1,4 +1,4 @@
-"""Errors and counters for rows that cannot be turned into an :class:`~easyr1.data.types.EditSample`.
+"""Errors and counters for rows that cannot be turned into an :class:`~easyr1.core.types.EditSample`.
 
 A bad row is never replaced by a placeholder. With ``data.on_bad_row=error`` the first one stops reading with a
 :class:`BadRowError` that names the file, the row and the column; with ``skip`` it is skipped and counted by

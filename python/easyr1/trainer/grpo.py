@@ -101,6 +101,9 @@ class GRPOTrainer:
             full = [c for c in self.checkpoints.complete_checkpoints() if not _model_only(c.path)]
             if len(full) < len(self.checkpoints.complete_checkpoints()):
                 logger.warning("model-only checkpoints (trainer.save_model_only) cannot resume a run; they are skipped")
+            while full and (problem := CheckpointManager.verify(full[-1].path)) is not None:
+                logger.warning("newest checkpoint %s is damaged (%s); falling back to the previous one", full[-1].path, problem)
+                full.pop()
             path = full[-1].path if full else None
         if path is not None and _model_only(path):
             raise StageFailure(
@@ -343,9 +346,8 @@ class GRPOTrainer:
         metrics: dict[str, float] = {}
         if isinstance(self.c.editor, DrainsMetrics):  # the pool; an in-process editor keeps no counters
             metrics.update(self.c.editor.drain_metrics())
-        judge_stats = getattr(self.c.judge, "stats", None)
-        if judge_stats is not None and hasattr(judge_stats, "drain"):  # the HTTP judge counts calls and retries itself
-            metrics.update(judge_stats.drain().to_metrics())
+        if isinstance(self.c.judge, DrainsMetrics):  # the HTTP judge counts its calls, retries and waits itself
+            metrics.update(self.c.judge.drain_metrics())
         elif judged:
             j = self.cfg.judge
             stats = JudgeStats.from_results(judged, j.price_per_1k_prompt_tokens, j.price_per_1k_completion_tokens)

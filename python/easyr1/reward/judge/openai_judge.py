@@ -114,6 +114,10 @@ class OpenAIJudge:
         return f"OpenAIJudge(model={c.model!r}, base_url={c.base_url!r}, mode={c.mode!r})"
 
     # ----------------------------------------------------------------------------------------------- public API
+    def drain_metrics(self) -> dict[str, float]:
+        """Flat ``judge/*`` metrics of the calls, retries, waits and usage since the previous call (resets them)."""
+        return self.stats.drain().to_metrics()
+
     def score_batch(
         self, requests: Sequence[JudgeRequest], *, on_result: ResultCallback | None = None
     ) -> list[JudgeResult]:

@@ -27,9 +27,10 @@ FAILURE_REASONS = (
     "refused",
     "deadline",
     "client_error",
+    "outage",
 )
 """Why a judge call or sample failed (``truncated``: ``finish_reason: length``; ``unfinished``: any other
-``finish_reason`` that is not ``stop``)."""
+``finish_reason`` that is not ``stop``; ``outage``: transient failures outlasted ``judge.outage_budget_s``)."""
 
 
 @dataclass
