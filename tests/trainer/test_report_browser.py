@@ -40,7 +40,14 @@ def _run_dir(tmp_path: Path) -> Path:
         row.update({f"reward/{d}": 6 + step / 8 for d in DIMS})
         lines.append(row)
         if step % 4 == 0:
-            lines.append({"step": step, "val/reward/mean": 7 + step / 10, "val/reward/format": 5.0, **{f"val/reward/{d}": 7 + step / 10 for d in DIMS}})
+            lines.append(
+                {
+                    "step": step,
+                    "val/reward/mean": 7 + step / 10,
+                    "val/reward/format": 5.0,
+                    **{f"val/reward/{d}": 7 + step / 10 for d in DIMS},
+                }
+            )
     (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
     scene = Scene(seed=1, objects=[SceneObject("tree", "green", 0.3), SceneObject("ball", "red", 0.6)])
     for folder in ("samples/step_000008", "samples/val/step_000008"):
@@ -51,7 +58,9 @@ def _run_dir(tmp_path: Path) -> Path:
         images[name] = tmp_path / f"{name}.png"
         render_scene(scene, 64).save(images[name])
     repaired = [
-        RepairedRow("row-1", "Make it dusk.", ["wrong_exposure"], "<Re_edit>Darken</Re_edit>", "grpo", 5.0, 10.0, images)
+        RepairedRow(
+            "row-1", "Make it dusk.", ["wrong_exposure"], "<Re_edit>Darken</Re_edit>", "grpo", 5.0, 10.0, images
+        )
     ]
     rows = read_metrics(tmp_path / "metrics.jsonl")
     outcome = {"judge_before": 7.2, "judge_after": 8.4, "repair_before": 0.5, "repair_after": 0.75}

@@ -486,12 +486,8 @@ def _h_sink(s: _Slots) -> list[Op]:
     return [Op("into_pond", _one_noun(s))]
 
 
-def _h_brighten(s: _Slots) -> list[Op]:
-    return [Op("exposure", value="up")]
-
-
-def _h_darken(s: _Slots) -> list[Op]:
-    return [Op("exposure", value="down")]
+def _h_exposure(s: _Slots) -> list[Op]:
+    return [Op("exposure", value="up" if s.verb == "brighten" else "down")]
 
 
 _HANDLERS = {
@@ -499,5 +495,5 @@ _HANDLERS = {
     "remove": _h_remove, "take": _h_take, "add": _h_add, "replace": _h_replace, "restore": _h_restore,
     "relight": _h_relight, "fix": _h_fix, "flip": _h_flip, "cast": _h_cast, "wet": _h_wet, "dry": _h_dry,
     "cover": _h_cover, "melt": _h_melt, "extinguish": _h_extinguish, "light": _h_light, "clear": _h_clear,
-    "decorate": _h_decorate, "sink": _h_sink, "brighten": _h_brighten, "darken": _h_darken,
+    "decorate": _h_decorate, "sink": _h_sink, "brighten": _h_exposure, "darken": _h_exposure,
 }  # fmt: skip

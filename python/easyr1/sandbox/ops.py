@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 from .grammar import Op
 from .scene import (
-    LIGHT_STEP,
     DECORATION_KINDS,
     DECORATION_OF_FESTIVAL,
     FIXED_COLOR,
     FLOAT_HEIGHT,
+    LIGHT_STEP,
     MOVE_STEP,
     OBJECT_KINDS,
     POND_X,

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 from ..reward.judge.protocol import DIMENSIONS
 from .scene import (
-    LIGHT_STEP,
-    MOVE_STEP,
     DECORATION_KINDS,
     DECORATION_OF_FESTIVAL,
     FESTIVAL_OF_DECORATION,
+    LIGHT_STEP,
+    MOVE_STEP,
     Clause,
     Scene,
     SceneDoc,
