@@ -200,6 +200,11 @@ def main() -> int:
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--config", default=None, help="YAML instead of the packaged sandbox preset")
     parser.add_argument("--plot", default=None, help="write the learning-curve PNG here")
+    parser.add_argument(
+        "--from-results",
+        action="store_true",
+        help="run nothing: print the table, JSON line and plot from OUT/results.json (the seeds that finished)",
+    )
     parser.add_argument("overrides", nargs="*", help="key=value overrides passed to easyr1 demo")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -211,10 +216,15 @@ def main() -> int:
         "trainer.logger=[console,file]",
         *args.overrides,
     ]
-    results = []
-    for seed in args.seeds:
-        results.append(run_seed(seed, out, extra, args.arms))
-        (out / "results.json").write_text(json.dumps(results, indent=1))
+    results_path = out / "results.json"
+    if args.from_results:
+        results = [r for r in json.loads(results_path.read_text()) if r["seed"] in args.seeds]
+        args.arms = [a for a in ARMS if any(a in r["arms"] for r in results)]
+    else:
+        results = []
+        for seed in args.seeds:
+            results.append(run_seed(seed, out, extra, args.arms))
+            results_path.write_text(json.dumps(results, indent=1))
     print(
         f"{'seed':>4} {'arm':>9} {'rc':>3} {'wall s':>7} {'RSS MB':>7} {'judge':>6} {'Δ vs sft':>8} {'format':>6} "
         f"{'repair':>6}  repair by defect"

@@ -51,6 +51,8 @@ WRONG_FIXES = {
     "lit_candle_underwater": "Light the candle",
     "wrong_decoration": "Add a pumpkin; Add a wreath; Add a lantern",
     "wrong_object_edited": "Restore the tree",
+    "misplaced_object": "Restore the tree",
+    "wrong_exposure": "Darken the scene; Brighten the scene",
 }
 
 

@@ -17,8 +17,18 @@ SANDBOX_DEFECTS: tuple[str, ...] = (
     "lit_candle_underwater",
     "wrong_decoration",
     "wrong_object_edited",
+    "misplaced_object",
+    "wrong_exposure",
 )
 """Names of the defect kinds the sandbox can inject (``easyr1.sandbox.defects.CATALOGUE`` implements them)."""
+
+IMAGE_ONLY_DEFECTS: tuple[str, ...] = ("misplaced_object", "wrong_exposure")
+"""Defect kinds whose repair can be read only from the image (the request text does not say which way the
+preliminary edit went wrong). They are injected only when named in ``sandbox.defects``."""
+
+SFT_TEACHERS: tuple[str, ...] = ("oracle", "text_only")
+"""``oracle``: the rows' demonstrations; ``text_only``: a teacher that reads only the text and guesses the
+direction of image-only repairs at random (:func:`easyr1.sandbox.generator.write_sft_demonstrations`)."""
 
 
 @dataclass
@@ -26,7 +36,7 @@ class SandboxConfig:
     image_size: int = 64
     """Side of the rendered scenes in pixels."""
     defects: list[str] = field(default_factory=list)
-    """Defect kinds to inject; empty = all kinds."""
+    """Defect kinds to inject; empty = every kind except the image-only ones (:data:`IMAGE_ONLY_DEFECTS`)."""
     min_defects: int = 1
     """Fewest defects injected into one preliminary edit."""
     max_defects: int = 3
@@ -39,6 +49,10 @@ class SandboxConfig:
     """Rows per parquet file."""
     seed: int = 0
     """Seed of the scene generator (validation rows use a separate stream derived from it)."""
+    sft_teacher: str = "oracle"
+    """Who writes the SFT warm start's targets in ``easyr1 demo`` (:data:`SFT_TEACHERS`): ``oracle`` = the rows'
+    demonstrations; ``text_only`` = image-only repairs with a random direction, so SFT teaches the format and the
+    repair vocabulary and leaves the image-dependent choice to GRPO."""
 
     def validate(self, path: str) -> Iterator[ConfigError]:
         yield from check_range(f"{path}.image_size", self.image_size, low=32, high=1024)
@@ -47,6 +61,8 @@ class SandboxConfig:
         yield from check_positive(f"{path}.rows_per_file", self.rows_per_file)
         yield from check_range(f"{path}.min_defects", self.min_defects, low=1, high=len(SANDBOX_DEFECTS))
         yield from check_range(f"{path}.max_defects", self.max_defects, low=self.min_defects, high=len(SANDBOX_DEFECTS))
+        if self.sft_teacher not in SFT_TEACHERS:
+            yield ConfigError(f"{path}.sft_teacher", self.sft_teacher, "must be one of " + ", ".join(SFT_TEACHERS))
         for i, name in enumerate(self.defects):
             if name not in SANDBOX_DEFECTS:
                 yield ConfigError(f"{path}.defects[{i}]", name, "must be one of " + ", ".join(SANDBOX_DEFECTS))

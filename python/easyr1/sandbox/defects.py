@@ -14,6 +14,20 @@ from dataclasses import dataclass
 
 from ..config.sandbox import SANDBOX_DEFECTS
 from ..reward.judge.protocol import DIMENSIONS
+from .image_defects import (
+    exposure_apply,
+    exposure_cot,
+    exposure_fixes,
+    exposure_guess,
+    exposure_phrases,
+    exposure_prepare,
+    misplaced_apply,
+    misplaced_cot,
+    misplaced_fixes,
+    misplaced_guess,
+    misplaced_phrases,
+    misplaced_prepare,
+)
 from .ops import free_slot
 from .scene import (
     COLORS,
@@ -49,6 +63,9 @@ class DefectSpec:
     cot: Callable[[Clause, random.Random], str]
     fixes: Callable[[Clause, random.Random, bool], list[str]]
     """Re_edit lines that repair the defect (``short=True``: the shortest wording of each)."""
+    guess: Callable[[Clause, random.Random, bool], list[str]] | None = None
+    """Image-only defects: the repair a teacher that reads only the text would write (``None``: the text says
+    it all, so the guess is the repair)."""
 
 
 def _pick(rng: random.Random, options: list[str]) -> str:
@@ -365,8 +382,13 @@ CATALOGUE: dict[str, DefectSpec] = {
                    _candle_prepare, _candle_apply, _candle_phrases, _candle_cot, _candle_fixes),
         DefectSpec("wrong_decoration", CS, None, "the festival got another festival's decoration",
                    _decor_prepare, _decor_apply, _decor_phrases, _decor_cot, _decor_fixes),
-        DefectSpec("wrong_object_edited", TA, None, "the edit was applied to another object than the one named",
+        DefectSpec("wrong_object_edited", TA, "objects", "the edit was applied to another object than the one named",
                    _wrong_prepare, _wrong_apply, _wrong_phrases, _wrong_cot, _wrong_fixes),
+        DefectSpec("misplaced_object", PG, "objects", "an object asked for the middle was left a step to one side",
+                   misplaced_prepare, misplaced_apply, misplaced_phrases, misplaced_cot, misplaced_fixes,
+                   misplaced_guess),
+        DefectSpec("wrong_exposure", EC, None, "dusk light was asked for; the picture came out too dark or too bright",
+                   exposure_prepare, exposure_apply, exposure_phrases, exposure_cot, exposure_fixes, exposure_guess),
     )
 }  # fmt: skip
 """Every defect kind by name (the names are :data:`easyr1.config.sandbox.SANDBOX_DEFECTS`)."""

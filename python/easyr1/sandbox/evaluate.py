@@ -41,6 +41,8 @@ DEFECT_VIOLATIONS: dict[str, tuple[str, ...]] = {
         "object_moved",
         "object_removed",
     ),
+    "misplaced_object": ("object_misplaced",),
+    "wrong_exposure": ("exposure_wrong",),
 }
 """The judge's violation kinds that each injected defect leaves in the preliminary scene; the defect is repaired
 when none of them is left."""

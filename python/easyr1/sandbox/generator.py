@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from ..config.sandbox import SANDBOX_DEFECTS, SandboxConfig
+from ..config.sandbox import IMAGE_ONLY_DEFECTS, SANDBOX_DEFECTS, SandboxConfig
 from .defects import CATALOGUE, DefectSpec
 from .grammar import parse_instruction
 from .ops import SLOTS, apply_ops
@@ -73,6 +73,9 @@ class SandboxRow:
     partial_demonstration: str = ""
     """The demonstration of the first defect only (its reason and its re-edits): a warm start that teaches the
     format and one repair per row, leaving the other defects of multi-defect rows for GRPO."""
+    text_only_demonstration: str = ""
+    """What a teacher reading only the text would answer: image-only repairs with a random direction (drawn from
+    the row's own teacher stream), every other repair as in :attr:`demonstration`."""
 
 
 def _row_rng(seed: int, split: str, index: int) -> random.Random:
@@ -151,7 +154,7 @@ def generate_row(
     max_defects: int = 3,
 ) -> SandboxRow:
     """Generate row ``index`` of the ``split`` stream for ``seed`` (no rendering)."""
-    kinds = list(defects) if defects else list(SANDBOX_DEFECTS)
+    kinds = list(defects) if defects else [k for k in SANDBOX_DEFECTS if k not in IMAGE_ONLY_DEFECTS]
     unknown = sorted(set(kinds) - set(CATALOGUE))
     if unknown:
         raise ValueError(f"unknown defect kinds {unknown}; known: {list(CATALOGUE)}")
@@ -174,12 +177,18 @@ def generate_row(
     fix_rng_state = rng.getstate()
     per_defect = [spec.fixes(c, rng, False) for spec, c in zip(specs, clauses, strict=True)]
     re_edits = [fix for fixes in per_defect for fix in fixes]
-    if sum(map(len, re_edits)) > MAX_RE_EDIT_CHARS:
+    short_fix = sum(map(len, re_edits)) > MAX_RE_EDIT_CHARS
+    if short_fix:
         rng.setstate(fix_rng_state)
         per_defect = [spec.fixes(c, rng, True) for spec, c in zip(specs, clauses, strict=True)]
         re_edits = [fix for fixes in per_defect for fix in fixes]
     doc = SceneDoc(source=source, scene=prelim, intent=clauses, defects=names)
     row_id = f"sandbox-{split}-{seed}-{index:06d}"
+    teacher = random.Random(f"easyr1-sandbox-teacher:{split}:{seed}:{index}")
+    guessed = [
+        spec.guess(c, teacher, short_fix) if spec.guess is not None else fixes
+        for spec, c, fixes in zip(specs, clauses, per_defect, strict=True)
+    ]
     row = SandboxRow(
         id=row_id,
         task="sandbox:" + "+".join(dict.fromkeys(c.kind for c in clauses)),
@@ -191,6 +200,7 @@ def generate_row(
         re_edits=re_edits,
         defects=names,
         partial_demonstration=format_demonstration(cots[:1], per_defect[0]),
+        text_only_demonstration=format_demonstration(cots, [fix for fixes in guessed for fix in fixes]),
     )
     _self_check(row)
     return row
@@ -309,8 +319,9 @@ def write_sandbox_splits(out_dir: str | Path, config: SandboxConfig | None = Non
     }
 
 
-SFT_DEMONSTRATION_MODES = ("full", "first_defect")
-"""``full``: the row's demonstration; ``first_defect``: :attr:`SandboxRow.partial_demonstration`."""
+SFT_DEMONSTRATION_MODES = ("full", "first_defect", "text_only")
+"""``full``: the row's demonstration; ``first_defect``: :attr:`SandboxRow.partial_demonstration`; ``text_only``:
+:attr:`SandboxRow.text_only_demonstration`."""
 
 
 def write_sft_demonstrations(path: str | Path, config: SandboxConfig | None = None, mode: str = "first_defect") -> Path:
@@ -336,7 +347,11 @@ def write_sft_demonstrations(path: str | Path, config: SandboxConfig | None = No
     )
     with open(out, "w") as handle:
         for row in gen:
-            text = row.demonstration if mode == "full" else row.partial_demonstration
+            text = {
+                "full": row.demonstration,
+                "first_defect": row.partial_demonstration,
+                "text_only": row.text_only_demonstration,
+            }[mode]
             handle.write(json.dumps({"id": row.id, "response": text}) + "\n")
     log.info("wrote %d SFT demonstrations (%s) to %s", cfg.train_rows, mode, out)
     return out

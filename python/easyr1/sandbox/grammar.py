@@ -50,6 +50,8 @@ VERB_ALIASES: dict[str, str] = {
     "clear": "clear",
     "decorate": "decorate",
     "sink": "sink", "submerge": "sink",
+    "brighten": "brighten", "lighten": "brighten",
+    "darken": "darken", "dim": "darken",
 }  # fmt: skip
 """Verb word → the handler that parses the rest of the clause."""
 
@@ -484,10 +486,14 @@ def _h_sink(s: _Slots) -> list[Op]:
     return [Op("into_pond", _one_noun(s))]
 
 
+def _h_exposure(s: _Slots) -> list[Op]:
+    return [Op("exposure", value="up" if s.verb == "brighten" else "down")]
+
+
 _HANDLERS = {
     "move": _h_move, "lower": _h_lower, "raise": _h_raise, "put": _h_put, "recolor": _h_recolor, "make": _h_make,
     "remove": _h_remove, "take": _h_take, "add": _h_add, "replace": _h_replace, "restore": _h_restore,
     "relight": _h_relight, "fix": _h_fix, "flip": _h_flip, "cast": _h_cast, "wet": _h_wet, "dry": _h_dry,
     "cover": _h_cover, "melt": _h_melt, "extinguish": _h_extinguish, "light": _h_light, "clear": _h_clear,
-    "decorate": _h_decorate, "sink": _h_sink,
+    "decorate": _h_decorate, "sink": _h_sink, "brighten": _h_exposure, "darken": _h_exposure,
 }  # fmt: skip

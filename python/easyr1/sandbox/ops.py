@@ -16,6 +16,7 @@ from .scene import (
     DECORATION_OF_FESTIVAL,
     FIXED_COLOR,
     FLOAT_HEIGHT,
+    LIGHT_STEP,
     MOVE_STEP,
     OBJECT_KINDS,
     POND_X,
@@ -128,6 +129,9 @@ def _apply_one(s: Scene, op: Op, source: Scene) -> str | None:
         for o in moved:
             o.in_pond = False
             o.x = free_slot(s)
+        return None
+    if a == "exposure":
+        s.light = round(min(1.5, max(0.05, s.light + (LIGHT_STEP if v == "up" else -LIGHT_STEP))), 4)
         return None
     if a == "sun_side":
         if not s.sun:

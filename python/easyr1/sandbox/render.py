@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from functools import lru_cache
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
 from .scene import GROUND_Y, HORIZON_Y, POND_X, Scene, SceneObject
 
@@ -114,7 +114,10 @@ def render_scene(scene: Scene, size: int | tuple[int, int] = 64) -> Image.Image:
             _draw_water_over(cv, obj, night=scene.night)
     if scene.sky in ("rainy", "snowy"):
         _draw_precipitation(cv, scene, rng)
-    return cv.image.resize((width, height), Image.Resampling.LANCZOS)
+    image = cv.image.resize((width, height), Image.Resampling.LANCZOS)
+    if abs(scene.light - 1.0) > 1e-6:
+        image = ImageEnhance.Brightness(image).enhance(max(0.0, scene.light))
+    return image
 
 
 def _draw_sky_bodies(cv: _Canvas, scene: Scene) -> None:

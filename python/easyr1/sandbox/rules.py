@@ -24,6 +24,8 @@ from .scene import (
     DECORATION_KINDS,
     DECORATION_OF_FESTIVAL,
     FESTIVAL_OF_DECORATION,
+    LIGHT_STEP,
+    MOVE_STEP,
     Clause,
     Scene,
     SceneDoc,
@@ -34,6 +36,8 @@ SPILLOVER = 0.08
 """Share every dimension loses per violation, on top of the violation's own severities."""
 MOVED_TOLERANCE = 0.08
 """An object displaced by more than this (fraction of the width) counts as moved."""
+LIGHT_TOLERANCE = 0.1
+"""An exposure this close to the asked-for one (or to the source's, when none was asked for) counts as right."""
 
 SEVERITY: dict[str, dict[str, float]] = {
     # consistency
@@ -52,6 +56,8 @@ SEVERITY: dict[str, dict[str, float]] = {
     # intent
     "requested_edit_missing": {TA: 0.7},
     "requested_colour_wrong": {TA: 0.35},
+    "object_misplaced": {PG: 0.6, TA: 0.5},
+    "exposure_wrong": {EC: 0.6, LC: 0.5},
     "festival_decoration_missing": {CS: 0.4, TA: 0.3},
     # preservation
     "object_removed": {TA: 0.45},
@@ -176,6 +182,21 @@ def intent_violations(clause: Clause, s: Scene, source: Scene) -> list[Violation
         dx = obj.x - before.x
         moved = dx < -MOVED_TOLERANCE if a["direction"] == "left" else dx > MOVED_TOLERANCE
         return [] if moved else missing(f"the {a['object']} was not moved {a['direction']}")
+    if k == "exposure":
+        off = abs(s.light - a["level"])
+        if off <= LIGHT_TOLERANCE:
+            return []
+        # graded by distance: a step off is the preliminary edit, two steps (the wrong repair) is worse
+        return [Violation("exposure_wrong", f"the light is {off:.2f} off dusk", off / LIGHT_STEP)]
+    if k == "center":
+        obj = s.find(a["object"])
+        if obj is None:
+            return missing(f"the {a['object']} is gone")
+        off = abs(obj.x - a["x"])
+        if off <= MOVED_TOLERANCE:
+            return []
+        # graded by distance: a step off is the preliminary edit, two steps (the wrong repair) is worse
+        return [Violation("object_misplaced", f"the {a['object']} is {off:.2f} off the middle", off / MOVE_STEP)]
     raise ValueError(f"unknown clause kind {k!r}")
 
 
@@ -214,6 +235,8 @@ def preservation_violations(intent: list[Clause], s: Scene, source: Scene) -> li
             out.append(Violation("scene_changed", "the sun was removed" if source.sun else "a sun was added"))
     if "weather" not in kinds and s.moon != source.moon:
         out.append(Violation("scene_changed", "the moon was removed" if source.moon else "a moon was added"))
+    if "exposure" not in kinds and abs(s.light - source.light) > LIGHT_TOLERANCE:
+        out.append(Violation("scene_changed", "the light was changed"))
     if "festival" not in kinds and s.festival != source.festival:
         out.append(Violation("scene_changed", "the festival banner was changed"))
     return out

@@ -48,6 +48,8 @@ POND_X = 0.8
 """Centre of the pond when there is one (the pond lies in front, on the right)."""
 MOVE_STEP = 0.2
 """How far ``move X left/right`` shifts an object (fraction of the width)."""
+LIGHT_STEP = 0.25
+"""How much ``brighten``/``darken`` change a scene's exposure (``Scene.light``)."""
 FLOAT_HEIGHT = 0.3
 """Height above the ground of an object added floating (fraction of the height)."""
 
@@ -96,6 +98,8 @@ class Scene:
     festival: str | None = None
     """Text of the festival banner (``halloween`` …), or no banner."""
     objects: list[SceneObject] = field(default_factory=list)
+    light: float = 1.0
+    """Exposure of the whole picture (1 = normal; the renderer scales the brightness by it)."""
 
     def find(self, kind: str) -> SceneObject | None:
         for obj in self.objects:

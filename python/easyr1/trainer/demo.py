@@ -178,6 +178,12 @@ def demo_command(args: argparse.Namespace) -> int:
     sft_dir = Path(cfg.sft.output_dir or out / "sft")
     t0 = time.perf_counter()
     if not (sft_dir / "config.json").is_file():
+        if cfg.sandbox.sft_teacher == "text_only" and not cfg.sft.demonstrations:
+            from easyr1.sandbox.generator import write_sft_demonstrations
+
+            cfg.sft.demonstrations = str(
+                write_sft_demonstrations(out / "data" / "sft_text_only.jsonl", cfg.sandbox, mode="text_only")
+            )
         run_sft(cfg, console=console)
     else:
         logger.info("reusing the SFT warm start in %s", sft_dir)
