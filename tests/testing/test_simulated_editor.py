@@ -19,7 +19,7 @@ def _request(instruction: str) -> EditRequest:
 def test_die_is_ordinary_text_without_allow_exit() -> None:
     (result,) = SimulatedEditor().edit([_request("make it red !die")])
     assert result.ok and result.reason is None
-    assert list(result.image.getdata()) == list(render(_request("make it red !die")).getdata())
+    assert result.image.tobytes() == render(_request("make it red !die")).tobytes()
 
 
 def test_die_exits_the_process_with_allow_exit() -> None:

@@ -151,7 +151,8 @@ def write_plots(folder: Path, rows: Sequence[dict[str, Any]], val_rows: Sequence
         top.set_ylabel("score (0–10)")
         top.set_title(title)
         top.grid(alpha=0.3)
-        top.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+        if top.get_lines():
+            top.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
         _plot_series(bottom, series, [f"{prefix}reward/format"], ["format"])
         if not bottom.get_lines():
             bottom.text(0.5, 0.5, "no format score logged", ha="center", transform=bottom.transAxes)
