@@ -120,3 +120,14 @@ def test_training_in_a_short_folder_keeps_ray_in_the_run_folder(assets, monkeypa
         assert list(folder.glob("session_*/logs")), "Ray did not use the run folder"
     finally:
         subprocess.run(["rm", "-rf", str(run.parent)], check=True)
+
+
+@pytest.mark.slow
+def test_sft_in_a_deep_folder_leaves_no_ray_temp_folder(assets, tmp_path, monkeypatch):  # noqa: F811
+    from easyr1.trainer.sft import run_sft
+
+    seen = _spy(monkeypatch)
+    cfg = small_config(assets, tmp_path / ("deep" * 20) / "run", "sft.max_steps=1")
+    run_sft(cfg)
+    ((folder, remove),) = seen
+    assert remove and not folder.exists()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import tempfile
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,7 +45,7 @@ def run_sft(cfg: EasyR1Config, *, console=None) -> Path:
     from easyr1.models.loading import load_processor
     from easyr1.telemetry.loggers import JsonlLogger
 
-    from .components import StepBatches
+    from .components import StepBatches, ray_temp_dir
     from .entry import progress_bar
 
     s = cfg.sft
@@ -58,7 +58,8 @@ def run_sft(cfg: EasyR1Config, *, console=None) -> Path:
     if s.max_steps is not None:
         steps = min(steps, s.max_steps)
     optim = OptimConfig(lr=s.lr, weight_decay=0.0, lr_warmup_ratio=0.0, lr_scheduler_type="cosine", min_lr_ratio=0.1)
-    started = init_ray(cfg.cluster, temp_dir=tempfile.mkdtemp(prefix="easyr1-ray-"))
+    ray_temp, remove_ray_temp = ray_temp_dir(Path(cfg.trainer.output_dir))
+    started = init_ray(cfg.cluster, temp_dir=str(ray_temp))
     actor = None
     metrics_log = JsonlLogger(Path(cfg.trainer.output_dir) / "sft_metrics.jsonl")
     try:
@@ -94,6 +95,8 @@ def run_sft(cfg: EasyR1Config, *, console=None) -> Path:
             import ray
 
             ray.shutdown()
+        if remove_ray_temp:
+            shutil.rmtree(ray_temp, ignore_errors=True)
     logger.info("SFT warm start: %d steps, model written to %s", steps, out)
     return out
 
