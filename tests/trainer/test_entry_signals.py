@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from test_end_to_end import small_overrides
 
 from easyr1.trainer.checkpoint import CheckpointManager
 from easyr1.trainer.entry import ForcedStop, stop_on_signals
@@ -46,26 +47,8 @@ def test_grace_period_forces_the_stop() -> None:
 
 
 def _overrides(assets: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        f"data.train_files={assets / 'data' / 'train'}",
-        f"data.val_files={assets / 'data' / 'val'}",
-        f"worker.actor.model.model_path={assets / 'policy'}",
-        f"trainer.output_dir={out}",
-        "data.rollout_batch_size=2",
-        "data.val_batch_size=4",
-        "data.max_response_length=24",
-        "worker.actor.global_batch_size=2",
-        "worker.actor.micro_batch_size_per_device_for_update=2",
-        "worker.actor.micro_batch_size_per_device_for_experience=4",
-        "worker.rollout.n=2",
-        "trainer.logger=[file]",
-        "trainer.val_freq=-1",
-        "trainer.val_before_train=false",
-        "telemetry.prometheus.enabled=false",
-        "trainer.save_freq=-1",
-        "trainer.save_limit=-1",
-        *extra,
-    ]
+    """The end-to-end tests' small run; checkpoints only where the stop writes one."""
+    return small_overrides(assets, out, "trainer.save_freq=-1", *extra)
 
 
 def _digests(out: Path) -> dict[int, str]:

@@ -153,19 +153,21 @@ def train_command(args: argparse.Namespace) -> int:
             return 1
         except (ForcedStop, KeyboardInterrupt) as exc:  # components are closed (Ray shut down) on the way out
             name = signal.Signals(received[-1]).name if received else "SIGINT"
-            print(
+            console.print(
                 f"easyr1 train: {name}: step in flight abandoned ({type(exc).__name__}); resume: auto continues from "
                 f"the newest complete checkpoint in {cfg.trainer.output_dir}",
-                file=sys.stderr,
+                markup=False,
+                soft_wrap=True,
             )
             return 128 + (received[-1] if received else signal.SIGINT)
     if received:
         step = getattr(history, "step", None)
         where = getattr(history, "checkpoint", None)
-        print(
+        console.print(
             f"easyr1 train: stopped by {signal.Signals(received[0]).name} after step {step}; checkpoint {where}; "
             "resume: auto continues from it",
-            file=sys.stderr,
+            markup=False,
+            soft_wrap=True,
         )
         return 128 + received[0]
     if history:
