@@ -95,7 +95,9 @@ def main() -> int:
             f"{r['last']:>7.2f} {r['improvement']:>+7.2f} {r['judge_last'] - r['judge_first']:>+8.2f} "
             f"{r['format_last'] - r['format_first']:>+9.2f}"
         )
-    ok = all(r["rc"] == 0 and r["improvement"] >= 1.0 and r["wall_s"] < 600 and r["peak_rss_mb"] < 8192 for r in results)
+    ok = all(
+        r["rc"] == 0 and r["improvement"] >= 1.0 and r["wall_s"] < 600 and r["peak_rss_mb"] < 8192 for r in results
+    )
     print(json.dumps({"benchmark": "demo_learning", "runs": results, "targets_met": ok}))
     return 0
 

@@ -31,8 +31,8 @@ import numpy as np
 from PIL import Image
 
 from easyr1.config.cluster import PoolPlacement
+from easyr1.core.types import EditRequest
 from easyr1.editing.pool import EditorPool
-from easyr1.editing.protocol import EditRequest
 from easyr1.testing.simulated_editor import SimulatedEditor
 
 CALL_SIZES = (37, 50, 23, 45, 29)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from easyr1.pools.placement import ray_actor_options, worker_device, worker_threads
 from easyr1.config.cluster import PoolPlacement
+from easyr1.pools.placement import ray_actor_options, worker_device, worker_threads
 
 
 def test_ray_options_carry_the_pool_resource() -> None:

@@ -7,7 +7,17 @@ import sys
 
 import pytest
 
-COMMANDS = ["train", "demo", "sft", "make-tiny", "make-sandbox-data", "check-data", "judge", "export", "validate-config"]
+COMMANDS = [
+    "train",
+    "demo",
+    "sft",
+    "make-tiny",
+    "make-sandbox-data",
+    "check-data",
+    "judge",
+    "export",
+    "validate-config",
+]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -28,7 +38,9 @@ def test_validate_config_examples(repo_root, example):
     assert "valid" in result.stdout
 
 
-@pytest.mark.parametrize(("override", "key"), [("no.such.key=1", "no.such.key"), ("worker.rollout.n=abc", "worker.rollout.n")])
+@pytest.mark.parametrize(
+    ("override", "key"), [("no.such.key=1", "no.such.key"), ("worker.rollout.n=abc", "worker.rollout.n")]
+)
 def test_validate_config_bad_override_exits_2(repo_root, override, key):
     result = run("validate-config", str(repo_root / "examples" / "sandbox.yaml"), override)
     assert result.returncode == 2

@@ -134,7 +134,10 @@ VALIDATION_CASES = [
     (["worker.actor.optim.lr_scheduler_type=step"], "worker.actor.optim.lr_scheduler_type"),
     (["worker.actor.optim.lr_warmup_ratio=2"], "worker.actor.optim.lr_warmup_ratio"),
     (["worker.actor.fsdp.param_dtype=int8"], "worker.actor.fsdp.param_dtype"),
-    (["worker.ref.micro_batch_size_per_device_for_experience=0"], "worker.ref.micro_batch_size_per_device_for_experience"),
+    (
+        ["worker.ref.micro_batch_size_per_device_for_experience=0"],
+        "worker.ref.micro_batch_size_per_device_for_experience",
+    ),
     (["worker.rollout.name=sglang"], "worker.rollout.name"),
     (["worker.rollout.n=0"], "worker.rollout.n"),
     (["worker.rollout.top_p=0"], "worker.rollout.top_p"),
@@ -173,7 +176,10 @@ VALIDATION_CASES = [
     (["cluster.actor.num_gpus_per_worker=-1"], "cluster.actor.num_gpus_per_worker"),
     # cross-section checks
     (["data.rollout_batch_size=12", "worker.actor.global_batch_size=8"], "data.rollout_batch_size"),
-    (["worker.actor.num_workers=3", "worker.actor.global_batch_size=8", "worker.rollout.n=4"], "worker.actor.global_batch_size"),
+    (
+        ["worker.actor.num_workers=3", "worker.actor.global_batch_size=8", "worker.rollout.n=4"],
+        "worker.actor.global_batch_size",
+    ),
     (["worker.actor.micro_batch_size_per_device_for_update=3"], "worker.actor.micro_batch_size_per_device_for_update"),
     (["worker.rollout.response_length=9000"], "worker.rollout.response_length"),
     (["worker.rollout.n=1"], "worker.rollout.n"),

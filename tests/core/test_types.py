@@ -29,15 +29,14 @@ def test_package_exports_are_the_neutral_objects_and_the_moved_modules_are_gone(
     from easyr1.editing import protocol as editing_protocol
     from easyr1.rollout import protocol as rollout_protocol
 
-    assert rollout_protocol.PolicyPrompt is types.PolicyPrompt
-    assert rollout_protocol.SamplingParams is types.SamplingParams
-    assert rollout_protocol.RolloutOutput is types.RolloutOutput
+    assert not {"PolicyPrompt", "SamplingParams", "RolloutOutput"} & set(rollout_protocol.__all__)
     assert data.EditSample is types.EditSample
-    assert editing_protocol.EditRequest is editing.EditRequest is types.EditRequest
-    assert editing_protocol.EditResult is types.EditResult
+    assert editing.EditRequest is types.EditRequest
+    assert not {"EditRequest", "EditResult"} & set(editing_protocol.__all__)
     assert editing.derive_seed is seeds.derive_seed
     assert importlib.util.find_spec("easyr1.data.types") is None
     assert importlib.util.find_spec("easyr1.editing.seeds") is None
+    assert importlib.util.find_spec("easyr1.actor.placement") is None
 
 
 def test_values_pickle_by_their_neutral_path():

@@ -84,8 +84,8 @@ def test_length_filter_measures_the_configured_layout(helpers, tmp_path, process
 def test_sft_trains_on_the_configured_layout(helpers, tmp_path, processor, tiny_policy_dir, monkeypatch):
     """``easyr1 sft`` hands the actor prompts in ``data.prompt_layout`` (the actor pool is replaced by a recorder;
     the prompts are encoded with the policy's processor as the actor would)."""
-    import easyr1.actor.placement as placement
     import easyr1.actor.pool as pool
+    import easyr1.pools.placement as placement
     from easyr1.trainer.sft import run_sft
 
     seen = []

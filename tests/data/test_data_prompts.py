@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from easyr1.core.types import PolicyPrompt
 from easyr1.data import (
     INSTRUCTION_CLOSE,
     INSTRUCTION_OPEN,
@@ -14,7 +15,6 @@ from easyr1.data import (
     build_policy_prompt,
     prompt_token_count,
 )
-from easyr1.rollout.protocol import PolicyPrompt
 
 
 def _sample(helpers, instruction="make the sky blue", size=(56, 56)):

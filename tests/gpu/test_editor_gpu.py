@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from easyr1.config.editing import ImageEditConfig
+from easyr1.core.types import EditRequest
 from easyr1.editing.factory import build_editor
-from easyr1.editing.protocol import EditRequest
 
 pytestmark = pytest.mark.gpu
 

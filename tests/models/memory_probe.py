@@ -120,8 +120,8 @@ def edit(editor_dir: str) -> None:
 
     torch.set_num_threads(1)
     from easyr1.config.editing import ImageEditConfig
+    from easyr1.core.types import EditRequest
     from easyr1.editing.factory import build_editor
-    from easyr1.editing.protocol import EditRequest
 
     cfg = ImageEditConfig(
         model_path=editor_dir,

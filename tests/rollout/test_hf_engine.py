@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from easyr1.core.types import SamplingParams
 from easyr1.rollout.probe import probe_prompts
-from easyr1.rollout.protocol import RolloutEngine, SamplingParams
+from easyr1.rollout.protocol import RolloutEngine
 from easyr1.rollout.sampling import sampling_params
 
 

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from easyr1.actor.batch import PolicyBatch
+from easyr1.core.types import SamplingParams
 from easyr1.rollout.probe import probe_prompt, probe_prompts
-from easyr1.rollout.protocol import SamplingParams
 
 REPO = Path(__file__).resolve().parents[2]
 

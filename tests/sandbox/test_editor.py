@@ -5,7 +5,8 @@ import json
 import pytest
 from PIL import Image
 
-from easyr1.editing.protocol import Editor, EditRequest
+from easyr1.core.types import EditRequest
+from easyr1.editing.protocol import Editor
 from easyr1.reward.judge.protocol import DIMENSIONS, JudgeRequest
 from easyr1.sandbox import SandboxEditor, SandboxJudge, SceneDoc, render_scene
 

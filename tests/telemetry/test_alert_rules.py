@@ -75,7 +75,10 @@ def test_every_alert_is_present_labelled_and_tested() -> None:
 
 def test_thresholds_come_from_the_config() -> None:
     """Each alert compares against easyr1_alert_threshold{alert=<a telemetry.alerts field>}."""
-    fields = {f.name for f in dataclasses.fields(AlertThresholds)} | {"judge_retry_ratio", "judge_waiting_fraction"}  # judge.alert_*
+    fields = {f.name for f in dataclasses.fields(AlertThresholds)} | {
+        "judge_retry_ratio",
+        "judge_waiting_fraction",
+    }  # judge.alert_*
     used = set()
     for rule in rules():
         if "alert" in rule:

@@ -14,7 +14,12 @@ from easyr1.rollout.protocol import Rollout
 from easyr1.trainer.contracts import TrainingActor
 
 GRPO = Path(__file__).resolve().parents[2] / "python" / "easyr1" / "trainer" / "grpo.py"
-CONTRACTS = {"actor": [TrainingActor], "rollout": [Rollout], "editor": [Editor, DrainsMetrics], "judge": [Judge, DrainsMetrics]}
+CONTRACTS = {
+    "actor": [TrainingActor],
+    "rollout": [Rollout],
+    "editor": [Editor, DrainsMetrics],
+    "judge": [Judge, DrainsMetrics],
+}
 
 
 def test_the_pools_satisfy_the_driver_contracts():

@@ -10,10 +10,8 @@ from PIL import Image
 
 from easyr1.config import DIMENSIONS, load_config
 from easyr1.core.seeds import edit_seed
-from easyr1.core.types import EditSample
-from easyr1.editing.protocol import EditResult
+from easyr1.core.types import EditResult, EditSample, RolloutOutput
 from easyr1.reward.judge.protocol import JudgeResult
-from easyr1.rollout.protocol import RolloutOutput
 from easyr1.trainer.scoring import RewardPipeline
 
 GOOD = "<CoT>The shadow falls the wrong way.</CoT>\n<Re_edit>Move the shadow to the left</Re_edit>"

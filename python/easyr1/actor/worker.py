@@ -22,6 +22,7 @@ from easyr1.config.actor import OptimConfig
 from easyr1.models.forward import response_log_probs
 from easyr1.models.inputs import EncodedPrompt, PolicyInputs, collate, encode_prompt
 from easyr1.models.loading import LoadedPolicy, load_policy, resolve_dtype
+from easyr1.pools.placement import worker_device, worker_threads
 from easyr1.transfer.weight_sync import (
     TensorSpec,
     WeightPlan,
@@ -49,7 +50,6 @@ from .fsdp import (
 )
 from .grad_norm import clip_grad_norm_
 from .optim import build_optimizer, build_scheduler
-from .placement import worker_device, worker_threads
 from .settings import ActorSettings
 from .update import ppo_update, sft_update
 

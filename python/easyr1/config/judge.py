@@ -102,5 +102,9 @@ class JudgeConfig:
         yield from check_non_negative(f"{path}.outage_budget_s", self.outage_budget_s)
         yield from check_non_negative(f"{path}.price_per_1k_prompt_tokens", self.price_per_1k_prompt_tokens)
         yield from check_non_negative(f"{path}.price_per_1k_completion_tokens", self.price_per_1k_completion_tokens)
-        if self.backend in JUDGE_BACKENDS.names() and JUDGE_BACKENDS.facts(self.backend).remote and not self.base_url.startswith(("http://", "https://")):
+        if (
+            self.backend in JUDGE_BACKENDS.names()
+            and JUDGE_BACKENDS.facts(self.backend).remote
+            and not self.base_url.startswith(("http://", "https://"))
+        ):
             yield ConfigError(f"{path}.base_url", self.base_url, "must be an http(s) URL")

@@ -15,11 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-# The value types moved to the neutral easyr1.core.types; re-exported here for sandbox/, trainer/ and tests until
-# phase B of issue 17 moves those importers (then these re-exports go).
 from easyr1.core.types import EditRequest, EditResult
 
-__all__ = ["DrainsMetrics", "EditRequest", "EditResult", "Editor", "EditorService"]
+__all__ = ["DrainsMetrics", "Editor", "EditorService"]
 
 
 @runtime_checkable

@@ -17,8 +17,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-# The value types moved to the neutral easyr1.core.types; re-exported here for actor/, trainer/ and tests until
-# phase B of issue 17 moves those importers (then these re-exports go).
 from easyr1.core.types import PolicyPrompt, RolloutOutput, SamplingParams
 
 if TYPE_CHECKING:
@@ -28,11 +26,8 @@ if TYPE_CHECKING:
 __all__ = [
     "EngineFactory",
     "OwnsProcesses",
-    "PolicyPrompt",
     "Rollout",
     "RolloutEngine",
-    "RolloutOutput",
-    "SamplingParams",
     "ScoresResponses",
     "WeightReceiver",
     "WeightSource",

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from ..editing.protocol import EditRequest, EditResult
+from ..core.types import EditRequest, EditResult
 from .grammar import parse_instruction
 from .ops import apply_ops
 from .render import render_scene

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from ..editing.protocol import EditRequest
+from ..core.types import EditRequest
 from ..reward.parsing import extract_re_edit
 from .answers import score_preliminary, score_re_edit
 from .defects import CATALOGUE

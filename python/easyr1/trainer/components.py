@@ -182,9 +182,9 @@ def build_editor_for(cfg: EasyR1Config) -> tuple[Editor, Any]:
 
 
 def build_components(cfg: EasyR1Config, run_dir: Path) -> Components:
-    from easyr1.actor.placement import init_ray
     from easyr1.actor.pool import ActorPool, optimizer_steps_per_training_step
     from easyr1.models.loading import load_processor
+    from easyr1.pools.placement import init_ray
     from easyr1.reward.judge import build_judge
     from easyr1.rollout.pool import RolloutPool
     from easyr1.telemetry import Telemetry

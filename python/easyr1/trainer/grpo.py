@@ -102,7 +102,9 @@ class GRPOTrainer:
             if len(full) < len(self.checkpoints.complete_checkpoints()):
                 logger.warning("model-only checkpoints (trainer.save_model_only) cannot resume a run; they are skipped")
             while full and (problem := CheckpointManager.verify(full[-1].path)) is not None:
-                logger.warning("newest checkpoint %s is damaged (%s); falling back to the previous one", full[-1].path, problem)
+                logger.warning(
+                    "newest checkpoint %s is damaged (%s); falling back to the previous one", full[-1].path, problem
+                )
                 full.pop()
             path = full[-1].path if full else None
         if path is not None and _model_only(path):

@@ -148,8 +148,8 @@ def _gib(n: float) -> str:
 def pool_requests(cfg: EasyR1Config) -> list[tuple[str, int, dict[str, Any]]]:
     """``(pool, workers, Ray options per worker)`` of the pools ``easyr1 train`` starts, from the same functions
     the pools call (:func:`easyr1.actor.placement.ray_actor_options`, ``EditorPool.actor_options``)."""
-    from easyr1.actor.placement import ray_actor_options
     from easyr1.core.registries import EDITOR_BACKENDS
+    from easyr1.pools.placement import ray_actor_options
 
     pools = [
         ("actor", cfg.worker.actor.num_workers, ray_actor_options(cfg.cluster.actor)),

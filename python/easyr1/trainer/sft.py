@@ -39,10 +39,10 @@ def _load_demonstrations(path: str | None) -> dict[str, str] | None:
 def run_sft(cfg: EasyR1Config, *, console=None) -> Path:
     """Train ``worker.actor.model`` on demonstrations; returns the exported Hugging Face folder."""
     from easyr1.actor.batch import PolicyBatch, encode_responses
-    from easyr1.actor.placement import init_ray
     from easyr1.actor.pool import ActorPool
     from easyr1.data import build_dataloader, build_policy_prompt
     from easyr1.models.loading import load_processor
+    from easyr1.pools.placement import init_ray
     from easyr1.telemetry.loggers import JsonlLogger
 
     from .components import StepBatches, ray_temp_dir
