@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from easyr1.core.registries import EDITOR_BACKENDS
 
@@ -27,6 +28,17 @@ class ImageEditConfig:
     """True classifier-free guidance scale (Qwen-Image-Edit's CFG; needs a negative prompt; 1.0 disables)."""
     negative_prompt: str = " "
     """Negative prompt used by true CFG."""
+    lora_path: str = ""
+    """A diffusers LoRA for the editor's transformer (folder or ``.safetensors`` file), e.g. a distilled 4/8-step
+    ("Lightning") LoRA; set ``num_inference_steps``, ``true_cfg_scale: 1.0`` and ``scheduler`` to what it was
+    distilled with. Empty: none. Needs ``peft``."""
+    lora_scale: float = 1.0
+    """Strength of ``lora_path`` (1.0 as distilled)."""
+    fuse_lora: bool = True
+    """Merge the LoRA into the transformer's weights at load (no per-step adapter cost); off keeps a live adapter."""
+    scheduler: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the pipeline scheduler's own config (e.g. ``{shift: 3.0, use_dynamic_shifting: false}`` for a
+    few-step LoRA); every key must be a setting of that scheduler."""
     target_area: int = 1048576
     """Output/condition area in pixels (aspect of the input kept, sides multiples of 32). The pipeline's
     default is ~1024²; small areas make CPU runs fast."""
@@ -67,6 +79,10 @@ class ImageEditConfig:
         yield from check_non_negative(f"{path}.max_retries", self.max_retries)
         yield from check_positive(f"{path}.request_timeout_s", self.request_timeout_s)
         yield from check_positive(f"{path}.startup_timeout_s", self.startup_timeout_s)
+        if self.lora_path and self.backend != "qwen_image_edit":
+            yield ConfigError(
+                f"{path}.lora_path", self.lora_path, "is a Qwen-Image-Edit setting (backend qwen_image_edit)"
+            )
         if self.max_replica_restarts < -1:
             yield ConfigError(f"{path}.max_replica_restarts", self.max_replica_restarts, "must be -1 or at least 0")
         if self.true_cfg_scale > 1.0 and not self.negative_prompt:

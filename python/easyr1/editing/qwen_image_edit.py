@@ -12,6 +12,7 @@ What it does that a plain pipeline call does not:
   tokenizer (the pipeline's 64 is right only for the real Qwen tokenizer);
 * the text encoder gets its 3-D (M-RoPE) image positions: diffusers 0.42 omits ``mm_token_type_ids`` from the
   encoder call, so transformers ≥ 5 falls back to 1-D positions (:mod:`easyr1.editing.text_positions`);
+* a distilled few-step LoRA and its scheduler settings as configuration (:mod:`easyr1.editing.distill`);
 * NaN, black and constant outputs become failures with a reason; a failing call is bisected so that only the items
   that fail on their own fail. The input image is never returned in place of an edit.
 """
@@ -31,6 +32,7 @@ from PIL import Image
 from easyr1.core.types import EditRequest, EditResult
 
 from .batching import check_output, chunked, edit_isolating_failures, group_indices
+from .distill import apply_scheduler_overrides, load_distilled_lora
 from .resolution import condition_area, supports_condition_area, target_size
 from .text_positions import install_mrope_positions
 
@@ -104,6 +106,10 @@ class QwenImageEditEditor:
         enable_model_cpu_offload: bool = False,
         enable_sequential_cpu_offload: bool = False,
         detect_blank_outputs: bool = True,
+        lora_path: str | Path | None = None,
+        lora_scale: float = 1.0,
+        fuse_lora: bool = True,
+        scheduler: dict[str, Any] | None = None,
     ):
         import diffusers
         import torch
@@ -128,6 +134,10 @@ class QwenImageEditEditor:
         dtype_key = "dtype" if _version_tuple(diffusers.__version__) >= (0, 42) else "torch_dtype"
         self.pipeline = pipeline_cls.from_pretrained(self.model_path, **{dtype_key: self.torch_dtype})
         self.pipeline.set_progress_bar_config(disable=True)
+        apply_scheduler_overrides(self.pipeline, dict(scheduler or {}))
+        self.lora = str(lora_path) if lora_path else None
+        if self.lora:
+            load_distilled_lora(self.pipeline, self.lora, scale=lora_scale, fuse=fuse_lora)
         on_gpu = self.device.startswith("cuda")
         if (enable_model_cpu_offload or enable_sequential_cpu_offload) and not on_gpu:
             logger.info("CPU offload requested but the editor runs on %s: ignored", self.device)
@@ -188,6 +198,10 @@ class QwenImageEditEditor:
             enable_model_cpu_offload=cfg.enable_model_cpu_offload,
             enable_sequential_cpu_offload=cfg.enable_sequential_cpu_offload,
             detect_blank_outputs=cfg.detect_blank_outputs,
+            lora_path=cfg.lora_path or None,
+            lora_scale=cfg.lora_scale,
+            fuse_lora=cfg.fuse_lora,
+            scheduler=dict(cfg.scheduler),
         )
 
     def output_size(self, image: Image.Image) -> tuple[int, int]:
@@ -245,6 +259,7 @@ class QwenImageEditEditor:
                 "num_inference_steps": self.num_inference_steps,
                 "true_cfg_scale": self.true_cfg_scale,
                 "batch": len(requests),
+                **({"lora": self.lora} if self.lora else {}),
             }
             problem = check_output(item) if self.detect_blank_outputs else None
             if problem is None and not np.isfinite(item).all():
