@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a Hugging Face model folder from a training checkpoint")
     p.add_argument("checkpoint", help="checkpoint folder (…/global_step_N)")
     p.add_argument("--out", required=True)
+    p.add_argument("--adapter", action="store_true", help="LoRA runs: write a PEFT adapter folder, not merged weights")
     p.set_defaults(target="easyr1.trainer.export:export_command")
 
     p = sub.add_parser("plan-memory", help="per-GPU memory of each pool from the model configs (no weights)")

@@ -96,20 +96,22 @@ def iter_full_tensors(
     dtype: torch.dtype | None = None,
     names: Collection[str] | None = None,
     to_cpu: bool = False,
+    keep_dtype: Collection[str] = (),
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """State-dict entries as full tensors, one at a time (a collective: all ranks must iterate together).
 
     Each local shard is first moved to ``device`` (the worker's collective device: CPU-offloaded shards are
     gathered by NCCL on the GPU) and floating shards are cast to ``dtype`` *before* the all-gather, so the
     gather moves and materialises e.g. bf16, not the fp32 masters. ``names`` restricts (and keeps state-dict
-    order) to those entries — every rank must pass the same set.
+    order) to those entries — every rank must pass the same set; entries in ``keep_dtype`` are gathered in their
+    own dtype (inputs of further fp32 arithmetic, e.g. LoRA merges).
     """
     from torch.distributed.tensor import DTensor
 
     for name, value in model.state_dict().items():
         if names is not None and name not in names:
             continue
-        cast = dtype if dtype is not None and value.is_floating_point() else value.dtype
+        cast = dtype if dtype is not None and value.is_floating_point() and name not in keep_dtype else value.dtype
         if isinstance(value, DTensor):
             local = value.to_local().to(device=device, dtype=cast)
             full = DTensor.from_local(

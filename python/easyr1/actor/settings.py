@@ -21,7 +21,8 @@ class ActorSettings:
     total_steps: int | None = None
     """Optimizer steps the schedule spans (warm-up ratio, cosine); ``None`` for a constant schedule."""
     with_reference: bool = True
-    """Load the frozen reference copy (needed for a KL term)."""
+    """Reference log-probs are needed (a KL term). Full fine-tuning loads a frozen copy for them; with LoRA the
+    reference is the policy itself with adapters disabled (no copy)."""
     rollout_n: int = 1
     """Responses per prompt (a mini-batch holds ``global_batch_size × rollout_n`` responses)."""
     norm_length: int = 4096
@@ -29,7 +30,15 @@ class ActorSettings:
     logprob_temperature: float = 1.0
     """Logits are divided by this before log-probs: the rollout's sampling temperature (as verl/EasyR1 do), so the
     PPO ratio and the gradient are taken under the distribution the responses were sampled from."""
+    lora_sync: str = "merged"
+    """With LoRA on: what a weight sync sends (``adapters`` or ``merged``), ``worker.actor.lora.sync`` resolved
+    for the rollout engine (``auto``: adapters for the ``hf`` engine, merged weights for vLLM)."""
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def lora(self) -> bool:
+        """LoRA adapters on the language model (then the reference is the same model with adapters off)."""
+        return self.actor.lora.enabled
 
     @property
     def use_kl_loss(self) -> bool:
@@ -60,4 +69,18 @@ def actor_settings(
         rollout_n=rollout.n,
         norm_length=rollout.response_length or cfg.data.max_response_length,
         logprob_temperature=rollout.temperature if rollout.temperature > 0 else 1.0,
+        lora_sync=resolve_lora_sync(cfg.worker.actor.lora.sync, rollout.name),
     )
+
+
+def resolve_lora_sync(sync: str, engine: str) -> str:
+    """``worker.actor.lora.sync`` for rollout engine ``engine``: ``auto`` → ``adapters`` for ``hf`` (it serves
+    LoRA layers), ``merged`` otherwise (vLLM loads merged weights through its ordinary reload path)."""
+    if sync == "auto":
+        return "adapters" if engine == "hf" else "merged"
+    if sync == "adapters" and engine != "hf":
+        raise ValueError(
+            f"worker.actor.lora.sync=adapters needs the hf engine; the {engine} engine loads merged weights "
+            "(worker.actor.lora.sync=merged or auto)"
+        )
+    return sync

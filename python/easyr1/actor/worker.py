@@ -23,6 +23,7 @@ from easyr1.models.forward import response_log_probs
 from easyr1.models.inputs import EncodedPrompt, PolicyInputs, collate, encode_prompt
 from easyr1.models.loading import LoadedPolicy, load_policy, resolve_dtype
 from easyr1.pools.placement import worker_device, worker_threads
+from easyr1.transfer.lora import merge_state_dict
 from easyr1.transfer.weight_sync import (
     TensorSpec,
     WeightPlan,
@@ -35,6 +36,7 @@ from easyr1.transfer.weight_sync import (
 from easyr1.transfer.weight_sync import wire_dtype as _wire_dtype
 
 from . import checkpoint as ckpt
+from . import lora
 from .batch import PolicyBatch, fixed_micro_batches, token_budget_partition
 from .fsdp import (
     apply_fsdp2,
@@ -98,11 +100,15 @@ class ActorWorker:
         # Mixed precision keeps fp32 master weights and computes in fsdp.param_dtype.
         master_dtype = "float32" if s.actor.fsdp.mixed_precision else cfg.dtype
         self.policy = self._load(master_dtype, training=True)
+        if s.lora:
+            lora.apply_lora(
+                self.policy.model, s.actor.lora, train_vision_tower=not cfg.freeze_vision_tower, seed=s.actor.seed
+            )
         self.model = self._shard(
             self.policy.model, mesh=mesh, cpu_offload=s.actor.fsdp.enable_cpu_offload, mixed_precision=None
         )
         self.configure_optimizer(s.optim, s.total_steps)
-        if s.with_reference:
+        if s.with_reference and not s.lora:  # with LoRA the reference is self.model with adapters disabled
             ref = self._load(cfg.dtype, training=False).model
             ref.requires_grad_(False)
             self.ref_model = self._shard(ref, mesh=mesh, cpu_offload=s.ref.offload_params, mixed_precision=False)
@@ -241,7 +247,11 @@ class ActorWorker:
         (``ref``); zeros past each response's end; float32 on CPU. ``temperature`` overrides the settings' (the
         weight-sync probe compares raw, temperature-1 log-probs)."""
         temperature = self.settings.logprob_temperature if temperature is None else temperature
-        if which == "ref":
+        base = contextlib.nullcontext()
+        if which == "ref" and self.settings.lora:
+            model, size = self.model, self.settings.ref.micro_batch_size_per_device_for_experience
+            base = lora.adapters_disabled(self.model)
+        elif which == "ref":
             if self.ref_model is None:
                 raise RuntimeError("this actor pool was built without a reference model")
             model, size = self.ref_model, self.settings.ref.micro_batch_size_per_device_for_experience
@@ -252,7 +262,8 @@ class ActorWorker:
         was_training = model.training
         model.eval()
         try:
-            with self._resident(optimizer=False) if which == "actor" else contextlib.nullcontext():
+            resident = self._resident(optimizer=False) if model is self.model else contextlib.nullcontext()
+            with resident, base:
                 for idx in self.micro_batches(encoded, batch, size):
                     inputs = self.inputs(encoded, batch, idx)
                     logp, _ = response_log_probs(model, inputs, temperature=temperature)
@@ -309,8 +320,17 @@ class ActorWorker:
         ckpt.export_hf(self, path, dtype)
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:
-        """The unsharded policy weights on CPU (rank 0; ``{}`` on other ranks)."""
-        return full_state_dict(self.model)
+        """The unsharded policy weights on CPU (rank 0; ``{}`` on other ranks); with LoRA the merged plain
+        weights (``W + scaling · B A``, the plain model's names)."""
+        state = full_state_dict(self.model)
+        if self.settings.lora and state:
+            state = merge_state_dict(state, self.lora_scaling)
+        return state
+
+    @property
+    def lora_scaling(self) -> float:
+        cfg = self.settings.actor.lora
+        return cfg.alpha / cfg.rank
 
     def optimizer_state_summary(self) -> dict[str, Any]:
         """Per-parameter sums of this rank's optimizer state shards plus the schedule position (for tests/logs)."""
@@ -329,6 +349,10 @@ class ActorWorker:
         (a frozen vision tower, buffers) are marked static: sent in full syncs only."""
         dtype = resolve_dtype(engine_dtype, self.device) if engine_dtype == "auto" else getattr(torch, engine_dtype)
         trainable = {n for n, p in self.model.named_parameters(remove_duplicate=False) if p.requires_grad}
+        if self.settings.lora:
+            shapes = {n: (s, d) for n, s, d in state_specs(self.model)}
+            layout = lora.sync_layout(shapes, self.settings.lora_sync)
+            return make_plan(lora.sync_specs(layout, shapes, trainable, dtype), bucket_bytes)
         specs = [
             TensorSpec(n, s, dtype_name(_wire_dtype(d, dtype)), static=n not in trainable)
             for n, s, d in state_specs(self.model)
@@ -355,12 +379,19 @@ class ActorWorker:
         full = self._full_sync_needed()
         floating = [dtype_from_name(t.dtype) for t in plan.tensors if dtype_from_name(t.dtype).is_floating_point]
         with self._resident(optimizer=False):
+            names, keep, layout = set(plan.sent_names(full)), set(), None
+            if self.settings.lora:
+                layout = lora.sync_layout([n for n, _, _ in state_specs(self.model)], self.settings.lora_sync)
+                names, keep = lora.sources(layout, names)
             tensors = iter_full_tensors(
                 self.model,
                 device=self.collective_device,
                 dtype=floating[0] if floating else None,
-                names=set(plan.sent_names(full)),
+                names=names,
+                keep_dtype=keep,
             )
+            if layout is not None:
+                tensors = lora.sync_tensors(layout, plan.sent_names(full), tensors, self.lora_scaling)
             if self.rank != 0:
                 for _ in tensors:
                     pass

@@ -96,6 +96,43 @@ class OffloadConfig:
     """Move optimizer state to CPU while the actor is idle."""
 
 
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class LoRAConfig:
+    rank: int = 0
+    """LoRA rank r of the language model's adapters; 0 turns LoRA off (full fine-tuning)."""
+    alpha: float = 16.0
+    """LoRA alpha: the adapter update is scaled by ``alpha / rank``."""
+    dropout: float = 0.0
+    """Dropout on the adapters' input during training (0 keeps the update deterministic)."""
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    """Names of the language model's linear layers that get adapters (matched on the last name component, in the
+    decoder layers only: the vision tower never gets adapters; it stays frozen or fully trained per
+    ``worker.actor.model.freeze_vision_tower``)."""
+    sync: str = "auto"
+    """What a weight sync sends: ``adapters`` (the LoRA matrices only; the ``hf`` engine serves them as adapters),
+    ``merged`` (base + adapter product of every adapted layer, loaded like full weights: vLLM), or ``auto``
+    (``adapters`` for the ``hf`` engine, ``merged`` otherwise)."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.rank > 0
+
+    def validate(self, path: str) -> Iterator[ConfigError]:
+        yield from check_non_negative(f"{path}.rank", self.rank)
+        if self.rank > 0:
+            yield from check_positive(f"{path}.alpha", self.alpha)
+        yield from check_range(f"{path}.dropout", self.dropout, low=0.0, high=1.0, high_inclusive=False)
+        if not self.target_modules:
+            yield ConfigError(f"{path}.target_modules", self.target_modules, "must name at least one module")
+        for name in self.target_modules:
+            if not isinstance(name, str) or not name.isidentifier():
+                yield ConfigError(f"{path}.target_modules", self.target_modules, f"{name!r} is not a module name")
+        yield from check_choice(f"{path}.sync", self.sync, ["auto", "adapters", "merged"])
+
+
 @dataclass
 class ActorConfig:
     strategy: str = "fsdp"
@@ -141,6 +178,8 @@ class ActorConfig:
     """FSDP2 sharding."""
     offload: OffloadConfig = field(default_factory=OffloadConfig)
     """Idle-time offloading."""
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    """LoRA adapters on the language model (``rank`` 0: full fine-tuning)."""
 
     def validate(self, path: str) -> Iterator[ConfigError]:
         yield from check_choice(f"{path}.strategy", self.strategy, ["fsdp", "fsdp2"])

@@ -15,6 +15,7 @@ from easyr1.models.forward import response_log_probs
 from easyr1.models.generation import generate_sequences
 from easyr1.models.inputs import collate, encode_prompt
 from easyr1.models.loading import load_policy
+from easyr1.transfer.lora import lora_parts, serve_adapters, served_state_key
 from easyr1.transfer.weight_sync import WeightPlan, WeightSyncGroup, dtype_name
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class HFRolloutEngine:
         self.generation_batch_size = generation_batch_size
         self.engine_index = engine_index
         self._sync_group: WeightSyncGroup | None = None
+        self._adapted: set[str] = set()  # layers served as LoRA adapters (an adapter-only weight sync)
 
     # ------------------------------------------------------------ pool hooks (driver side, class level)
     @staticmethod
@@ -141,7 +143,10 @@ class HFRolloutEngine:
 
     def update_weights(self, state_dict: Mapping[str, Any]) -> None:
         """Load full (unsharded) tensors; every state-dict entry must be present (checked before anything is
-        loaded, so a bad dict leaves the engine's weights untouched)."""
+        loaded, so a bad dict leaves the engine's weights untouched). Plain (merged) weights reach an engine that
+        serves LoRA adapters as its base weights, the adapters zeroed."""
+        if self._adapted:
+            state_dict = self._plain_into_served(state_dict)
         expected = set(self.model.state_dict())
         missing, unexpected = expected - set(state_dict), set(state_dict) - expected
         if missing or unexpected:
@@ -160,19 +165,47 @@ class HFRolloutEngine:
         """Receive one broadcast of the full weights (see ``weight_sync``); returns bytes received."""
         if self._sync_group is None:
             raise RuntimeError("receive_weights before init_weight_sync")
+        self._serve_plan_adapters(plan)
         state = self.model.state_dict()
-        missing = [t.name for t in plan.tensors if t.name not in state]
+        keys = {t.name: served_state_key(t.name, self._adapted) for t in plan.tensors}
+        missing = [name for name, key in keys.items() if key not in state]
         if missing or len(plan.tensors) != len(state):
-            extra = sorted(set(state) - {t.name for t in plan.tensors})
+            extra = sorted(set(state) - set(keys.values()))
             raise RuntimeError(
                 f"weight plan does not match the engine's model: missing {missing[:5]}, extra {extra[:5]}"
             )
 
         def consume(items: list[tuple[str, torch.Tensor]]) -> None:
             for name, value in items:
-                state[name].copy_(value)
+                state[keys[name]].copy_(value)
 
         return self._sync_group.receive(plan, consume)
+
+    def _serve_plan_adapters(self, plan: WeightPlan) -> None:
+        """A plan with LoRA adapters (``easyr1.transfer.lora`` names): serve them as LoRA layers — injected once,
+        on the first such plan; the plan's ranks must match what is served."""
+        ranks = {}
+        for spec in plan.tensors:
+            parts = lora_parts(spec.name)
+            if parts and parts[1] == "A":
+                ranks[parts[0]] = spec.shape[0]
+        if not ranks:
+            if self._adapted:
+                raise RuntimeError("this engine serves LoRA adapters; the weight plan has none")
+            return
+        if not self._adapted:
+            serve_adapters(self.model, ranks)
+            self._adapted = set(ranks)
+        elif set(ranks) != self._adapted:
+            raise RuntimeError("the weight plan's LoRA layers differ from the ones this engine serves")
+
+    def _plain_into_served(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+        out = {served_state_key(name, self._adapted): value for name, value in state_dict.items()}
+        for key, value in self.model.state_dict().items():
+            parts = lora_parts(key)
+            if parts and key not in out:
+                out[key] = torch.zeros_like(value) if parts[1] == "B" else value
+        return out
 
     def ping(self) -> int:
         return self.engine_index
