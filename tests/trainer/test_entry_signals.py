@@ -105,3 +105,41 @@ def test_sigterm_stops_cleanly_and_resume_continues(tmp_path: Path) -> None:
     assert subprocess.run(clean_cmd, capture_output=True, text=True, timeout=600).returncode == 0
     assert _digests(run) == _digests(clean)
     assert sorted(_digests(run)) == [1, 2, 3] and stopped_at < 3
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_whole_process_group_stops_cleanly(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches every process of the foreground group (the driver and Ray's workers), mid-step:
+    still one line, exit 130, no traceback from any process, the step in flight checkpointed, no orphans."""
+    from easyr1.models.tiny import build_tiny_policy
+    from easyr1.sandbox.generator import write_sandbox_dataset
+
+    assets = tmp_path / "assets"
+    build_tiny_policy(assets / "policy", seed=0)
+    write_sandbox_dataset(assets / "data" / "train", rows=16, seed=0, image_size=32)
+    write_sandbox_dataset(assets / "data" / "val", rows=4, seed=0, image_size=32, split="val")
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "easyr1", "train", str(EXAMPLE), *_overrides(assets, run, "trainer.max_steps=4")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    children: list[psutil.Process] = []
+    try:
+        deadline = time.time() + 400
+        while not (run / "metrics.jsonl").exists() or 1 not in _digests(run):
+            assert proc.poll() is None, "training ended before step 1 was logged"
+            assert time.time() < deadline, "step 1 not logged in time"
+            time.sleep(0.05)
+        time.sleep(0.3)  # into step 2
+        children = psutil.Process(proc.pid).children(recursive=True)
+        os.killpg(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGINT, output[-2000:]
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-4000:]
+    assert "stopped by SIGINT" in output
+    latest = CheckpointManager(run / "checkpoints").latest()
+    assert latest is not None and latest.step == max(_digests(run))
+    _, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, [(p.pid, p.name()) for p in alive if p.is_running()]
