@@ -17,3 +17,22 @@ def test_reference_only_when_a_kl_term_needs_it():
     assert needs_reference(load_config(None, []))
     assert not needs_reference(load_config(None, ["algorithm.disable_kl=true"]))
     assert not needs_reference(load_config(None, ["algorithm.use_kl_loss=false", "algorithm.kl_coef=0"]))
+
+
+def test_lora_sync_follows_the_engine_and_validates():
+    import pytest
+
+    from easyr1.config.base import ConfigValidationError
+
+    hf = actor_settings(load_config(None, ["worker.actor.lora.rank=8"]))
+    assert hf.lora and hf.lora_sync == "adapters"
+    vllm = actor_settings(load_config(None, ["worker.actor.lora.rank=8", "worker.rollout.name=vllm"]))
+    assert vllm.lora_sync == "merged"
+    assert not actor_settings(load_config(None, [])).lora
+    with pytest.raises(ValueError, match="needs the hf engine"):
+        actor_settings(load_config(None, ["worker.actor.lora.sync=adapters", "worker.rollout.name=vllm"]))
+    for bad in ("worker.actor.lora.rank=-1", "worker.actor.lora.dropout=1.0", "worker.actor.lora.sync=both"):
+        with pytest.raises(ConfigValidationError, match=r"worker\.actor\.lora"):
+            load_config(None, [bad])
+    with pytest.raises(ConfigValidationError, match="target_modules"):
+        load_config(None, ["worker.actor.lora.target_modules=[]"])
