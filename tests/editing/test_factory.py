@@ -33,9 +33,9 @@ def test_replica_placement_uses_the_editor_resource():
     options = EditorPool.actor_options(gpu, max_replica_restarts=5)
     assert options["resources"] == {"editor": 1.0}
     assert options["num_gpus"] == 1.0 and options["num_cpus"] == 4
-    assert options["max_restarts"] == 5 and options["max_task_retries"] == 0
+    assert options["max_restarts"] == 0 and options["max_task_retries"] == 0  # the pool restarts, not Ray
     cpu = EditorPool.actor_options(PoolPlacement(), max_replica_restarts=-1)
-    assert "resources" not in cpu and cpu["num_gpus"] == 0.0 and cpu["max_restarts"] == -1
+    assert "resources" not in cpu and cpu["num_gpus"] == 0.0 and cpu["max_restarts"] == 0
 
 
 def test_empty_negative_prompt_turns_true_cfg_off_with_a_log_line(caplog):

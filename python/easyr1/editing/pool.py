@@ -7,10 +7,13 @@ One ``edit(requests)`` call:
 2. the unique requests, ordered by image size (so most chunks are one pipeline call), are split into chunks of at
    most ``batch_size`` whose count is a multiple of the live replicas and whose sizes differ by at most one;
 3. a work queue hands a chunk to each idle replica and the next chunk to whichever replica finishes first;
-4. a replica that dies (process crash, OOM kill) or times out is restarted by Ray (``max_restarts``); its chunk is
-   re-queued as single requests, so one poisonous request cannot take the others down with it. A request is tried
-   at most ``1 + max_retries`` times, then it fails with the last reason (``replica_died``, ``timeout``,
-   ``exception``). A replica that cannot come back is retired;
+4. a replica that dies (process crash, SIGKILL, OOM kill) or times out is replaced by the pool
+   (:meth:`~easyr1.pools.RayPool.replace`: a fresh actor with the same options and factory, at most
+   ``max_replica_restarts`` times per replica, counted as ``editor/restarts``); its chunk is re-queued as single
+   requests, so one poisonous request cannot take the others down with it. A request is tried at most
+   ``1 + max_retries`` times, then it fails with the last reason (``replica_died``, ``timeout``, ``exception``). A
+   replica past its restart limit, or whose fresh actor cannot start, is retired and the others carry on; when
+   the last one is retired, :class:`~easyr1.pools.WorkerLost` names it and the cause;
 5. results come back in request order, one per request: no request is dropped or duplicated, and a failure is a
    result with a reason, never a substitute image.
 
@@ -34,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from easyr1.core.registries import EDITOR_BACKENDS
 from easyr1.core.seeds import request_identity
 from easyr1.core.types import EditRequest, EditResult
-from easyr1.pools import Deadline, RayPool, ray_actor_options
+from easyr1.pools import Deadline, RayPool, WorkerLost, describe, ray_actor_options
 
 from .batching import balanced_chunks, edit_isolating_failures
 from .protocol import Editor
@@ -97,6 +100,8 @@ class PoolCounters:
     """Unique requests sent again after their replica died or timed out."""
     replica_failures: int = 0
     """Replica calls lost to a crash, a timeout or a transport error."""
+    restarts: int = 0
+    """Replicas replaced by a fresh actor after their process died or hung."""
     calls: int = 0
     """``edit()`` calls."""
     batches: int = 0
@@ -141,7 +146,9 @@ class EditorPool(RayPool):
             raise RuntimeError("EditorPool needs a running Ray: call ray.init() (the driver does) first")
         if num_replicas < 1 or batch_size < 1 or max_retries < 0:
             raise ValueError("num_replicas and batch_size must be positive, max_retries non-negative")
-        super().__init__(f"{name} pool")
+        super().__init__(
+            f"{name} pool", max_restarts=max_replica_restarts, restart_config="worker.image_edit.max_replica_restarts"
+        )
         self.batch_size = batch_size
         self.max_retries = max_retries
         self.request_timeout_s = request_timeout_s
@@ -153,7 +160,8 @@ class EditorPool(RayPool):
         self._lock = threading.Lock()
         self._probes: dict[Any, _Call] = {}
         self._restarting: list[_Call] = []
-        options = self.actor_options(placement, max_replica_restarts)
+        self._lost: WorkerLost | None = None
+        options = self.actor_options(placement)
         handles = self.start_members(EditorReplica, options, num_replicas, lambda i: ((factory, i), {}))
         self.replicas = [_Replica(i, handle) for i, handle in enumerate(handles)]
         try:
@@ -191,10 +199,12 @@ class EditorPool(RayPool):
         )
 
     @staticmethod
-    def actor_options(placement: PoolPlacement | None, max_replica_restarts: int) -> dict[str, Any]:
-        """Ray actor options of a replica: CPUs/GPUs and the pool's custom resource from ``cluster.editor``."""
+    def actor_options(placement: PoolPlacement | None, max_replica_restarts: int = 0) -> dict[str, Any]:
+        """Ray actor options of a replica: CPUs/GPUs and the pool's custom resource from ``cluster.editor``. Ray
+        does not restart a replica (``max_restarts`` 0): the pool does, counted and bounded by
+        ``max_replica_restarts`` (accepted here for callers that pass it; it does not reach Ray)."""
         options: dict[str, Any] = {
-            "max_restarts": max_replica_restarts,
+            "max_restarts": 0,
             "max_task_retries": 0,  # the pool retries, bounded and counted
             "max_concurrency": 1,
         }
@@ -204,8 +214,11 @@ class EditorPool(RayPool):
     # -- the Editor protocol -------------------------------------------------------------------------------------
 
     def edit(self, requests: Sequence[EditRequest]) -> list[EditResult]:
-        """Edit a batch on the replicas; one result per request, in order."""
+        """Edit a batch on the replicas; one result per request, in order. Raises
+        :class:`~easyr1.pools.WorkerLost` when no replica is left (each lost past its restart limit)."""
         with self._lock:
+            if self._lost is not None and not self.live_replicas():
+                raise self._lost
             started = time.perf_counter()
             first: dict[str, int] = {}
             unique: list[EditRequest] = []
@@ -270,6 +283,8 @@ class EditorPool(RayPool):
                 calls[ref] = _Call(replica, indices, time.monotonic() + self.request_timeout_s)
             self._send_due_probes()
             if not calls and not self._probes and not self._restarting:
+                if self._lost is not None and not self.live_replicas():
+                    raise self._lost
                 for indices in queue:
                     for i in indices:
                         results[i] = EditResult.failure("no_replicas", attempts=attempts[i], last=last_reason[i])
@@ -297,7 +312,7 @@ class EditorPool(RayPool):
                 except RayError as exc:
                     logger.warning("%s replica %d lost: %s", self.name, call.replica.index, type(exc).__name__)
                     lost(call, "replica_died")
-                    self._probe_later(call.replica, 0.0)
+                    self._recover(call.replica, describe(exc))
                 else:
                     self.counters.batches += 1
                     for i, result in zip(call.indices, out, strict=True):
@@ -308,9 +323,8 @@ class EditorPool(RayPool):
                 if now >= call.deadline:
                     del calls[ref]
                     logger.warning("%s replica %d timed out; restarting it", self.name, call.replica.index)
-                    ray.kill(call.replica.handle, no_restart=False)
                     lost(call, "timeout")
-                    self._probe_later(call.replica, 0.0)
+                    self._recover(call.replica, f"no answer within request_timeout_s={self.request_timeout_s:g}s")
             for ref, probe in list(self._probes.items()):
                 if now >= probe.deadline:  # restarted but never answered (e.g. cannot be placed again)
                     del self._probes[ref]
@@ -320,7 +334,18 @@ class EditorPool(RayPool):
             raise RuntimeError(f"{self.name} pool lost {len(missing)} results")
         return [r for r in results if r is not None]
 
-    # -- replica recovery: after a crash, Ray restarts the actor; probe until it answers, retire it if it cannot --
+    # -- replica recovery: a fresh actor in the lost one's place; probe until it answers, retire it if it cannot --
+
+    def _recover(self, replica: _Replica, cause: str) -> None:
+        """Replace ``replica``'s actor (its process died or hung) and probe the fresh one; retire it past its
+        restart limit."""
+        try:
+            replica.handle = self.replace(replica.index, replica.handle, cause)
+        except WorkerLost as exc:
+            self._retire(replica, exc)
+            return
+        self.counters.restarts += 1
+        self._probe_later(replica, 0.0)
 
     def _probe_later(self, replica: _Replica, delay_s: float, deadline: float | None = None) -> None:
         now = time.monotonic()
@@ -354,6 +379,9 @@ class EditorPool(RayPool):
     def _retire(self, replica: _Replica, exc: BaseException) -> None:
         replica.retired = True
         logger.error("%s replica %d retired (cannot be restarted): %s", self.name, replica.index, exc)
+        self.kill_members([replica.handle])
+        cause = exc.cause if isinstance(exc, WorkerLost) else f"did not come back: {describe(exc)}"
+        self._lost = WorkerLost(self.what, replica.index, f"replica {replica.index}: {cause}; no replica left")
 
     # -- counters ------------------------------------------------------------------------------------------------
 
@@ -391,6 +419,7 @@ class EditorPool(RayPool):
             "editor/dedupe_saved": now.dedupe_saved - before.dedupe_saved,
             "editor/retries": now.retries - before.retries,
             "editor/replica_failures": now.replica_failures - before.replica_failures,
+            "editor/restarts": now.restarts - before.restarts,
             "editor/replicas_alive": len(self.live_replicas()),
             "editor/latency_s": wall,
             "editor/images_per_s": (edited / wall) if wall > 0 else 0.0,

@@ -4,12 +4,15 @@ shutdown, and the seam where restarting a lost member will land.
 A pool (``ActorPool``, ``RolloutPool``, ``EditorPool``) subclasses :class:`RayPool`, starts its members with
 :meth:`RayPool.start_members`, waits with :meth:`RayPool.wait_ready` and ends them with :meth:`RayPool.kill_members`.
 
-**Restart seam (issue 21).** :meth:`RayPool.restart` is where lost-worker handling lands: it will start a fresh
-actor with :attr:`RayPool.options` and the member's own start arguments (kept in :attr:`RayPool.start_args`), wait
-for it with a :class:`Deadline` of its own and put it in the dead member's place. Each remote call that must not
-hang on a lost member takes its timeout from a :class:`Deadline` (``ray.get(ref, timeout=deadline.remaining())``).
-Today no pool restarts a member itself: the editor pool relies on Ray's ``max_restarts``; the actor and rollout
-pools fail the step.
+**Lost members (issue 21).** A member whose process died (SIGKILL, OOM kill, node loss: Ray raises one of
+:data:`LOST`) or that stopped answering by its deadline is replaced by :meth:`RayPool.restart` (or, for a pool that
+waits for readiness itself, :meth:`RayPool.replace`): a fresh actor with :attr:`RayPool.options` and the member's own
+start arguments (:attr:`RayPool.start_args`), at most :attr:`RayPool.max_restarts` times per member; beyond that, or
+when the fresh actor cannot start, :class:`WorkerLost` names the member and the cause. The pool then redoes the
+member's work (editor: its requests; rollout: its share of the prompts, same seeds, after loading the latest
+weights). Each remote call that must not hang on a lost member takes its timeout from a :class:`Deadline`
+(``ray.get(ref, timeout=deadline.remaining())``). The actor pool does not restart its workers (FSDP state is
+sharded): a lost actor worker fails the step.
 """
 
 from __future__ import annotations
@@ -21,6 +24,35 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+LOST_NAMES = ("RayActorError", "ActorDiedError", "ActorUnavailableError")
+"""Ray's exceptions (``ray.exceptions``, Ray 2.60) for a call whose actor process is gone or unreachable;
+``ActorDiedError`` and ``ActorUnavailableError`` are subclasses of ``RayActorError``."""
+
+
+def is_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the member's process died or cannot be reached (not an exception the member raised)."""
+    from ray.exceptions import RayActorError
+
+    return isinstance(exc, RayActorError)
+
+
+class WorkerLost(RuntimeError):
+    """A pool member was lost and could not be brought back: its restart limit was reached, or the fresh actor
+    failed to start. The message names the pool, the member and the cause (one line)."""
+
+    def __init__(self, pool: str, member: int, cause: str):
+        super().__init__(f"{pool}: member {member} lost ({cause})")
+        self.pool = pool
+        self.member = member
+        self.cause = cause
+
+
+def describe(exc: BaseException, limit: int = 300) -> str:
+    """One line for a Ray error: its class and the first meaningful part of its message."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
+
 
 StartArgs = tuple[tuple[Any, ...], dict[str, Any]]
 """Positional and keyword arguments of one member's constructor."""
@@ -50,12 +82,20 @@ class RayPool:
         what: the pool's name in messages (``"actor pool"``).
     """
 
-    def __init__(self, what: str):
+    def __init__(self, what: str, *, max_restarts: int = 0, restart_config: str = ""):
         self.what = what
         self.options: dict[str, Any] = {}
         """The Ray actor options every member was started with."""
         self.start_args: list[StartArgs] = []
-        """Each member's constructor arguments, by index (what :meth:`restart` will start again)."""
+        """Each member's constructor arguments, by index (what :meth:`restart` starts again)."""
+        self.actor_cls: type | None = None
+        """The members' class (what :meth:`restart` starts again)."""
+        self.max_restarts = max_restarts
+        """Restarts allowed per member over the pool's life (-1: no limit)."""
+        self.restart_config = restart_config
+        """The config key of :attr:`max_restarts`, named in :class:`WorkerLost` messages."""
+        self.restarts: list[int] = []
+        """Restarts so far, per member."""
 
     def start_members(
         self, actor_cls: type, options: dict[str, Any], count: int, args: Callable[[int], StartArgs]
@@ -66,6 +106,8 @@ class RayPool:
 
         self.options = dict(options)
         self.start_args = [args(i) for i in range(count)]
+        self.actor_cls = actor_cls
+        self.restarts = [0] * count
         remote = ray.remote(actor_cls).options(**options)
         return [remote.remote(*a, **kw) for a, kw in self.start_args]
 
@@ -97,7 +139,37 @@ class RayPool:
             except Exception as exc:  # already gone
                 logger.debug("%s: killing a member: %s", self.what, exc)
 
-    def restart(self, member: int) -> Any:
-        """Replace member ``member`` (an index) by a fresh actor — the seam of issue 21 (see the module
-        docstring). No pool implements it yet."""
-        raise NotImplementedError(f"{self.what}: restarting member {member} is not implemented (issue 21)")
+    def replace(self, member: int, old: Any, cause: str) -> Any:
+        """Kill ``old`` (member ``member``'s handle) and start a fresh actor in its place with the same options and
+        constructor arguments; returns the new handle, not yet ready. Counts the restart; raises
+        :class:`WorkerLost` when the member's restarts are used up (``max_restarts``)."""
+        import ray
+
+        if self.actor_cls is None:
+            raise RuntimeError(f"{self.what}: replace before start_members")
+        used = self.restarts[member]
+        if 0 <= self.max_restarts <= used:
+            setting = f" ({self.restart_config}={self.max_restarts})" if self.restart_config else ""
+            raise WorkerLost(self.what, member, f"{cause}; restart limit reached after {used} restart(s){setting}")
+        self.kill_members([old])
+        self.restarts[member] = used + 1
+        logger.warning("%s: restarting member %d (restart %d): %s", self.what, member, used + 1, cause)
+        args, kwargs = self.start_args[member]
+        return ray.remote(self.actor_cls).options(**self.options).remote(*args, **kwargs)
+
+    def restart(
+        self, member: int, old: Any = None, *, cause: str = "lost", ready: Callable[[Any], Any], deadline: Deadline
+    ) -> Any:
+        """:meth:`replace`, then wait for the fresh actor: ``ready(handle)`` is its readiness call (a Ray ref),
+        waited for by ``deadline``. Returns the ready handle; :class:`WorkerLost` when it cannot start in time."""
+        import ray
+
+        handle = self.replace(member, old, cause)
+        try:
+            ray.get(ready(handle), timeout=deadline.remaining())
+        except Exception as exc:  # timeout, or its constructor raised
+            self.kill_members([handle])
+            raise WorkerLost(
+                self.what, member, f"{cause}; the restarted member did not start: {describe(exc)}"
+            ) from exc
+        return handle
