@@ -73,6 +73,13 @@ class RolloutConfig:
     sync_probe_tolerance: float | None = None
     """Raise when the probe difference exceeds this (``None``: only report ``rollout/sync_probe_max_abs_diff``).
     Same dtype on both sides (``hf`` engine, fp32 CPU) agrees to ~1e-6; bf16 engines need ~0.1."""
+    max_restarts: int = 4
+    """Times the rollout pool replaces an engine whose process died (SIGKILL, OOM kill, node loss) or that did not
+    answer within ``call_timeout_s``, per engine over the run (-1: no limit); the engine gets the latest weights
+    and its share of the prompts is generated again with the same seeds. Beyond it the run stops with a line
+    naming the engine and the cause."""
+    call_timeout_s: float = 1800.0
+    """Deadline of one engine call (a ``generate`` share, a weight sync); an engine past it counts as lost."""
     val_override_config: RolloutValOverride = field(default_factory=RolloutValOverride)
     """Sampling overrides used for validation."""
 
@@ -93,3 +100,6 @@ class RolloutConfig:
         if self.sync_probe_tolerance is not None:
             yield from check_positive(f"{path}.sync_probe_tolerance", self.sync_probe_tolerance)
         yield from check_positive(f"{path}.val_override_config.n", self.val_override_config.n)
+        if self.max_restarts < -1:
+            yield ConfigError(f"{path}.max_restarts", self.max_restarts, "must be -1 or at least 0")
+        yield from check_positive(f"{path}.call_timeout_s", self.call_timeout_s)

@@ -3,6 +3,16 @@
 ``RolloutPool(cfg)`` starts ``worker.rollout.num_engines`` engines (``hf`` or ``vllm``) as Ray actors placed with
 ``cluster.rollout``; ``generate`` splits prompts over them; ``sync_weights(actor_pool)`` moves the actor's current
 weights into every engine (collective broadcast, or the object store) and checks them on a fixed probe.
+
+**Lost engines (issue 21).** An engine whose process died (Ray raises ``RayActorError``/``ActorDiedError``/
+``ActorUnavailableError``) or that missed ``worker.rollout.call_timeout_s`` is replaced by a fresh actor with the
+same options (:meth:`~easyr1.pools.RayPool.restart`, at most ``worker.rollout.max_restarts`` times per engine). The
+fresh engine loads the latest weights through the object store from the actor pool of the last
+:meth:`RolloutPool.sync_weights` (a collective group cannot take in one new member: the group is rebuilt for every
+engine at the next sync, whose first broadcast is then full). ``generate`` then runs that engine's share again with
+the same sampling parameters and engine index — so the same seeds and the same outputs. Past the limit,
+:class:`~easyr1.pools.WorkerLost` names the engine and the cause. Restarts are counted as ``rollout/restarts``
+(:meth:`RolloutPool.drain_metrics`, also merged into ``sync_weights``' metrics).
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ import torch
 from easyr1.config import EasyR1Config
 from easyr1.core.registries import ENGINES
 from easyr1.core.types import PolicyPrompt, RolloutOutput, SamplingParams
-from easyr1.pools import Deadline, RayPool, ray_actor_options, worker_device, worker_threads
+from easyr1.pools import Deadline, RayPool, describe, is_lost, ray_actor_options, worker_device, worker_threads
 
 from .probe import probe_prompts
 from .protocol import WeightSource
@@ -45,9 +55,12 @@ class RolloutPool(RayPool):
     """
 
     def __init__(self, cfg: EasyR1Config, *, model_path: str | None = None, startup_timeout_s: float = 600.0):
-        super().__init__("rollout pool")
-        self.cfg = cfg
         rollout = cfg.worker.rollout
+        super().__init__(
+            "rollout pool", max_restarts=rollout.max_restarts, restart_config="worker.rollout.max_restarts"
+        )
+        self.cfg = cfg
+        self.startup_timeout_s = startup_timeout_s
         model = cfg.worker.actor.model
         placement = cfg.cluster.rollout
         cls = _engine_class(rollout.name)
@@ -69,6 +82,70 @@ class RolloutPool(RayPool):
         self._plan: Any = None
         self._group_ready = False
         self._probe = probe_prompts(2)
+        self._source: WeightSource | None = None
+        """The actor pool of the last sync: where a restarted engine gets the latest weights."""
+        self._state_ref: Any = None
+        """Or the object-store weights of the last :meth:`update_weights`."""
+        self._restarts_reported = 0
+
+    # ------------------------------------------------------------ lost engines
+    def _call_timeout(self) -> float:
+        return self.cfg.worker.rollout.call_timeout_s
+
+    def _recover(self, i: int, cause: str, *, load_weights: bool = True) -> None:
+        """Replace engine ``i`` (lost: ``cause``) by a fresh one holding the latest weights."""
+        import ray
+
+        if self.facts.owns_processes:  # a hung engine's own processes first (a dead one's went with it)
+            try:
+                ray.get(self.engines[i].shutdown.remote(), timeout=30.0)
+            except Exception as exc:
+                logger.debug("rollout engine %d shutdown before restart: %s", i, exc)
+        self.engines[i] = self.restart(
+            i,
+            self.engines[i],
+            cause=f"engine {i}: {cause}",
+            ready=lambda h: h.ping.remote(),
+            deadline=Deadline(self.startup_timeout_s),
+        )
+        self._group_ready = False  # the group lost a member: rebuilt, for every engine, at the next sync
+        if load_weights:
+            self._load_latest(i)
+
+    def _load_latest(self, i: int) -> None:
+        """Engine ``i`` (fresh) loads the weights of the last sync; it already holds the start weights when there
+        was none."""
+        import ray
+
+        ref = self._source.full_state_dict_ref() if self._source is not None else self._state_ref
+        if ref is None:
+            return
+        ray.get(self.engines[i].update_weights.remote(ref), timeout=self._call_timeout())
+        logger.info("rollout engine %d restarted and loaded the latest weights", i)
+
+    def _ensure_alive(self) -> None:
+        """Ping every engine by the call deadline; replace the lost ones (before a sync, which needs them all)."""
+        import ray
+
+        refs = {e.ping.remote(): i for i, e in enumerate(self.engines)}
+        ready, pending = ray.wait(list(refs), num_returns=len(refs), timeout=self._call_timeout())
+        for ref in ready:
+            try:
+                ray.get(ref)
+            except Exception as exc:
+                if not is_lost(exc):
+                    raise
+                self._recover(refs[ref], describe(exc), load_weights=False)
+        for ref in pending:
+            self.kill_members([self.engines[refs[ref]]])
+            self._recover(refs[ref], f"no answer to ping within {self._call_timeout():g}s", load_weights=False)
+
+    def drain_metrics(self) -> dict[str, float]:
+        """``rollout/restarts``: engines replaced since the previous call."""
+        total = sum(self.restarts)
+        metrics = {"rollout/restarts": float(total - self._restarts_reported)}
+        self._restarts_reported = total
+        return metrics
 
     # ------------------------------------------------------------ generation
     def generate(self, prompts: Sequence[PolicyPrompt], sampling: SamplingParams) -> list[RolloutOutput]:
@@ -80,8 +157,35 @@ class RolloutPool(RayPool):
             return []
         k = min(len(self.engines), len(prompts))
         bounds = [round(i * len(prompts) / k) for i in range(k + 1)]
-        refs = [self.engines[i].generate.remote(list(prompts[bounds[i] : bounds[i + 1]]), sampling) for i in range(k)]
-        return [out for part in ray.get(refs) for out in part]
+        shares = [list(prompts[bounds[i] : bounds[i + 1]]) for i in range(k)]
+        results: list[list[RolloutOutput] | None] = [None] * k
+        timeout = self._call_timeout()
+        calls: dict[Any, tuple[int, Deadline]] = {}
+
+        def submit(i: int) -> None:
+            calls[self.engines[i].generate.remote(shares[i], sampling)] = (i, Deadline(timeout))
+
+        for i in range(k):
+            submit(i)
+        while calls:
+            wait_s = min(d.remaining() or 0.0 for _, d in calls.values())
+            ready, _ = ray.wait(list(calls), num_returns=1, timeout=wait_s)
+            for ref in ready:
+                i, _ = calls.pop(ref)
+                try:
+                    results[i] = ray.get(ref)
+                except Exception as exc:
+                    if not is_lost(exc):
+                        raise
+                    self._recover(i, describe(exc))
+                    submit(i)  # same share, same sampling, same engine index: the same seeds
+            for ref, (i, deadline) in list(calls.items()):
+                if deadline.expired:
+                    del calls[ref]
+                    self.kill_members([self.engines[i]])
+                    self._recover(i, f"no answer within worker.rollout.call_timeout_s={timeout:g}s")
+                    submit(i)
+        return [out for part in results for out in part or []]
 
     # ----------------------------------------------------------------- weights
     def update_weights(self, state_dict: Mapping[str, Any]) -> None:
@@ -89,7 +193,9 @@ class RolloutPool(RayPool):
         import ray
 
         ref = ray.put(dict(state_dict))
-        ray.get([e.update_weights.remote(ref) for e in self.engines])
+        self._ensure_alive()
+        ray.get([e.update_weights.remote(ref) for e in self.engines], timeout=self._call_timeout())
+        self._source, self._state_ref = None, ref
 
     def _engine_dtype(self) -> str:
         import ray
@@ -112,7 +218,7 @@ class RolloutPool(RayPool):
         for engine, n in zip(self.engines, ranks, strict=True):
             refs.append(engine.init_weight_sync.remote(host, port, offset, world, backend))
             offset += n
-        ray.get(refs)
+        ray.get(refs, timeout=self._call_timeout())
         self._group_ready = True
         logger.info(
             "weight sync group ready: %d ranks, %s, %d buckets, %.1f MB",
@@ -132,17 +238,20 @@ class RolloutPool(RayPool):
         check = rollout.check_sync_logprobs if check is None else check
         start = time.perf_counter()
         metrics: dict[str, float] = {}
+        self._ensure_alive()  # a lost engine is replaced first (the sync below gives it the weights)
         if rollout.weight_sync == "collective":
             if not self._group_ready:
                 self._setup_collective(actor_pool)
             refs = actor_pool.broadcast_weights_async(self._plan)
             refs += [e.receive_weights.remote(self._plan) for e in self.engines]
-            done = ray.get(refs)
+            done = ray.get(refs, timeout=self._call_timeout())
             metrics["rollout/sync_bytes"] = float(done[0])
         else:
             state_ref = actor_pool.full_state_dict_ref()
-            ray.get([e.update_weights.remote(state_ref) for e in self.engines])
+            ray.get([e.update_weights.remote(state_ref) for e in self.engines], timeout=self._call_timeout())
+        self._source, self._state_ref = actor_pool, None
         metrics["rollout/sync_time_s"] = time.perf_counter() - start
+        metrics.update(self.drain_metrics())
         if check:
             metrics["rollout/sync_probe_max_abs_diff"] = self.verify_sync(actor_pool)
         return metrics
