@@ -4,15 +4,17 @@ The judge (``easyr1.testing.judge_server`` in a child process) answers on a seed
 Retry-After), hangs (longer than ``judge.timeout_s``), malformed answers and whole outages (every request 503 for
 10-60 s; shortened with ``--outage-scale``). The run is also stopped once with SIGTERM after a step and resumed
 (``resume: auto``), and one checkpoint write fails with ENOSPC (injected through ``sitecustomize`` in the child:
-the run stops with one line, exit 1) and is resumed. A clean run (same seed, no faults) gives the reference
-data-digest sequence.
+the run stops with one line, exit 1) and is resumed. One editor replica (the editor runs as a pool of two Ray
+replicas) and one rollout engine are SIGKILLed after seeded steps: their pools replace them and the run goes on.
+A clean run (same seed, no faults) gives the reference data-digest sequence.
 
     python benchmarks/fault_soak.py [--steps 12] [--seed 0] [--outage-scale 1.0] [--out DIR]
 
 Prints a table, then one JSON line: faults injected by kind, steps completed, steps redone, samples masked by
 reason, fabricated scores (every valid judge score must be the server's; must be 0), lost steps beyond the last
-checkpoint (0), orphan processes (0), digest sequence equal to the clean run's. Killing rollout/editor/actor
-workers is not injected: restarting them needs pool restart logic that does not exist yet.
+checkpoint (0), orphan processes (0), digest sequence equal to the clean run's, worker restarts counted by the
+pools (``editor/restarts``, ``rollout/restarts``). Killing an actor worker is not injected: the actor pool does not
+restart its workers (FSDP state is sharded; a lost worker fails the step, see docs/operations.md).
 """
 
 from __future__ import annotations
@@ -42,10 +44,10 @@ EXAMPLE = REPO / "examples" / "sandbox.yaml"
 SCORE = 6.0
 """Every ``ok`` answer of the server scores each dimension this: any other valid judge value is fabricated."""
 NOT_INJECTED = {
-    "kill_rollout_engine": "not injected (no restart support yet)",
-    "kill_editor_replica": "not injected (no restart support yet)",
-    "kill_actor_worker": "not injected (no restart support yet)",
+    "kill_actor_worker": "not injected (actor workers are not restarted: a lost one fails the step)",
 }
+KILLS = {"kill_editor_replica": "ray::EditorReplica", "kill_rollout_engine": "ray::HFRolloutEngine"}
+"""Fault kind → the process title of the Ray worker it SIGKILLs (one process of that kind, once)."""
 
 SITECUSTOMIZE = """
 import errno, os
@@ -110,6 +112,8 @@ def overrides(assets: Path, out: Path, base_url: str, steps: int) -> list[str]:
         "judge.max_retries=1",
         "judge.timeout_s=2",
         "judge.outage_budget_s=120",
+        "worker.image_edit.num_replicas=2",  # the editor as a Ray pool, so that a replica can be lost
+        "cluster.editor.num_cpus_per_worker=0.5",
     ]
 
 
@@ -122,6 +126,28 @@ class Runner:
         self.exits: list[int] = []
         self.tracebacks = 0
         self.last_stderr = ""
+        self.kills: dict[str, int] = {}
+        """Fault kind (of :data:`KILLS`) → the step after which it is injected; removed once done."""
+        self.killed: Counter = Counter()
+
+    def _maybe_kill(self, proc: subprocess.Popen, run_dir: Path | None) -> None:
+        """SIGKILL the worker of each due kill (its step logged, the run still going)."""
+        if not self.kills or run_dir is None or proc.poll() is not None:
+            return
+        logged = logged_steps(run_dir)
+        for kind, step in list(self.kills.items()):
+            if step not in logged:
+                continue
+            try:
+                workers = psutil.Process(proc.pid).children(recursive=True)
+                targets = [w for w in workers if (w.cmdline() or [""])[0].startswith(KILLS[kind])]
+            except psutil.Error:
+                continue
+            if targets:
+                victim = min(targets, key=lambda w: w.pid)
+                victim.send_signal(signal.SIGKILL)
+                self.killed[kind] += 1
+                del self.kills[kind]
 
     def run(self, args: list[str], *, sigterm_after_step: int | None = None, run_dir: Path | None = None) -> int:
         cmd = [sys.executable, "-m", "easyr1", "train", str(EXAMPLE), *args]
@@ -130,13 +156,15 @@ class Runner:
             if sigterm_after_step is not None and run_dir is not None:
                 while proc.poll() is None and sigterm_after_step not in logged_steps(run_dir):
                     self._note_children(proc)
+                    self._maybe_kill(proc, run_dir)
                     time.sleep(0.1)
                 if proc.poll() is None:
                     self._note_children(proc)
                     proc.send_signal(signal.SIGTERM)
             while proc.poll() is None:
                 self._note_children(proc)
-                time.sleep(0.5)
+                self._maybe_kill(proc, run_dir)
+                time.sleep(0.1 if self.kills else 0.5)
             stderr = proc.stderr.read() if proc.stderr else ""
         finally:
             if proc.poll() is None:
@@ -196,6 +224,10 @@ def summarise(run_dir: Path) -> dict[str, Any]:
         "fabricated": fabricated,
         "checkpoint_step": latest.step if latest else 0,
         "waiting_s": round(sum(float(r.get("judge/waiting_s", 0.0)) for r in step_rows), 1),
+        "restarts": {
+            pool: int(sum(float(r.get(f"{pool}/restarts", 0.0)) for r in rows(run_dir)))
+            for pool in ("editor", "rollout")
+        },
     }
 
 
@@ -232,16 +264,23 @@ def soak(steps: int, seed: int, outage_scale: float, out: Path) -> dict[str, Any
             {**env, "EASYR1_SOAK_FAIL_SAVE_STEP": str(fail_step), "EASYR1_SOAK_FAIL_SAVE_MARKER": str(out / "failed")}
         )
         args = overrides(assets, run_dir, server.base_url, steps)
-        runner.run(args, sigterm_after_step=max(1, steps // 4), run_dir=run_dir)
+        sigterm_step = max(1, steps // 4)
+        # kills after a step of a run that goes on (not the SIGTERM's step, not the failed save's)
+        candidates = [s for s in range(sigterm_step + 1, steps) if s != fail_step] or [steps - 1]
+        kill_rng = random.Random(seed + 1)
+        runner.kills = {kind: kill_rng.choice(candidates) for kind in KILLS}
+        kill_steps = dict(runner.kills)
+        runner.run(args, sigterm_after_step=sigterm_step, run_dir=run_dir)
         injected["sigterm"] += 1
         for _ in range(4):  # the failed save stops a run (exit 1); resume: auto continues each time
-            if runner.run(args) == 0:
+            if runner.run(args, run_dir=run_dir) == 0:
                 break
         injected["failed_checkpoint_write"] += int((out / "failed").exists())
         served = server.stats()["by_kind"]
     for kind in ("server_error", "rate_limit", "hang", "malformed"):
         injected[kind] = served.get(kind, 0)  # answered with this fault (planned ones the run never reached aside)
     injected["outage_503"] = served.get("down", 0)
+    injected.update(runner.killed)
     faulty = summarise(run_dir)
     orphans = runner.orphans()
     return {
@@ -252,6 +291,8 @@ def soak(steps: int, seed: int, outage_scale: float, out: Path) -> dict[str, Any
         "outages_at_request_s": behaviour.down_at_requests,
         "faults_served": served,
         "not_injected": NOT_INJECTED,
+        "kill_after_step": kill_steps,
+        "worker_restarts": faulty["restarts"],
         "steps_completed": len(faulty["steps"]),
         "steps_redone": faulty["redone"],
         "masked_by_reason": faulty["masked"],
@@ -278,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         result = soak(args.steps, args.seed, args.outage_scale, args.out)
     print(f"fault soak: {args.steps} steps, seed {args.seed}, outage scale {args.outage_scale}")
-    for key in ("faults_injected", "faults_served", "not_injected", "masked_by_reason"):
+    for key in ("faults_injected", "faults_served", "not_injected", "masked_by_reason", "worker_restarts"):
         for name, value in sorted(result[key].items()):
             print(f"  {key:<20} {name:<24} {value}")
     for key in (
@@ -300,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         and result["lost_steps_beyond_last_checkpoint"] == 0
         and result["orphan_processes"] == 0
         and result["digests_equal_clean_run"]
+        and all(result["faults_injected"].get(kind, 0) == 1 for kind in KILLS)
+        and all(n >= 1 for n in result["worker_restarts"].values())
     )
     return 0 if ok else 1
 

@@ -1,4 +1,5 @@
-"""The fault soak, shortened: 4 steps, outages scaled to 1-6 s, one SIGTERM + resume, one failed checkpoint write."""
+"""The fault soak, shortened: 4 steps, outages scaled to 1-6 s, one SIGTERM + resume, one failed checkpoint write,
+one SIGKILLed editor replica and one SIGKILLed rollout engine (replaced by their pools)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,6 @@ def test_shortened_fault_soak(tmp_path: Path) -> None:
     served = result["faults_served"]
     assert served.get("down", 0) > 0 and result["faults_injected"]["outage_503"] > 0  # an outage met calls
     assert sum(served.get(k, 0) for k in ("server_error", "rate_limit", "hang", "malformed")) > 0
+    assert result["faults_injected"]["kill_editor_replica"] == 1
+    assert result["faults_injected"]["kill_rollout_engine"] == 1
+    assert result["worker_restarts"]["editor"] >= 1 and result["worker_restarts"]["rollout"] >= 1
