@@ -90,7 +90,7 @@ def test_replica_dying_mid_batch(pool, make_image):
     assert after["replica_failures"] - before["replica_failures"] >= 4
     assert after["retries"] - before["retries"] >= 3
     assert after["failed"].get("replica_died", 0) - before["failed"].get("replica_died", 0) == 1
-    # Ray restarted the replicas: the pool keeps working with both
+    # the pool restarted the replicas: it keeps working with both
     later = pool.edit(requests_for(make_image, 4))
     assert all(r.ok for r in later) and pool.stats()["replicas_alive"] == 2
 
