@@ -4,6 +4,7 @@ restart limit, one clear error and no hang."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -104,8 +105,30 @@ def test_sigkilled_engine_is_replaced_with_the_synced_weights_and_outputs_are_un
     assert metrics["rollout/sync_bytes"] > 0
 
 
+def test_hung_engine_past_its_call_deadline_is_replaced(pools) -> None:
+    actor, rollout = pools
+    prompts = probe_prompts(4)
+    undisturbed = rollout.generate(prompts, SAMPLING)
+    pid = engine_pid(rollout.engines[0])
+    rollout.cfg.worker.rollout.call_timeout_s = 5.0
+    os.kill(pid, signal.SIGSTOP)  # alive but silent: only the deadline can tell
+    try:
+        started = time.monotonic()
+        outputs = rollout.generate(prompts, SAMPLING)
+        assert time.monotonic() - started < 60
+    finally:
+        rollout.cfg.worker.rollout.call_timeout_s = 1800.0
+        with contextlib.suppress(psutil.Error):  # the pool killed it; never leave a stopped engine behind
+            process = psutil.Process(pid)
+            if any("HFRolloutEngine" in part for part in process.cmdline()):
+                process.kill()
+    assert rollout.restarts == [1, 1] and rollout.drain_metrics()["rollout/restarts"] == 1
+    assert [o.token_ids for o in outputs] == [o.token_ids for o in undisturbed]
+    assert rollout.probe_difference(actor) <= 1e-4
+
+
 def test_restart_limit_exceeded_is_one_clear_error_without_a_hang(pools) -> None:
-    _actor, rollout = pools  # engine 1 already used its max_restarts=1
+    _actor, rollout = pools  # engines 0 and 1 already used their max_restarts=1
     os.kill(engine_pid(rollout.engines[1]), signal.SIGKILL)
     started = time.monotonic()
     with pytest.raises(
