@@ -33,7 +33,7 @@ def pools(ray_session, make_config):
     cfg.worker.rollout.num_engines = 2
     cfg.worker.rollout.weight_sync_bucket_mb = 1
     cfg.worker.rollout.generation_batch_size = 2  # several chunks per engine call: a longer call to kill
-    cfg.worker.rollout.max_restarts = 1
+    cfg.worker.rollout.max_restarts = 2
     actor = ActorPool(cfg)
     rollout = RolloutPool(cfg)
     yield actor, rollout
@@ -127,14 +127,27 @@ def test_hung_engine_past_its_call_deadline_is_replaced(pools) -> None:
     assert rollout.probe_difference(actor) <= 1e-4
 
 
+def test_engine_dead_at_sync_time_is_replaced_and_synced(pools) -> None:
+    actor, rollout = pools
+    train_once(actor, rollout)  # new actor weights, not yet in the engines
+    os.kill(engine_pid(rollout.engines[1]), signal.SIGKILL)
+    rollout.cfg.worker.rollout.sync_probe_tolerance = 1e-4
+    try:
+        metrics = rollout.sync_weights(actor, check=True)  # replaced before the broadcast, then synced with the rest
+    finally:
+        rollout.cfg.worker.rollout.sync_probe_tolerance = None
+    assert metrics["rollout/restarts"] == 1 and rollout.restarts == [1, 2]
+    assert metrics["rollout/sync_probe_max_abs_diff"] <= 1e-4 and metrics["rollout/sync_bytes"] > 0
+
+
 def test_restart_limit_exceeded_is_one_clear_error_without_a_hang(pools) -> None:
-    _actor, rollout = pools  # engines 0 and 1 already used their max_restarts=1
+    _actor, rollout = pools  # engine 1 already used its max_restarts=2
     os.kill(engine_pid(rollout.engines[1]), signal.SIGKILL)
     started = time.monotonic()
     with pytest.raises(
         WorkerLost,
-        match=r"rollout pool: member 1 lost \(engine 1: ActorDiedError: .*restart limit reached after 1 restart\(s\) "
-        r"\(worker.rollout.max_restarts=1\)\)",
+        match=r"rollout pool: member 1 lost \(engine 1: ActorDiedError: .*restart limit reached after 2 restart\(s\) "
+        r"\(worker.rollout.max_restarts=2\)\)",
     ):
         rollout.generate(probe_prompts(4), SAMPLING)
     assert time.monotonic() - started < 60
