@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -274,3 +275,33 @@ def test_fit_without_stop_runs_to_the_end_and_saves_once(data_dir, tmp_path):
     assert not result.stopped and result.step == 2 and [m["step"] for m in result] == [1, 2]
     assert len(comps.actor.saved) == 1  # saved by the schedule at step 2, not again at the end
     assert result.checkpoint == tmp_path / "checkpoints" / "global_step_2"
+
+
+def test_a_stop_by_failed_stage_checkpoints_the_last_completed_step_and_resumes_its_data(data_dir, tmp_path):
+    """Issue 21: the judge is out for longer than the budget at step 2 of a run that saves no checkpoints on its
+    own; the run stops with a checkpoint of step 1 whose loader/RNG state is from *before* step 2, so the resumed
+    run trains step 2 on the same rows as an uninterrupted run."""
+    clean, comps = make(data_dir, tmp_path / "clean", "trainer.save_freq=-1")
+    digests = [clean.train_step()["data/digest"] for _ in range(2)]
+    comps.telemetry.close()
+    trainer, comps = make(data_dir, tmp_path / "run", "trainer.save_freq=-1")
+    trainer.train_step()
+    assert comps.actor.saved == []
+    trainer.scorer.judge = comps.judge = FailingJudge()
+    with pytest.raises(StageFailure, match=r"every edit/judge attempt failed.*checkpoint of step 1"):
+        trainer.train_step()
+    comps.telemetry.close()
+    assert [Path(p).name for p in comps.actor.saved] == ["global_step_1.tmp-" + str(os.getpid())]
+    resumed, comps = make(data_dir, tmp_path / "run", "trainer.save_freq=-1")
+    resumed.resume()
+    assert resumed.step == 1
+    assert resumed.train_step()["data/digest"] == digests[1]
+    comps.telemetry.close()
+
+
+def test_a_failed_first_step_has_nothing_to_checkpoint(data_dir, tmp_path):
+    trainer, comps = make(data_dir, tmp_path, "trainer.save_freq=-1", judge=FailingJudge())
+    with pytest.raises(StageFailure, match="no completed step to checkpoint"):
+        trainer.train_step()
+    comps.telemetry.close()
+    assert comps.actor.saved == [] and not (tmp_path / "checkpoints").exists()

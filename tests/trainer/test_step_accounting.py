@@ -11,7 +11,7 @@ import pytest
 from test_grpo_step import FailingEditor, FailingJudge, N, data_dir, make  # noqa: F401 (data_dir is a fixture)
 
 from easyr1.trainer.grpo import StageFailure
-from easyr1.trainer.scoring import AccountingError, check_accounting
+from easyr1.trainer.step_metrics import AccountingError, check_accounting
 
 
 def _rows(path):

@@ -27,7 +27,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,50 @@ class CheckpointWriteError(RuntimeError):
 
 
 _STEP_DIR = re.compile(r"^global_step_(\d+)$")
+
+
+@dataclass
+class DriverState:
+    """What the driver stores in ``driver_state.json`` next to the actor's part: everything, besides the weights and
+    optimizer, that makes a resumed run continue exactly (the JSON keys are flat, as checkpoints have always had)."""
+
+    step: int
+    """The last completed step."""
+    loader: dict[str, Any] = field(default_factory=dict)
+    """The training data loader's position (its ``state_dict``)."""
+    best_val: float | None = None
+    """The best validation reward mean so far (``None`` before any)."""
+    kl_coef: float | None = None
+    """The adaptive KL controller's coefficient."""
+    model_only: bool = False
+    """The actor part is a Hugging Face model folder only (``trainer.save_model_only``): it cannot resume a run."""
+    rng: dict[str, Any] = field(default_factory=dict)
+    """The driver's Python/NumPy/torch generator states (``easyr1.trainer.rng``; stored flat as ``*_rng`` keys)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "model_only": self.model_only,
+            "loader": self.loader,
+            "best_val": self.best_val,
+            "kl_coef": self.kl_coef,
+            **self.rng,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DriverState:
+        return cls(
+            step=int(data["step"]),
+            loader=dict(data.get("loader") or {}),
+            best_val=None if data.get("best_val") is None else float(data["best_val"]),
+            kl_coef=None if data.get("kl_coef") is None else float(data["kl_coef"]),
+            model_only=bool(data.get("model_only", False)),
+            rng={k: v for k, v in data.items() if k.endswith("_rng")},
+        )
+
+    @classmethod
+    def read(cls, checkpoint: Path) -> DriverState:
+        return cls.from_json(CheckpointManager.read_driver_state(checkpoint))
 
 
 @dataclass(frozen=True)

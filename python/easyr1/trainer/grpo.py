@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import threading
@@ -23,7 +22,7 @@ from easyr1.algorithms import (
     kl_reward_penalty,
     make_kl_controller,
 )
-from easyr1.config import DIMENSIONS, EasyR1Config, dump_yaml
+from easyr1.config import EasyR1Config, dump_yaml
 from easyr1.core.seeds import derive_seed
 from easyr1.core.types import EditSample, PolicyPrompt, RolloutOutput, SamplingParams
 from easyr1.editing.protocol import DrainsMetrics
@@ -32,10 +31,12 @@ from easyr1.reward.judge.protocol import JudgeResult
 from easyr1.reward.judge.stats import JudgeStats
 from easyr1.rollout.sampling import sampling_params
 
-from .checkpoint import CheckpointManager
+from .checkpoint import CheckpointManager, DriverState
 from .components import Components, training_steps
 from .rng import capture_rng, restore_rng
-from .scoring import RewardPipeline, ScoredBatch, check_accounting, reward_means
+from .scoring import RewardPipeline, ScoredBatch
+from .step_batch import StepBatch
+from .step_metrics import sample_digest, training_row, validation_row
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +69,6 @@ def timed(timings: dict[str, float], name: str):
         yield
     finally:
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
-
-
-def sample_digest(ids: list[str]) -> str:
-    """A short hash of the step's sample ids, in order (compares resumed and uninterrupted runs)."""
-    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
 class GRPOTrainer:
@@ -112,24 +108,23 @@ class GRPOTrainer:
                 f"{path} is a model-only checkpoint (trainer.save_model_only): it cannot resume a run. Start a new run "
                 f"from its weights with worker.actor.model.model_path={path / 'model'}"
             )
-        start = 0 if path is None else int(CheckpointManager.read_driver_state(path)["step"])
+        state = None if path is None else DriverState.read(path)
+        start = 0 if state is None else state.step
         newer = [c for c in self.checkpoints.newer_than(start) if not _model_only(c.path)]
         if newer:
             raise StageFailure(
                 f"{self.checkpoints.root} holds checkpoints of later steps ({[c.step for c in newer]}) than this run "
                 f"starts from ({start}); use another trainer.output_dir / save_checkpoint_path, or resume: auto"
             )
-        if path is None:
+        if path is None or state is None:
             return
-        state = CheckpointManager.read_driver_state(path)
         self.c.actor.load_checkpoint(str(path))
-        self.c.train_loader.load_state_dict(state["loader"])
-        self.step = int(state["step"])
-        best = state.get("best_val")
-        self.best_val = -math.inf if best is None else float(best)
-        if state.get("kl_coef") is not None:
-            self.kl_ctrl.value = float(state["kl_coef"])
-        restore_rng(state)
+        self.c.train_loader.load_state_dict(state.loader)
+        self.step = state.step
+        self.best_val = -math.inf if state.best_val is None else state.best_val
+        if state.kl_coef is not None:
+            self.kl_ctrl.value = state.kl_coef
+        restore_rng(state.rng)
         self.c.rollout.sync_weights(self.c.actor)
         logger.info("resumed from %s at step %d", path, self.step)
 
@@ -146,161 +141,132 @@ class GRPOTrainer:
         *,
         attempt: int = 0,
         validation: bool = False,
-    ):
+    ) -> tuple[StepBatch, ScoredBatch]:
         prompts: list[PolicyPrompt] = [self.c.build_prompt(row) for row in rows]
         with timed(timings, "rollout"):
             outputs: list[RolloutOutput] = self.c.rollout.generate(prompts, self._sampling(step, attempt, validation))
         scored = self.scorer.score(rows, outputs)
         for name, seconds in scored.timings.items():
             timings[name] = timings.get(name, 0.0) + seconds
-        return prompts, outputs, scored
+        return StepBatch.from_pass(rows, prompts, outputs, scored), scored
 
     def _collect(self, step: int, timings: dict[str, float]):
         """Rollout + score, with optional online filtering that refills the batch up to max_try_make_batch.
 
-        Returns the kept groups, the ids of every row consumed, filter counts, every attempt's scored batch (so
-        failures of dropped groups are still counted) and, when every edit/judge attempt of an attempt failed and
-        ``trainer.abort_on_all_failed`` is on, that attempt's batch (its groups are then the ones returned)."""
+        Returns the kept groups (a :class:`StepBatch`), the ids of every row consumed, filter counts, every attempt's
+        scored batch (so failures of dropped groups are still counted) and, when every edit/judge attempt of an
+        attempt failed and ``trainer.abort_on_all_failed`` is on, that attempt's scored batch (its groups are then
+        the ones returned)."""
         algo = self.cfg.algorithm
         want = self.cfg.data.rollout_batch_size
-        n = self.cfg.worker.rollout.n
-        kept: list[tuple[EditSample, PolicyPrompt, list[RolloutOutput], ScoredBatch, slice]] = []
+        kept: list[StepBatch] = []
         attempts: list[ScoredBatch] = []
         consumed_ids: list[str] = []
         filter_counts: Counter = Counter()
         for attempt in range(1 + (algo.max_try_make_batch if algo.online_filtering else 0)):
             rows = self.c.train_loader.next_batch()
             consumed_ids.extend(row.id for row in rows)
-            prompts, outputs, scored = self._rollout_and_score(rows, step, timings, attempt=attempt)
+            batch, scored = self._rollout_and_score(rows, step, timings, attempt=attempt)
             attempts.append(scored)
             if scored.all_attempts_failed() and self.cfg.trainer.abort_on_all_failed:
-                groups = [
-                    (row, prompts[g], outputs[g * n : (g + 1) * n], scored, slice(g * n, (g + 1) * n))
-                    for g, row in enumerate(rows)
-                ]
-                return groups, consumed_ids, filter_counts, attempts, scored
-            group = torch.arange(len(rows)).repeat_interleave(n)
-            keep = torch.ones(len(rows), dtype=torch.bool)
+                return batch, consumed_ids, filter_counts, attempts, scored
             if algo.online_filtering:
-                key_scores = {"overall": scored.rewards, "format": scored.format_scores}.get(algo.filter_key)
+                key_scores = {"overall": batch.rewards, "format": batch.format_scores}.get(algo.filter_key)
                 if key_scores is None:
-                    key_scores = scored.dimension_scores[algo.filter_key]
+                    key_scores = batch.dimension_scores[algo.filter_key]
                 result = filter_groups(
                     key_scores,
-                    group,
-                    scored.valid & torch.isfinite(key_scores),  # zero-reward samples have no judge dimensions
+                    batch.group,
+                    batch.valid & torch.isfinite(key_scores),  # zero-reward samples have no judge dimensions
                     std_threshold=algo.filter_std_threshold,
                     low=algo.filter_low,
                     high=algo.filter_high,
                 )
-                keep = result.group_keep
+                batch = batch.select_groups(result.group_keep)
                 filter_counts.update({k: int(v) for k, v in result.as_metrics().items()})
-            for g, row in enumerate(rows):
-                if bool(keep[g]):
-                    kept.append((row, prompts[g], outputs[g * n : (g + 1) * n], scored, slice(g * n, (g + 1) * n)))
-            if len(kept) >= want:
+            kept.append(batch)
+            if sum(b.num_groups for b in kept) >= want:
                 break
-            logger.info("online filtering kept %d/%d groups after attempt %d", len(kept), want, attempt + 1)
-        return kept[:want], consumed_ids, filter_counts, attempts, None
+            logger.info(
+                "online filtering kept %d/%d groups after attempt %d",
+                sum(b.num_groups for b in kept),
+                want,
+                attempt + 1,
+            )
+        return StepBatch.concat(kept).first_groups(want), consumed_ids, filter_counts, attempts, None
 
     def train_step(self) -> dict[str, float]:
         step = self.step + 1
         timings: dict[str, float] = {}
         t_step = time.perf_counter()
-        kept, consumed_ids, filter_counts, attempts, failed = self._collect(step, timings)
-        n = self.cfg.worker.rollout.n
-        metrics: dict[str, float] = {"step": step, "data/digest": sample_digest(consumed_ids)}  # type: ignore[dict-item]
-        if not kept:
+        before = self._driver_state(self.step)  # what resumes this step, should it fail
+        batch, consumed_ids, filter_counts, attempts, failed = self._collect(step, timings)
+        if not len(batch):
             raise StageFailure(
                 f"step {step}: online filtering kept no group after {self.cfg.algorithm.max_try_make_batch} refills"
             )
-
-        # Flatten the kept groups.
-        prompts, outputs, rewards, valid, fmt, reasons = [], [], [], [], [], []
-        dims: dict[str, list[float]] = {d: [] for d in DIMENSIONS}
-        samples_for_log = []
         counts: Counter = Counter()
         for scored in attempts:
             counts.update(scored.counts)
-        for row, prompt, outs, scored, sl in kept:
-            prompts.extend([prompt] * len(outs))
-            outputs.extend(outs)
-            rewards.extend(scored.rewards[sl].tolist())
-            valid.extend(scored.valid[sl].tolist())
-            fmt.extend(scored.format_scores[sl].tolist())
-            reasons.extend(scored.reasons[sl])
-            for d in DIMENSIONS:
-                dims[d].extend(scored.dimension_scores[d][sl].tolist())
-            for j in range(sl.start, sl.stop):
-                samples_for_log.append((row, scored, j))
-        total = len(outputs)
-        reward_t = torch.tensor(rewards, dtype=torch.float64)
-        valid_t = torch.tensor(valid, dtype=torch.bool)
-        group = torch.arange(len(kept)).repeat_interleave(n)
-
-        algo = self.cfg.algorithm
-        masked = Counter(r for r in reasons if r is not None)  # the kept groups' share of each attempt's reasons
-        effective = effective_sample_mask(algo.adv_estimator, group, valid_t)
-        masked["group:too_few_valid"] = int((valid_t & ~effective).sum())
+        masked = batch.masked_by_reason()  # the kept groups' share of each attempt's reasons
+        effective = effective_sample_mask(self.cfg.algorithm.adv_estimator, batch.group, batch.valid)
+        masked["group:too_few_valid"] = int((batch.valid & ~effective).sum())
         # A step whose every edit/judge attempt failed is not trained on: its row is logged, then the run stops.
-        actor_metrics = (
-            {} if failed is not None else self._update(prompts, outputs, reward_t, valid_t, effective, group, timings)
-        )
-        # Metrics: the reward means cover the samples counted valid (absent, not 0.0, when there are none).
-        dim_t = {d: torch.tensor(dims[d], dtype=torch.float64) for d in DIMENSIONS}
-        metrics.update(reward_means(reward_t, effective, dim_t, torch.tensor(fmt, dtype=torch.float64)))
-        metrics["samples/total"] = total
-        metrics["samples/valid"] = int(effective.sum())
-        for reason, count in masked.items():
-            metrics[f"samples/masked/{reason}"] = count
-        metrics["samples/no_re_edit"] = counts["no_re_edit"]
-        metrics["samples/edit_failed"] = counts["edit_failed"]
-        metrics["samples/judge_failed"] = counts["judge_failed"]
-        metrics.update(filter_counts)
-        metrics.update(self.c.train_loader.metrics())
+        actor_metrics = {} if failed is not None else self._update(batch, effective, timings)
         judged = [res for sb in attempts for res in sb.judge_results if res is not None]
-        metrics.update(self._drain_pool_metrics(judged))
-        response_tokens = sum(len(o.token_ids) for o in outputs)
-        metrics["response/length_mean"] = response_tokens / max(total, 1)
-        for key, value in actor_metrics.items():
-            metrics[key if "/" in key else f"actor/{key}"] = float(value)
         # The previous step's checkpoint time: this step is logged *before* its own checkpoint is written, so a
         # kill during the save never loses the step's metrics.
         if self._last_checkpoint_s is not None:
             timings["checkpoint"] = self._last_checkpoint_s
         timings["step"] = time.perf_counter() - t_step
-        for name, seconds in timings.items():
-            metrics[f"timing/{name}_s"] = seconds
-        metrics["throughput/tokens_per_s"] = response_tokens / max(timings.get("rollout", 1e-9), 1e-9)
-        metrics["throughput/images_per_s"] = (
-            counts["edits"] / max(timings.get("edit", 1e-9), 1e-9) if counts["edits"] else 0.0
+        metrics = training_row(
+            step,
+            sample_digest(consumed_ids),
+            batch,
+            effective,
+            masked,
+            counts,
+            filter_counts=filter_counts,
+            loader_metrics=self.c.train_loader.metrics(),
+            pool_metrics=self._drain_pool_metrics(judged),
+            actor_metrics=actor_metrics,
+            timings=timings,
         )
-        metrics["throughput/samples_per_s"] = total / timings["step"]
-        check_accounting(metrics)
         self.c.telemetry.log_step(step, metrics)
         if failed is not None:  # stop: a step where every edit or judge call failed cannot be masked away
-            reasons_failed = dict(failed.masked_by_reason())
+            saved = self._save_before_stop(before)
             raise StageFailure(
-                f"step {step}: every edit/judge attempt failed ({reasons_failed}); stopping, nothing saved"
+                f"step {step}: every edit/judge attempt failed ({dict(failed.masked_by_reason())}); stopping; "
+                + (f"checkpoint of step {before.step}: {saved}" if saved else "no completed step to checkpoint")
             )
         self.step = step
         self.c.telemetry.observe_rewards(
             {
-                "overall": reward_t[effective].tolist(),
-                "format": fmt,
-                **{d: [v for v in dims[d] if math.isfinite(v)] for d in DIMENSIONS},
+                "overall": batch.rewards[effective].tolist(),
+                "format": batch.format_scores.tolist(),
+                **batch.finite_dimension_scores(),
             }
         )
         self.c.telemetry.observe_judge_latency([res.latency_s for res in judged if not res.cached])
         self.c.telemetry.observe_edit_latency([t for sb in attempts for t in sb.edit_latencies])
         if self.c.telemetry.should_log_samples(step):
-            self.c.telemetry.log_samples(step, self._sample_rows(samples_for_log, self.cfg.telemetry.images_per_table))
+            self.c.telemetry.log_samples(step, self._sample_rows(batch, self.cfg.telemetry.images_per_table))
         start = time.perf_counter()
         if self._maybe_save(step):
             self._last_checkpoint_s = time.perf_counter() - start
         return metrics
 
-    def _update(self, prompts, outputs, rewards, valid, effective, group, timings) -> dict[str, float]:
+    def _save_before_stop(self, before: DriverState) -> Path | None:
+        """The last completed step's checkpoint (written now unless it exists), so that a run stopped by a failed
+        stage resumes where it stopped; ``before`` holds the loader and RNG state from before the failed step."""
+        if before.step == 0:
+            return None
+        latest = self.checkpoints.latest()
+        if latest is not None and latest.step == before.step:
+            return latest.path
+        return self._write_checkpoint(before)
+
+    def _update(self, step_batch: StepBatch, effective: torch.Tensor, timings: dict[str, float]) -> dict[str, float]:
         """Old/ref log-probs, advantages, PPO update and weight sync; returns actor metrics."""
         algo = self.cfg.algorithm
         if int(effective.sum()) == 0:
@@ -308,7 +274,7 @@ class GRPOTrainer:
                 "step %d: no sample can contribute (all masked or lone valid samples); update skipped", self.step + 1
             )
             return {}
-        batch = self.c.make_actor_batch(prompts, outputs, effective)
+        batch = self.c.make_actor_batch(step_batch.prompts, step_batch.outputs, effective)
         width = batch.max_response_length
         lengths = torch.tensor([len(r) for r in batch.responses])
         response_mask = torch.arange(width)[None, :] < lengths[:, None]
@@ -335,7 +301,9 @@ class GRPOTrainer:
             metrics["actor/reward_kl"] = float(current_kl)
             metrics["actor/kl_coef"] = float(self.kl_ctrl.value)
             self.kl_ctrl.update(float(current_kl), len(batch))
-        advantages = compute_advantage(algo.adv_estimator, rewards, group, valid, **opts)
+        advantages = compute_advantage(
+            algo.adv_estimator, step_batch.rewards, step_batch.group, step_batch.valid, **opts
+        )
         batch = batch.with_fields(advantages=advantages.float())
         with timed(timings, "update"):
             metrics.update(self.c.actor.update_policy(batch))
@@ -356,24 +324,24 @@ class GRPOTrainer:
             metrics.update(stats.to_metrics())
         return metrics
 
-    def _sample_rows(self, items, limit: int) -> list[dict[str, Any]]:
+    def _sample_rows(self, batch: StepBatch, limit: int) -> list[dict[str, Any]]:
         rows = []
-        for row, scored, j in items[:limit]:
-            res = scored.judge_results[j] if scored.judge_results else None
+        for j in range(min(limit, len(batch))):
+            row, res, text = batch.rows[j], batch.judge_results[j], batch.outputs[j].text
             rows.append(
                 {
                     "id": row.id,
                     "instruction": row.instruction,
                     "source": row.source_image,
                     "preliminary": row.edited_image,
-                    "final": scored.final_images[j],
-                    "response": scored.texts[j],
-                    "re_edit": scored.re_edits[j] or "",
-                    "cot": "\n".join(parse_response(scored.texts[j]).cot),
+                    "final": batch.final_images[j],
+                    "response": text,
+                    "re_edit": batch.re_edits[j] or "",
+                    "cot": "\n".join(parse_response(text).cot),
                     "scores": dict(res.scores) if res is not None and res.scores else {},
-                    "format": float(scored.format_scores[j]),
-                    "reward": float(scored.rewards[j]),
-                    "status": scored.reasons[j] or "ok",
+                    "format": float(batch.format_scores[j]),
+                    "reward": float(batch.rewards[j]),
+                    "status": batch.reasons[j] or "ok",
                 }
             )
         return rows
@@ -384,71 +352,49 @@ class GRPOTrainer:
         if loader is None:
             return {}
         timings: dict[str, float] = {}
-        batches: list[ScoredBatch] = []
+        batches: list[StepBatch] = []
         ids: list[str] = []
-        logged = []
         for rows in loader.iter_batches():
-            _, outputs, scored = self._rollout_and_score(rows, self.step, timings, validation=True)
-            batches.append(scored)
+            batch, _ = self._rollout_and_score(rows, self.step, timings, validation=True)
+            batches.append(batch)
             ids.extend(row.id for row in rows)
-            by_id = {r.id: r for r in rows}
-            logged.extend((by_id[o.prompt_id], scored, j) for j, o in enumerate(outputs))
-        valid = torch.cat([sb.valid for sb in batches]) if batches else torch.zeros(0, dtype=torch.bool)
-        metrics: dict[str, Any] = {"val/data/digest": sample_digest(ids)}
-        metrics.update(
-            reward_means(
-                torch.cat([sb.rewards for sb in batches]) if batches else torch.zeros(0, dtype=torch.float64),
-                valid,
-                {
-                    d: torch.cat([sb.dimension_scores[d] for sb in batches]) if batches else torch.zeros(0)
-                    for d in DIMENSIONS
-                },
-                torch.cat([sb.format_scores for sb in batches]) if batches else torch.zeros(0),
-                prefix="val/",
-            )
-        )
-        metrics["val/samples/total"] = len(valid)
-        metrics["val/samples/valid"] = int(valid.sum())
-        masked: Counter = Counter()
-        for sb in batches:
-            masked.update(sb.masked_by_reason())
-        metrics.update({f"val/samples/masked/{k}": v for k, v in masked.items()})
-        check_accounting(metrics, prefix="val/")
-        for name, seconds in timings.items():
-            metrics[f"val/timing/{name}_s"] = seconds
+        merged = StepBatch.concat(batches)
         # Validation's judge calls and edits are counted here, not in the next training step.
-        metrics.update({f"val/{k}": v for k, v in self._drain_pool_metrics([]).items()})
+        metrics = validation_row(sample_digest(ids), merged, timings, self._drain_pool_metrics([]))
         self.c.telemetry.log_step(self.step, metrics)
         self.c.telemetry.log_samples(
-            self.step, self._sample_rows(logged, self.cfg.trainer.val_generations_to_log), prefix="val"
+            self.step, self._sample_rows(merged, self.cfg.trainer.val_generations_to_log), prefix="val"
         )
         if math.isfinite(metrics["val/reward/mean"]):
             self.best_val = max(self.best_val, metrics["val/reward/mean"])
         return metrics
+
+    def _driver_state(self, step: int) -> DriverState:
+        return DriverState(
+            step=step,
+            loader=self.c.train_loader.state_dict(),
+            best_val=self.best_val if math.isfinite(self.best_val) else None,
+            kl_coef=float(self.kl_ctrl.value),
+            model_only=self.cfg.trainer.save_model_only,
+            rng=capture_rng(),
+        )
 
     def _maybe_save(self, step: int, force: bool = False) -> bool:
         """Write a checkpoint when the schedule (or ``force``) says so; returns whether one was written."""
         freq = self.cfg.trainer.save_freq
         if not force and (freq == -1 or step % freq):
             return False
-        model_only = self.cfg.trainer.save_model_only
-        state = {
-            "step": step,
-            "model_only": model_only,
-            "loader": self.c.train_loader.state_dict(),
-            "best_val": self.best_val if math.isfinite(self.best_val) else None,
-            "kl_coef": float(self.kl_ctrl.value),
-            **capture_rng(),
-        }
+        self._write_checkpoint(self._driver_state(step))
+        return True
 
+    def _write_checkpoint(self, state: DriverState) -> Path:
         def write_actor(folder: Path) -> None:
-            if model_only:
+            if state.model_only:
                 self.c.actor.export_hf(str(folder / "model"))
             else:
                 self.c.actor.save_checkpoint(str(folder))  # writes folder/actor/
 
-        self.checkpoints.save(step, write_actor, state, dump_yaml(self.cfg, redact=True))
-        return True
+        return self.checkpoints.save(state.step, write_actor, state.to_json(), dump_yaml(self.cfg, redact=True))
 
     # ------------------------------------------------------------------ the loop
     def total_steps(self) -> int:
@@ -488,4 +434,4 @@ class GRPOTrainer:
 
 
 def _model_only(path: Path) -> bool:
-    return bool(CheckpointManager.read_driver_state(path).get("model_only"))
+    return DriverState.read(path).model_only

@@ -27,56 +27,6 @@ from easyr1.reward.judge.protocol import Judge, JudgeRequest, JudgeResult
 logger = logging.getLogger(__name__)
 
 
-class AccountingError(AssertionError):
-    """A logged row whose sample counts do not add up (a bug in the driver, never a data problem)."""
-
-
-def reward_means(
-    rewards: torch.Tensor, counted: torch.Tensor, dims: dict[str, torch.Tensor], fmt: torch.Tensor, prefix: str = ""
-) -> dict[str, float]:
-    """The reward means of a row: ``reward/mean`` over the samples counted in ``samples/valid`` (``counted``),
-    ``reward/<dimension>`` over those of them the judge scored, ``reward/format`` over every sample.
-
-    A mean without samples is absent: NaN (``null`` in metrics.jsonl, no Prometheus sample), with its count next to
-    it (``reward/count``, ``reward/judged_count``) — never 0.0, which would read as a measurement.
-    """
-    metrics: dict[str, float] = {}
-    chosen = rewards[counted]
-    metrics[f"{prefix}reward/mean"] = float(chosen.mean()) if chosen.numel() else math.nan
-    metrics[f"{prefix}reward/count"] = int(chosen.numel())
-    judged = counted.clone()
-    for d in DIMENSIONS:
-        judged &= torch.isfinite(dims[d])
-    for d in DIMENSIONS:
-        values = dims[d][judged]
-        metrics[f"{prefix}reward/{d}"] = float(values.mean()) if values.numel() else math.nan
-    metrics[f"{prefix}reward/judged_count"] = int(judged.sum())
-    metrics[f"{prefix}reward/format"] = float(fmt.double().mean()) if fmt.numel() else math.nan
-    return metrics
-
-
-def check_accounting(row: dict, prefix: str = "") -> None:
-    """The one rule of every logged step row (training, validation, the row logged before a stop):
-    ``samples/valid + Σ samples/masked/<reason> = samples/total`` with no negative count, ``data/digest`` present,
-    and ``reward/mean`` absent (NaN) exactly when ``samples/valid`` is 0, with ``reward/count = samples/valid``."""
-    p = prefix
-    missing = [
-        k for k in (f"{p}samples/total", f"{p}samples/valid", f"{p}data/digest", f"{p}reward/mean") if k not in row
-    ]
-    if missing:
-        raise AccountingError(f"row lacks {missing}")
-    masked = {k: v for k, v in row.items() if k.startswith(f"{p}samples/masked/")}
-    if any(v < 0 for v in masked.values()) or row[f"{p}samples/valid"] < 0:
-        raise AccountingError(f"negative sample count in {masked}")
-    total, valid = row[f"{p}samples/total"], row[f"{p}samples/valid"]
-    if valid + sum(masked.values()) != total:
-        raise AccountingError(f"sample accounting broken: valid {valid} + masked {masked} != total {total}")
-    if row.get(f"{p}reward/count") != valid:
-        raise AccountingError(f"reward/count {row.get(f'{p}reward/count')} != samples/valid {valid}")
-    if (valid == 0) != math.isnan(row[f"{p}reward/mean"]):
-        raise AccountingError(f"reward/mean {row[f'{p}reward/mean']} with {valid} valid samples")
-
-
 @dataclass
 class ScoredBatch:
     """Per-response results of one scoring pass, aligned with the rollout outputs."""
@@ -125,21 +75,54 @@ class RewardPipeline:
         self.format_rule = FormatRule.from_config(self.reward_cfg)
         self._preliminary_cache: dict[str, JudgeResult] = {}
 
-    # -- helpers -------------------------------------------------------------------------------------------
-    # -- the pass ------------------------------------------------------------------------------------------
     def score(self, rows: Sequence[EditSample], outputs: Sequence[RolloutOutput]) -> ScoredBatch:
+        """The four phases, in order: parse (format score, what to edit), edit, judge, combine."""
         by_id = {row.id: row for row in rows}
         if len(by_id) != len(rows):
             dupes = sorted({row.id for row in rows if sum(r.id == row.id for r in rows) > 1})
             raise ValueError(f"duplicate row ids in one batch: {dupes[:5]} (rows are matched to responses by id)")
-        n = len(outputs)
-        counts: Counter = Counter(total=n)
+        counts: Counter = Counter(total=len(outputs))
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
+        fmt, instructions, actions = self._parse(outputs, counts)
+        parse_s = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        edit_results = self._edit(by_id, outputs, instructions, actions, counts)
+        timings["edit"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        judge_results, reasons, final_images = self._judge(by_id, outputs, actions, edit_results, counts)
+        timings["judge"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        rewards, valid, dims = self._combine(rows, outputs, actions, reasons, judge_results, fmt)
+        timings["reward"] = time.perf_counter() - t0 + parse_s
+        return ScoredBatch(
+            rewards=rewards,
+            valid=valid,
+            format_scores=fmt,
+            dimension_scores=dims,
+            reasons=reasons,
+            re_edits=instructions,
+            texts=[out.text for out in outputs],
+            actions=[a.value for a in actions],
+            edit_latencies=[res.latency_s for res in edit_results.values()],
+            final_images=final_images,
+            counts=counts,
+            timings=timings,
+            judge_results=judge_results,
+        )
+
+    # -- the phases ----------------------------------------------------------------------------------------
+    def _parse(
+        self, outputs: Sequence[RolloutOutput], counts: Counter
+    ) -> tuple[torch.Tensor, list[str | None], list[EditAction]]:
+        """Format score of every response and what ``missing_re_edit`` makes of it (edit, skip, zero reward)."""
+        r = self.reward_cfg
+        fmt = torch.empty(len(outputs), dtype=torch.float64)
         instructions: list[str | None] = []
         actions: list[EditAction] = []
-        fmt = torch.empty(n, dtype=torch.float64)
-        r = self.reward_cfg
         for i, out in enumerate(outputs):
             fmt[i] = self.format_rule.score(out.text)
             decision = decide_edit(
@@ -148,10 +131,17 @@ class RewardPipeline:
             counts["no_re_edit"] += decision.missing
             instructions.append(decision.instruction)
             actions.append(decision.action)
-        timings["parse"] = time.perf_counter() - t0
+        return fmt, instructions, actions
 
-        # Edit every response that has an instruction.
-        t0 = time.perf_counter()
+    def _edit(
+        self,
+        by_id: dict[str, EditSample],
+        outputs: Sequence[RolloutOutput],
+        instructions: list[str | None],
+        actions: list[EditAction],
+        counts: Counter,
+    ) -> dict[int, EditResult]:
+        """Edit every response that has an instruction; results by response index."""
         edit_index = [i for i, a in enumerate(actions) if a is EditAction.EDIT]
         requests = []
         for i in edit_index:
@@ -171,12 +161,20 @@ class RewardPipeline:
             if len(results) != len(requests):
                 raise RuntimeError(f"editor returned {len(results)} results for {len(requests)} requests")
             edit_results = dict(zip(edit_index, results, strict=True))
-        timings["edit"] = time.perf_counter() - t0
         counts["edits"] = len(requests)
         counts["edit_failed"] = sum(not res.ok for res in edit_results.values())
+        return edit_results
 
-        # Judge final images (or the preliminary image for skip_edit).
-        t0 = time.perf_counter()
+    def _judge(
+        self,
+        by_id: dict[str, EditSample],
+        outputs: Sequence[RolloutOutput],
+        actions: list[EditAction],
+        edit_results: dict[int, EditResult],
+        counts: Counter,
+    ) -> tuple[list[JudgeResult | None], list[str | None], list[Image.Image | None]]:
+        """Judge each final image (the preliminary image for ``skip_edit``); failed edits are masked here."""
+        n = len(outputs)
         judge_index: list[int] = []
         judge_requests: list[JudgeRequest] = []
         reasons: list[str | None] = [None] * n
@@ -214,13 +212,24 @@ class RewardPipeline:
                 judge_results[i] = res
                 if not res.valid:
                     reasons[i] = f"judge:{res.reason or 'failed'}"
-        timings["judge"] = time.perf_counter() - t0
         counts["judged"] = len(judge_requests)
         counts["judge_failed"] = sum(1 for res in judge_results if res is not None and not res.valid)
         counts["judge_cached"] = sum(1 for res in judge_results if res is not None and res.cached)
+        return judge_results, reasons, final_images
 
-        # Combine.
-        t0 = time.perf_counter()
+    def _combine(
+        self,
+        rows: Sequence[EditSample],
+        outputs: Sequence[RolloutOutput],
+        actions: list[EditAction],
+        reasons: list[str | None],
+        judge_results: list[JudgeResult | None],
+        fmt: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Judge dimensions + format → reward per ``worker.reward``; every sample without one is masked with a
+        reason (``reasons`` is completed in place)."""
+        n = len(outputs)
+        r = self.reward_cfg
         dims = {d: torch.full((n,), math.nan, dtype=torch.float64) for d in DIMENSIONS}
         for i, res in enumerate(judge_results):
             if res is not None and res.valid and res.scores:
@@ -241,22 +250,7 @@ class RewardPipeline:
             if reasons[i] is not None:
                 valid[i] = False
                 rewards[i] = math.nan
-        timings["reward"] = time.perf_counter() - t0 + timings.pop("parse")
-        return ScoredBatch(
-            rewards=rewards,
-            valid=valid,
-            format_scores=fmt,
-            dimension_scores=dims,
-            reasons=reasons,
-            re_edits=instructions,
-            texts=[out.text for out in outputs],
-            actions=[a.value for a in actions],
-            edit_latencies=[res.latency_s for res in edit_results.values()],
-            final_images=final_images,
-            counts=counts,
-            timings=timings,
-            judge_results=judge_results,
-        )
+        return rewards, valid, dims
 
     def _preliminary_scores(
         self, rows: Sequence[EditSample], outputs: Sequence[RolloutOutput]
