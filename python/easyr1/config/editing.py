@@ -60,8 +60,9 @@ class ImageEditConfig:
     startup_timeout_s: float = 900.0
     """Time a replica may take to load its pipeline (at start, and after a restart) before it is given up."""
     max_replica_restarts: int = 16
-    """Times Ray restarts a crashed replica over the pool's life (-1: no limit); one that cannot come back is
-    retired and the others carry on."""
+    """Times the pool replaces a lost (crashed, killed or hung) replica with a fresh actor over the pool's life
+    (-1: no limit), counted in ``editor/restarts``; a replica past it is retired and the others carry on; when none
+    is left the step fails with one line (``WorkerLost``)."""
     detect_blank_outputs: bool = True
     """Treat NaN, all-black or constant outputs as failures."""
 

@@ -156,6 +156,8 @@ def demo_command(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from easyr1.pools import WorkerLost
+
     from .entry import load_or_report, run_training
     from .grpo import StageFailure
     from .report import read_metrics, summarize, write_report
@@ -193,7 +195,7 @@ def demo_command(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         run_training(cfg, console=console)
-    except StageFailure as exc:
+    except (StageFailure, WorkerLost) as exc:
         console.print(f"easyr1 demo stopped: {exc}", style="red", markup=False)
         return 1
     times["grpo"] = time.perf_counter() - t0

@@ -140,6 +140,8 @@ def train_command(args: argparse.Namespace) -> int:
     )  # one line each
     if failed:  # before Ray starts or a model loads
         return failed
+    from easyr1.pools import WorkerLost, describe, is_lost
+
     from .checkpoint import CheckpointWriteError
     from .grpo import StageFailure
 
@@ -148,8 +150,22 @@ def train_command(args: argparse.Namespace) -> int:
         received = signals.received
         try:
             history = run_training(cfg, console=console, stop=stop, signals=signals)
-        except (StageFailure, CheckpointWriteError) as exc:  # one line each; Ray is shut down on the way out
+        except (
+            StageFailure,
+            CheckpointWriteError,
+            WorkerLost,
+        ) as exc:  # one line each; Ray is shut down on the way out
             console.print(f"easyr1 train stopped: {exc}", style="red", markup=False)
+            return 1
+        except Exception as exc:  # a lost actor worker (FSDP ranks are not restarted): one line, not a traceback
+            if not is_lost(exc):
+                raise
+            console.print(
+                f"easyr1 train stopped: a pool worker was lost ({describe(exc)}); resume: auto continues from the "
+                f"newest complete checkpoint in {cfg.trainer.output_dir}",
+                style="red",
+                markup=False,
+            )
             return 1
         except (ForcedStop, KeyboardInterrupt) as exc:  # components are closed (Ray shut down) on the way out
             name = signal.Signals(received[-1]).name if received else "SIGINT"
