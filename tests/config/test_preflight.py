@@ -121,6 +121,16 @@ def test_free_space_against_the_checkpoint_size(ready, monkeypatch):
     assert pf.preflight(cfg, "train") == []
 
 
+def test_lora_checkpoints_are_sized_by_their_adapters(ready):
+    """Issue 22: a LoRA checkpoint holds the adapters and their AdamW states only (the frozen base is not saved)."""
+    path, overrides = ready
+    model = ["worker.actor.model.model_path=Qwen/Qwen2.5-VL-7B-Instruct", "worker.actor.model.freeze_vision_tower=true"]
+    full = pf.expected_checkpoint_bytes(load_config(path, [*overrides, *model]))
+    lora = pf.expected_checkpoint_bytes(load_config(path, [*overrides, *model, "worker.actor.lora.rank=16"]))
+    assert full is not None and lora is not None
+    assert 0 < lora < full / 50  # ~40 M adapter parameters against ~8.3 B
+
+
 def test_custom_resource_on_a_local_ray_never_fits(ready, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     path, overrides = ready

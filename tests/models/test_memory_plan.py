@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -303,3 +304,22 @@ def test_adamw_bf16_halves_the_optimizer_states_and_updates_in_chunks():
     bf16 = plan_actor(set_key(base, "worker.actor.optim.strategy", "adamw_bf16"), shape).phases["optimizer step"]
     assert bf16["optimizer states (shard)"] * 2 == fp32["optimizer states (shard)"]
     assert bf16["AdamW temporaries"] <= 100 * 2**20 < fp32["AdamW temporaries"]
+
+
+def test_lora_trains_only_the_adapters_and_needs_no_reference_copy():
+    """Issue 22: with ``worker.actor.lora.rank`` the gradients and AdamW states cover the adapters only (r × (in + out)
+    per targeted layer), and no reference copy is planned (the reference is the same model with adapters off)."""
+    shape = policy_shape("Qwen/Qwen2.5-VL-7B-Instruct")
+    base = load_config(EXAMPLE, ["algorithm.use_kl_loss=true"])
+    full = plan_actor(base, shape)
+    lora = plan_actor(set_key(base, "worker.actor.lora.rank", 16), shape)
+    h, q, kv, i = shape.hidden_size, shape.num_heads * shape.head_dim, shape.kv_dim, shape.intermediate_size
+    per_layer = 16 * ((h + q) + 2 * (h + kv) + (q + h) + 2 * (h + i) + (i + h))
+    adapters = shape.num_layers * per_layer
+    world = base.worker.actor.num_workers
+    step = lora.phases["optimizer step"]
+    assert step["gradients (shard)"] == math.ceil(adapters / world) * 4
+    assert "reference (shard)" in full.phases["log-probs (experience, no grad)"] or full.host.get("reference (shard)")
+    assert all("reference (shard)" not in phase for phase in lora.phases.values())
+    assert "reference (shard)" not in lora.host
+    assert lora.peak_bytes < full.peak_bytes

@@ -130,6 +130,11 @@ def plan_actor(
     total, trainable = shape.total_params, shape.total_params
     if actor.model.freeze_vision_tower:
         trainable -= shape.vision_params
+    lora = actor.lora
+    if lora.enabled:  # adapters train (plus a trained vision tower); the base weights are frozen
+        adapters = shape.num_layers * shape.lora_layer_params(lora.rank, list(lora.target_modules))
+        total += adapters
+        trainable = adapters + (0 if actor.model.freeze_vision_tower else shape.vision_params)
     offload = actor.fsdp.enable_cpu_offload and on_gpu
 
     sharded = {
@@ -142,7 +147,7 @@ def plan_actor(
         host.update(sharded)
         sharded = dict.fromkeys(sharded, 0)
     ref_b = dtype_bytes(actor.model.dtype, device)
-    with_ref = needs_reference(cfg)
+    with_ref = needs_reference(cfg) and not lora.enabled  # LoRA: the reference is the model with adapters off
     ref_resident = math.ceil(total / world) * ref_b if with_ref else 0
     if with_ref and cfg.worker.ref.offload_params and on_gpu:
         host["reference (shard)"], ref_resident = ref_resident, 0

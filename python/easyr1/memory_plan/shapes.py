@@ -63,6 +63,20 @@ class PolicyShape:
         h, q, kv, i = self.hidden_size, self.num_heads * self.head_dim, self.kv_dim, self.intermediate_size
         return (h * q + q) + 2 * (h * kv + kv) + q * h + 3 * h * i + 2 * h
 
+    def lora_layer_params(self, rank: int, target_modules: list[str]) -> int:
+        """LoRA A and B matrices of one decoder layer: ``rank × (in + out)`` per targeted linear layer."""
+        h, q, kv, i = self.hidden_size, self.num_heads * self.head_dim, self.kv_dim, self.intermediate_size
+        shapes = {
+            "q_proj": (h, q),
+            "k_proj": (h, kv),
+            "v_proj": (h, kv),
+            "o_proj": (q, h),
+            "gate_proj": (h, i),
+            "up_proj": (h, i),
+            "down_proj": (i, h),
+        }
+        return sum(rank * sum(shapes[name]) for name in target_modules if name in shapes)
+
     @property
     def vision_block_params(self) -> int:
         """One vision block: two RMSNorms, fused qkv and proj (with bias), gate/up/down MLP (with bias)."""

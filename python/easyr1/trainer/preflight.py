@@ -116,6 +116,10 @@ def expected_checkpoint_bytes(cfg: EasyR1Config, command: str = "train") -> int 
     master = 4 if actor.fsdp.mixed_precision else model_bytes
     state = 2 if actor.optim.strategy == "adamw_bf16" else master
     trainable = total - (shape.vision_params if actor.model.freeze_vision_tower else 0)
+    if actor.lora.enabled:  # adapter-only checkpoints: the adapters (and a trained vision tower) with their states
+        adapters = shape.num_layers * shape.lora_layer_params(actor.lora.rank, list(actor.lora.target_modules))
+        trainable = adapters + (0 if actor.model.freeze_vision_tower else shape.vision_params)
+        return trainable * (master + 2 * state)
     return total * master + trainable * 2 * state
 
 
