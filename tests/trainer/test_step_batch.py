@@ -59,6 +59,14 @@ def test_outputs_that_do_not_group_evenly_are_refused():
         StepBatch.from_pass(batch.rows[:1] + batch.rows[3:4], [], batch.outputs[:5], None)  # type: ignore[arg-type]
 
 
+def test_outputs_out_of_the_rows_order_are_refused():
+    batch = one_pass("a", 2)
+    rows = [batch.rows[0], batch.rows[3]]
+    shuffled = batch.outputs[3:] + batch.outputs[:3]
+    with pytest.raises(ValueError, match="not grouped in the rows' order"):
+        StepBatch.from_pass(rows, batch.prompts[::3], shuffled, None)  # type: ignore[arg-type]
+
+
 def test_select_groups_keeps_whole_groups_in_order_and_renumbers_them():
     batch = one_pass("a", 3, fail={4})
     kept = batch.select_groups(torch.tensor([True, False, True]))

@@ -62,11 +62,12 @@ class StepBatch:
         if not rows or len(outputs) % len(rows):
             raise ValueError(f"{len(outputs)} outputs cannot be grouped over {len(rows)} rows")
         n = len(outputs) // len(rows)
-        by_id = {row.id: row for row in rows}
-        prompt_by_id = {p.id: p for p in prompts}
+        misplaced = [o.prompt_id for i, o in enumerate(outputs) if o.prompt_id != rows[i // n].id]
+        if misplaced:  # the rollout contract: outputs grouped by prompt, in the prompts' order
+            raise ValueError(f"outputs not grouped in the rows' order (first misplaced: {misplaced[:3]})")
         return cls(
-            rows=[by_id[o.prompt_id] for o in outputs],
-            prompts=[prompt_by_id.get(o.prompt_id, prompts[i // n]) for i, o in enumerate(outputs)],
+            rows=[rows[i // n] for i in range(len(outputs))],
+            prompts=[prompts[i // n] for i in range(len(outputs))],
             outputs=list(outputs),
             group=torch.arange(len(rows)).repeat_interleave(n),
             rewards=scored.rewards,
