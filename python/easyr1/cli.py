@@ -63,9 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(p)
     p.set_defaults(target="easyr1.trainer.sft:sft_command")
 
-    p = sub.add_parser("make-tiny", help="build a tiny random Qwen2.5-VL policy and Qwen-Image-Edit pipeline offline")
+    p = sub.add_parser(
+        "make-tiny", help="build a tiny random Qwen2.5-VL/Qwen3-VL policy and Qwen-Image-Edit pipeline offline"
+    )
     p.add_argument("--out", required=True, help="output folder (gets policy/ and editor/)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--family", default=None, help="policy model family: qwen2_5_vl (default) or qwen3_vl")
     p.add_argument("--skip-editor", action="store_true", help="build only the policy")
     p.set_defaults(target="easyr1.models.tiny:make_tiny_command")
 

@@ -137,6 +137,7 @@ class ActorWorker:
             gradient_checkpointing=cfg.enable_gradient_checkpointing and training,
             trust_remote_code=cfg.trust_remote_code,
             load_weights=self.rank == 0 or not self._rank0_init,
+            family=cfg.model_family,
         )
 
     def _shard(self, model: Any, *, mesh: Any, cpu_offload: bool, mixed_precision: bool | None) -> Any:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from easyr1.core.registries import POLICY_FAMILIES
+
 from .base import ConfigError, check_choice, check_non_negative, check_positive, check_range
 
 LOSS_AGG_MODES = ["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
@@ -26,8 +28,13 @@ class ModelConfig:
     """Do not train the vision encoder."""
     enable_gradient_checkpointing: bool = True
     """Recompute activations in the backward pass (memory for compute)."""
+    model_family: str = "auto"
+    """Policy model family (a ``config.json`` ``model_type``: ``qwen2_5_vl``, ``qwen3_vl``, …). ``auto`` reads it
+    from ``model_path``; a named family must match that folder, and is the family ``easyr1 demo`` builds its tiny
+    policy as when ``model_path`` has none yet (``auto``: ``qwen2_5_vl``)."""
 
     def validate(self, path: str) -> Iterator[ConfigError]:
+        yield from check_choice(f"{path}.model_family", self.model_family, ["auto", *POLICY_FAMILIES.names()])
         yield from check_choice(f"{path}.dtype", self.dtype, ["auto", "float32", "bfloat16", "float16"])
         yield from check_choice(
             f"{path}.attn_implementation", self.attn_implementation, ["auto", "sdpa", "eager", "flash_attention_2"]
@@ -170,6 +177,12 @@ class ActorConfig:
     """Sequence chunk used when computing entropy from logits (bounds memory)."""
     seed: int = 1
     """Seed for the actor's RNG (dropout, sampling inside the update)."""
+    max_restarts: int = 2
+    """Times the actor pool is rebuilt over the run (-1: no limit) after one of its workers died during a step
+    (SIGKILL, OOM kill, node loss): every rank is started again (FSDP state is sharded), model and optimizer are
+    restored from the newest complete checkpoint, the driver rewinds its data position and RNG to it, re-syncs the
+    rollout engines and trains the steps after it again (counted as ``actor/restarts``). Beyond it, or without a
+    checkpoint to restore (``trainer.save_freq``), the run stops with one line naming the worker and the cause."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """Policy model."""
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -201,6 +214,8 @@ class ActorConfig:
         yield from check_choice(f"{path}.loss_agg_mode", self.loss_agg_mode, LOSS_AGG_MODES)
         yield from check_non_negative(f"{path}.entropy_coeff", self.entropy_coeff)
         yield from check_positive(f"{path}.entropy_chunk_size", self.entropy_chunk_size)
+        if self.max_restarts < -1:
+            yield ConfigError(f"{path}.max_restarts", self.max_restarts, "must be -1 or at least 0")
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The registries every layer reads: advantage estimators, rollout engines, editor and judge backends, reward
-combination strategies.
+combination strategies, policy model families.
 
 Each table is the single source of truth for its config key: the config section validates against
 ``REGISTRY.names()`` and reads per-entry facts from here; the code that runs an entry loads it with
@@ -164,3 +164,41 @@ STRATEGIES.register("weighted_sum", StrategyFacts(uses_weights=True), "easyr1.re
 STRATEGIES.register("gated", StrategyFacts(uses_weights=True), "easyr1.reward.combination:gated")
 STRATEGIES.register("multiplicative", StrategyFacts(uses_weights=True), "easyr1.reward.combination:multiplicative")
 STRATEGIES.register("max_deviation", StrategyFacts(uses_weights=False), "easyr1.reward.combination:max_deviation")
+
+# ----------------------------------------------------------------------------------------------- policy families
+
+
+@dataclass(frozen=True)
+class PolicyFamilyFacts:
+    """What the config, the loader and the memory planner know about a policy model family (a ``model_type``)."""
+
+    model_class: str
+    """The transformers ``…ForConditionalGeneration`` class of the family."""
+    tiny: bool
+    """``easyr1 make-tiny --family`` and ``easyr1 demo`` can build a tiny random-weight policy of the family."""
+
+
+POLICY_FAMILIES: Registry[PolicyFamilyFacts] = Registry("policy model family", "worker.actor.model.model_family")
+"""``config.json`` ``model_type`` → a :class:`easyr1.models.families.base.PolicyFamily` adapter (everything
+family-specific: model class, tiny processor/config, chat template, position ids, engine weight names)."""
+
+POLICY_FAMILIES.register(
+    "qwen2_5_vl",
+    PolicyFamilyFacts("Qwen2_5_VLForConditionalGeneration", tiny=True),
+    "easyr1.models.families.qwen2_5_vl:QWEN2_5_VL",
+)
+POLICY_FAMILIES.register(
+    "qwen2_vl",
+    PolicyFamilyFacts("Qwen2VLForConditionalGeneration", tiny=False),
+    "easyr1.models.families.qwen2_5_vl:QWEN2_VL",
+)
+POLICY_FAMILIES.register(
+    "qwen3_vl",
+    PolicyFamilyFacts("Qwen3VLForConditionalGeneration", tiny=True),
+    "easyr1.models.families.qwen3_vl:QWEN3_VL",
+)
+POLICY_FAMILIES.register(
+    "qwen3_vl_moe",
+    PolicyFamilyFacts("Qwen3VLMoeForConditionalGeneration", tiny=False),
+    "easyr1.models.families.qwen3_vl:QWEN3_VL_MOE",
+)

@@ -2,7 +2,8 @@
 
 The model computes its own multimodal (M-RoPE) positions from ``input_ids``, ``mm_token_type_ids`` and
 ``image_grid_thw`` exactly as in generation, so these log-probs equal the log-probs of the generation that produced
-the response (tested to 1e-4 on the tiny policy). Only the logits of the response positions are materialised
+the response (tested to 1e-4 on the tiny Qwen2.5-VL and Qwen3-VL policies). What the forward passes besides the
+collated batch is the family adapter's business (:meth:`easyr1.models.families.base.PolicyFamily.forward_kwargs`). Only the logits of the response positions are materialised
 (``logits_to_keep``); log-probs and entropy come from ``easyr1.algorithms`` (float32, chunked, checkpointed).
 """
 
@@ -14,14 +15,8 @@ import torch
 
 from easyr1.algorithms import entropy_from_logits, logprobs_from_logits
 
+from .families import family_of
 from .inputs import PolicyInputs
-
-
-def text_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """(3, B, S) 1-D positions counted over attended tokens (text-only batches; left padding aware)."""
-    pos = attention_mask.long().cumsum(-1) - 1
-    pos = pos.masked_fill(attention_mask == 0, 0)
-    return pos.unsqueeze(0).expand(3, -1, -1)
 
 
 def response_logits(model: Any, inputs: PolicyInputs) -> torch.Tensor:
@@ -29,9 +24,7 @@ def response_logits(model: Any, inputs: PolicyInputs) -> torch.Tensor:
     t = inputs.response_ids.shape[1]
     if t == 0:
         raise ValueError("response_logits: the batch has no response tokens")
-    kwargs = dict(inputs.model_inputs)
-    if "image_grid_thw" not in kwargs and "video_grid_thw" not in kwargs:
-        kwargs["position_ids"] = text_position_ids(kwargs["attention_mask"])
+    kwargs = family_of(model).forward_kwargs(inputs.model_inputs)
     out = model(**kwargs, use_cache=False, logits_to_keep=t + 1)
     return out.logits[:, :-1, :]
 

@@ -1,8 +1,8 @@
 """One loading path for the policy, tiny or real: Qwen2-VL, Qwen2.5-VL and Qwen3-VL through transformers' classes.
 
 ``load_policy("tiny/policy")`` and ``load_policy("/models/Qwen2.5-VL-7B-Instruct", dtype="bfloat16")`` run the same
-code: read ``config.json``, pick the family's ``…ForConditionalGeneration`` class, load processor and weights, check
-that they belong together, then apply the training options (frozen vision tower, gradient checkpointing) and a
+code: read ``config.json``, pick the family's ``…ForConditionalGeneration`` class (from the family adapter,
+``easyr1.models.families``), load processor and weights, check that they belong together, then apply the training options (frozen vision tower, gradient checkpointing) and a
 generation config that can never emit vision placeholder tokens.
 """
 
@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from easyr1.core.registries import POLICY_FAMILIES
+
+from .families import family_names, get_family
+
 if TYPE_CHECKING:
     import torch
 
@@ -21,13 +25,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_FAMILIES: dict[str, str] = {
-    "qwen2_vl": "Qwen2VLForConditionalGeneration",
-    "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
-    "qwen3_vl": "Qwen3VLForConditionalGeneration",
-    "qwen3_vl_moe": "Qwen3VLMoeForConditionalGeneration",
-}
-"""``config.json`` ``model_type`` → transformers class."""
+AUTO_FAMILY = "auto"
+"""``worker.actor.model.model_family`` value meaning: whatever ``config.json`` says."""
 
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
@@ -52,8 +51,9 @@ class LoadedPolicy:
     path: Path
 
 
-def read_model_type(model_path: str | Path) -> str:
-    """The ``model_type`` of a Hugging Face folder, with clear errors for a missing or non-VL folder."""
+def read_model_type(model_path: str | Path, expected: str = AUTO_FAMILY) -> str:
+    """The ``model_type`` of a Hugging Face folder, with clear errors for a missing or non-VL folder, or for one of
+    another family than ``expected`` (``worker.actor.model.model_family``; ``auto`` accepts any supported one)."""
     path = Path(model_path)
     if not path.exists():
         raise PolicyLoadError(
@@ -67,10 +67,15 @@ def read_model_type(model_path: str | Path) -> str:
         model_type = json.loads(config_file.read_text())["model_type"]
     except (json.JSONDecodeError, KeyError) as exc:
         raise PolicyLoadError(f"{config_file}: unreadable or without model_type ({exc})") from exc
-    if model_type not in SUPPORTED_FAMILIES:
+    if model_type not in POLICY_FAMILIES:
         raise PolicyLoadError(
             f"{config_file}: model_type {model_type!r} is not a supported vision-language policy; expected one of "
-            f"{sorted(SUPPORTED_FAMILIES)}"
+            f"{sorted(family_names())}"
+        )
+    if expected not in (AUTO_FAMILY, model_type):
+        raise PolicyLoadError(
+            f"{config_file}: model_type {model_type!r} but worker.actor.model.model_family={expected!r} (set it to "
+            f"{model_type!r} or auto, or point model_path at a {expected} folder)"
         )
     return model_type
 
@@ -220,6 +225,7 @@ def load_policy(
     gradient_checkpointing: bool = False,
     trust_remote_code: bool = False,
     load_weights: bool = True,
+    family: str = AUTO_FAMILY,
 ) -> LoadedPolicy:
     """Load a Qwen-VL family policy and its processor from local folders.
 
@@ -228,10 +234,11 @@ def load_policy(
 
     ``device`` decides the ``auto`` dtype and attention implementation and where the weights go. Gradient
     checkpointing (non-reentrant) also turns the KV cache off for training forwards. The model is returned in
-    eval mode; the caller switches to ``train()`` when it trains.
+    eval mode; the caller switches to ``train()`` when it trains. ``family`` (a ``model_type`` or ``auto``) must
+    match the folder's ``config.json``.
     """
 
-    family = read_model_type(model_path)
+    family = read_model_type(model_path, family)
     processor = load_processor(tokenizer_path or model_path, trust_remote_code=trust_remote_code)
     torch_dtype = resolve_dtype(dtype, device)
     attn = resolve_attn_implementation(attn_implementation, device)
@@ -272,10 +279,8 @@ def load_policy(
 
 
 def policy_class(family: str) -> Any:
-    """The transformers class of a supported ``model_type``."""
-    import transformers
-
-    return getattr(transformers, SUPPORTED_FAMILIES[family])
+    """The transformers class of a supported ``model_type`` (from its family adapter)."""
+    return get_family(family).model_class()
 
 
 def instantiate_policy(config: Any, *, dtype: torch.dtype | None = None) -> Any:
@@ -284,7 +289,7 @@ def instantiate_policy(config: Any, *, dtype: torch.dtype | None = None) -> Any:
     import torch
 
     family = config.model_type
-    if family not in SUPPORTED_FAMILIES:
+    if family not in POLICY_FAMILIES:
         raise PolicyLoadError(f"model_type {family!r} is not a supported vision-language policy")
     cls = policy_class(family)
     try:
@@ -307,4 +312,5 @@ def load_policy_from_config(cfg: ModelConfig, *, device: str = "cpu", for_traini
         freeze_vision_tower=cfg.freeze_vision_tower and for_training,
         gradient_checkpointing=cfg.enable_gradient_checkpointing and for_training,
         trust_remote_code=cfg.trust_remote_code,
+        family=cfg.model_family,
     )

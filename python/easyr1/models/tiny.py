@@ -1,9 +1,11 @@
-"""Tiny real-architecture models built offline: a random-weight Qwen2.5-VL policy with a locally trained tokenizer.
+"""Tiny real-architecture models built offline: a random-weight Qwen2.5-VL or Qwen3-VL policy with a locally
+trained tokenizer.
 
-``easyr1 make-tiny --out DIR`` writes ``DIR/policy`` (this module) and ``DIR/editor`` (``tiny_editor``). Both are
-ordinary Hugging Face folders, loaded with the same code as the real Qwen2.5-VL-7B and Qwen-Image-Edit checkpoints.
-Everything is deterministic for a given seed: the tokenizer depends only on the built-in corpus, the weights only on
-the seed.
+``easyr1 make-tiny --out DIR [--family qwen3_vl]`` writes ``DIR/policy`` (this module) and ``DIR/editor``
+(``tiny_editor``). Both are ordinary Hugging Face folders, loaded with the same code as the real Qwen2.5-VL-7B /
+Qwen3-VL-8B and Qwen-Image-Edit checkpoints. What differs between families (processor class, patch size, config,
+chat template) comes from the family adapter (``easyr1.models.families``). Everything is deterministic for a given
+seed: the tokenizer depends only on the built-in corpus, the weights only on the seed.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from .corpus import QWEN_SPECIAL_TOKENS, QWEN_VL_CHAT_TEMPLATE, corpus_lines
+from .families import DEFAULT_TINY_FAMILY, get_family, tiny_family_names
 
 logger = logging.getLogger(__name__)
 
 PATCH = 28
-"""One merged vision token covers 28×28 pixels (patch 14, spatial merge 2)."""
+"""One merged Qwen2.5-VL vision token covers 28×28 pixels (patch 14, spatial merge 2; Qwen3-VL: 32×32)."""
 
 
 @dataclass(frozen=True)
@@ -51,9 +54,9 @@ attention accepts it too). The default 0.29 M spec does not condition on the pro
 greedy answer is the same for every row (measured: docs/sandbox.md, "Why GRPO learned only the format")."""
 
 
-def build_tiny_tokenizer(spec: TinyPolicySpec | None = None) -> Any:
+def build_tiny_tokenizer(spec: TinyPolicySpec | None = None, chat_template: str = QWEN_VL_CHAT_TEMPLATE) -> Any:
     """Train a byte-level BPE on the built-in corpus and wrap it as a ``Qwen2Tokenizer`` with Qwen's special tokens
-    and the Qwen-VL chat template (``padding_side="left"``, eos ``<|im_end|>``, pad ``<|endoftext|>``)."""
+    and a Qwen-VL chat template (``padding_side="left"``, eos ``<|im_end|>``, pad ``<|endoftext|>``)."""
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
@@ -93,107 +96,67 @@ def build_tiny_tokenizer(spec: TinyPolicySpec | None = None) -> Any:
         errors="replace",
         clean_up_tokenization_spaces=False,
     )
-    tokenizer.chat_template = QWEN_VL_CHAT_TEMPLATE
+    tokenizer.chat_template = chat_template
     return tokenizer
 
 
-def build_tiny_processor(spec: TinyPolicySpec | None = None) -> Any:
-    """The tiny tokenizer plus a ``Qwen2VLImageProcessor`` with small pixel limits, as a ``Qwen2_5_VLProcessor``."""
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
-
+def build_tiny_processor(spec: TinyPolicySpec | None = None, family: str = DEFAULT_TINY_FAMILY) -> Any:
+    """The tiny tokenizer inside the family's processor with small pixel limits (``Qwen2_5_VLProcessor`` with a
+    patch-14 image processor, or ``Qwen3VLProcessor`` with a patch-16 one)."""
     spec = spec or TinyPolicySpec()
-    tokenizer = build_tiny_tokenizer(spec)
-    size = {"shortest_edge": spec.min_pixels, "longest_edge": spec.max_pixels}
-    image_processor = Qwen2VLImageProcessor(size=size)
-    video_processor = Qwen2VLVideoProcessor(size=size)
-    return Qwen2_5_VLProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        video_processor=video_processor,
-        chat_template=QWEN_VL_CHAT_TEMPLATE,
-    )
+    adapter = get_family(family)
+    tokenizer = build_tiny_tokenizer(spec, adapter.chat_template)
+    return adapter.tiny_processor(tokenizer, spec)
 
 
-def tiny_policy_config(tokenizer: Any, spec: TinyPolicySpec | None = None) -> Any:
-    """A ``Qwen2_5_VLConfig`` of the tiny policy whose special token ids match ``tokenizer``."""
-    from transformers import Qwen2_5_VLConfig
-
-    spec = spec or TinyPolicySpec()
-    h = spec.hidden_size
-    head_dim = h // spec.num_attention_heads
-    # M-RoPE splits head_dim/2 rotary frequencies over (temporal, height, width), Qwen's 2:3:3 ratio.
-    half = head_dim // 2
-    t = max(1, half // 4)
-    mrope = [t, (half - t) // 2, half - t - (half - t) // 2]
-    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in QWEN_SPECIAL_TOKENS}
-    return Qwen2_5_VLConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": h,
-            "intermediate_size": spec.intermediate_size,
-            "num_hidden_layers": spec.num_hidden_layers,
-            "num_attention_heads": spec.num_attention_heads,
-            "num_key_value_heads": spec.num_key_value_heads,
-            "max_position_embeddings": spec.max_position_embeddings,
-            "max_window_layers": spec.num_hidden_layers,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-        },
-        vision_config={
-            "depth": spec.vision_depth,
-            "hidden_size": spec.vision_hidden_size,
-            "intermediate_size": spec.vision_intermediate_size,
-            "num_heads": spec.vision_num_heads,
-            "out_hidden_size": h,
-            "fullatt_block_indexes": [spec.vision_depth - 1],
-            "window_size": 112,
-            "tokens_per_second": 2,
-        },
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=False,
-    )
+def tiny_policy_config(tokenizer: Any, spec: TinyPolicySpec | None = None, family: str = DEFAULT_TINY_FAMILY) -> Any:
+    """The family's config (``Qwen2_5_VLConfig``/``Qwen3VLConfig``) of the tiny policy whose special token ids match
+    ``tokenizer``."""
+    return get_family(family).tiny_config(tokenizer, spec or TinyPolicySpec())
 
 
-def build_tiny_policy(out_dir: str | Path, seed: int = 0, spec: TinyPolicySpec | None = None) -> Path:
-    """Build and save the tiny policy (processor + random ``Qwen2_5_VLForConditionalGeneration``) into ``out_dir``.
+def build_tiny_policy(
+    out_dir: str | Path, seed: int = 0, spec: TinyPolicySpec | None = None, family: str = DEFAULT_TINY_FAMILY
+) -> Path:
+    """Build and save the tiny policy (processor + random ``…ForConditionalGeneration`` of ``family``, a
+    ``model_type`` such as ``qwen2_5_vl`` or ``qwen3_vl``) into ``out_dir``.
 
     Returns ``out_dir``. Same seed → same files and weights.
     """
     import torch
-    from transformers import Qwen2_5_VLForConditionalGeneration
 
     from .loading import policy_generation_config
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     spec = spec or TinyPolicySpec()
-    processor = build_tiny_processor(spec)
-    config = tiny_policy_config(processor.tokenizer, spec)
+    adapter = get_family(family)
+    processor = build_tiny_processor(spec, family)
+    config = tiny_policy_config(processor.tokenizer, spec, family)
     torch.manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32)
+        model = adapter.model_class()(config).to(torch.float32)
     model.generation_config = policy_generation_config(model.config, processor.tokenizer)
     model.save_pretrained(out)
     processor.save_pretrained(out)
     n_params = sum(p.numel() for p in model.parameters())
-    logger.info("tiny policy: %d parameters, vocab %d, saved to %s", n_params, len(processor.tokenizer), out)
+    logger.info("tiny %s policy: %d parameters, vocab %d, saved to %s", family, n_params, len(processor.tokenizer), out)
     return out
 
 
 def make_tiny_command(args: argparse.Namespace) -> int:
-    """``easyr1 make-tiny --out DIR [--seed S] [--skip-editor]``."""
+    """``easyr1 make-tiny --out DIR [--seed S] [--family F] [--skip-editor]``."""
     from rich.console import Console
 
     console = Console()
     out = Path(args.out)
-    policy_dir = build_tiny_policy(out / "policy", seed=args.seed)
-    console.print(f"policy: {policy_dir}")
+    family = getattr(args, "family", None) or DEFAULT_TINY_FAMILY
+    if family not in tiny_family_names():
+        console.print(f"--family {family!r}: the tiny builder makes one of {', '.join(tiny_family_names())}")
+        return 2
+    policy_dir = build_tiny_policy(out / "policy", seed=args.seed, family=family)
+    console.print(f"policy ({family}): {policy_dir}")
     if args.skip_editor:
         return 0
     try:

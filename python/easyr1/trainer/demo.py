@@ -48,18 +48,21 @@ def demo_overrides(out: Path, steps: int | None, seed: int | None) -> list[str]:
 
 def prepare(cfg: EasyR1Config, out: Path, seed: int) -> dict[str, float]:
     """Build the tiny policy and the sandbox data when missing; returns reference rewards of the data."""
+    from easyr1.models.families import DEFAULT_TINY_FAMILY
     from easyr1.models.tiny import SANDBOX_POLICY_SPEC, build_tiny_policy
     from easyr1.sandbox.generator import write_sandbox_splits
 
     policy = Path(cfg.worker.actor.model.model_path)
     if not (policy / "config.json").is_file():
-        logger.info("building the tiny policy in %s", policy)
+        family = cfg.worker.actor.model.model_family
+        family = DEFAULT_TINY_FAMILY if family == "auto" else family
+        logger.info("building the tiny %s policy in %s", family, policy)
         spec = SANDBOX_POLICY_SPEC
         if cfg.worker.rollout.name == "vllm":  # vLLM's CPU attention needs a head size of 32 or more
             from easyr1.rollout.vllm_engine import VLLM_TINY_SPEC
 
             spec = VLLM_TINY_SPEC
-        build_tiny_policy(policy, seed=seed, spec=spec)
+        build_tiny_policy(policy, seed=seed, spec=spec, family=family)
     data = Path(cfg.data.train_files).parent
     if not any(Path(cfg.data.train_files).glob("*.parquet")):
         logger.info("writing sandbox data to %s", data)
