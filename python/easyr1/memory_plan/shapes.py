@@ -18,8 +18,8 @@ from typing import Any
 
 KNOWN_MODELS_FILE = Path(__file__).with_name("known_models.json")
 
-POLICY_TYPES = ("qwen2_5_vl",)
-"""``model_type`` values whose parameter layout the formulas know."""
+POLICY_TYPES = ("qwen2_5_vl", "qwen3_vl")
+"""``model_type`` values whose parameter layout the formulas know (dense families; MoE layouts are not modelled)."""
 
 
 class ModelConfigUnavailable(LookupError):
@@ -33,7 +33,12 @@ def known_models() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class PolicyShape:
-    """Architecture numbers of a Qwen2.5-VL policy (text decoder + vision tower)."""
+    """Architecture numbers of a Qwen2.5-VL or Qwen3-VL policy (text decoder + vision tower).
+
+    Qwen3-VL differs in its parameter layout: no q/k/v bias but per-head q/k RMSNorms in the decoder; LayerNorms
+    (with bias) and a plain two-layer MLP in the vision blocks; a learned vision position table; a bias on the
+    patch embedding; and one extra patch merger per DeepStack layer.
+    """
 
     source: str
     vocab_size: int
@@ -52,6 +57,16 @@ class PolicyShape:
     temporal_patch_size: int
     merge_size: int
     vision_out_size: int
+    model_type: str = "qwen2_5_vl"
+    """Which layout the formulas follow (one of :data:`POLICY_TYPES`)."""
+    vision_position_embeddings: int = 0
+    """Qwen3-VL: rows of the learned vision position table."""
+    deepstack_layers: int = 0
+    """Qwen3-VL: vision blocks whose outputs get a merger of their own (DeepStack)."""
+
+    @property
+    def qwen3(self) -> bool:
+        return self.model_type == "qwen3_vl"
 
     @property
     def kv_dim(self) -> int:
@@ -59,8 +74,11 @@ class PolicyShape:
 
     @property
     def layer_params(self) -> int:
-        """One decoder layer: q/k/v (with bias), o, gate/up/down, two RMSNorms."""
+        """One decoder layer: q/k/v (with bias; Qwen3-VL: without, plus q/k RMSNorms over the head), o,
+        gate/up/down, two RMSNorms."""
         h, q, kv, i = self.hidden_size, self.num_heads * self.head_dim, self.kv_dim, self.intermediate_size
+        if self.qwen3:
+            return h * q + 2 * h * kv + 2 * self.head_dim + q * h + 3 * h * i + 2 * h
         return (h * q + q) + 2 * (h * kv + kv) + q * h + 3 * h * i + 2 * h
 
     def lora_layer_params(self, rank: int, target_modules: list[str]) -> int:
@@ -79,18 +97,27 @@ class PolicyShape:
 
     @property
     def vision_block_params(self) -> int:
-        """One vision block: two RMSNorms, fused qkv and proj (with bias), gate/up/down MLP (with bias)."""
+        """One vision block: two RMSNorms, fused qkv and proj (with bias), gate/up/down MLP (with bias); Qwen3-VL:
+        two LayerNorms (with bias), fused qkv and proj, fc1/fc2 MLP (with bias)."""
         d, i = self.vision_hidden_size, self.vision_intermediate_size
+        if self.qwen3:
+            return 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (d * i + i) + (i * d + d)
         return 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * (d * i + i) + (i * d + d)
 
     @property
     def vision_params(self) -> int:
-        """The whole vision tower: patch embedding, blocks, patch merger."""
+        """The whole vision tower: patch embedding, blocks, patch merger (Qwen3-VL: also the position table and
+        the DeepStack mergers)."""
         d = self.vision_hidden_size
         merged = d * self.merge_size**2
         patch = self.vision_in_channels * self.temporal_patch_size * self.patch_size**2 * d
-        merger = d + (merged * merged + merged) + (merged * self.vision_out_size + self.vision_out_size)
-        return patch + self.vision_depth * self.vision_block_params + merger
+        mlp = (merged * merged + merged) + (merged * self.vision_out_size + self.vision_out_size)
+        if not self.qwen3:
+            return patch + self.vision_depth * self.vision_block_params + d + mlp
+        merger = 2 * d + mlp
+        deepstack = self.deepstack_layers * (2 * merged + mlp)
+        positions = self.vision_position_embeddings * d
+        return patch + d + positions + self.vision_depth * self.vision_block_params + merger + deepstack
 
     @property
     def embedding_params(self) -> int:
@@ -141,6 +168,9 @@ def policy_shape_from_config(config: dict[str, Any], source: str) -> PolicyShape
         temporal_patch_size=int(vision.get("temporal_patch_size", 2)),
         merge_size=int(vision.get("spatial_merge_size", 2)),
         vision_out_size=int(vision.get("out_hidden_size", hidden)),
+        model_type=model_type,
+        vision_position_embeddings=int(vision.get("num_position_embeddings", 0)) if model_type == "qwen3_vl" else 0,
+        deepstack_layers=len(vision.get("deepstack_visual_indexes", ())) if model_type == "qwen3_vl" else 0,
     )
 
 
