@@ -32,14 +32,6 @@ def test_every_registered_family_loads_its_transformers_class():
         get_family("qwen3_vl_moe").tiny_config(None, None)
 
 
-def test_engines_get_transformers_checkpoint_names():
-    # vLLM's reload_weights(is_checkpoint_format=True) applies its own hf_to_vllm_mapper; no family renames.
-    for name in POLICY_FAMILIES.names():
-        assert get_family(name).engine_weight_name("model.language_model.layers.0.mlp.up_proj.weight") == (
-            "model.language_model.layers.0.mlp.up_proj.weight"
-        )
-
-
 def test_family_of_a_loaded_model(tiny_policy):
     assert family_of(tiny_policy.model) is get_family("qwen2_5_vl")
     with pytest.raises(ValueError, match=r"no config\.model_type"):

@@ -180,7 +180,7 @@ class PolicyFamilyFacts:
 
 POLICY_FAMILIES: Registry[PolicyFamilyFacts] = Registry("policy model family", "worker.actor.model.model_family")
 """``config.json`` ``model_type`` → a :class:`easyr1.models.families.base.PolicyFamily` adapter (everything
-family-specific: model class, tiny processor/config, chat template, position ids, engine weight names)."""
+family-specific: model class, tiny processor/config, chat template, forward inputs)."""
 
 POLICY_FAMILIES.register(
     "qwen2_5_vl",

@@ -3,8 +3,8 @@
 ``get_family("qwen3_vl")`` returns the :class:`~easyr1.models.families.base.PolicyFamily` registered under that
 ``model_type`` in :data:`easyr1.core.registries.POLICY_FAMILIES` (the registry holds plain facts and an import
 string, so the config validates ``worker.actor.model.model_family`` without importing torch). Adding a family: one
-module here with a ``PolicyFamily`` subclass (model class, tiny processor and config, chat template, position ids,
-engine weight names) and one ``POLICY_FAMILIES.register`` line.
+module here with a ``PolicyFamily`` subclass (model class, tiny processor and config, chat template, forward
+inputs) and one ``POLICY_FAMILIES.register`` line.
 
 * ``base`` — the adapter interface and the parts families share.
 * ``qwen2_5_vl`` — Qwen2.5-VL (and Qwen2-VL, loading only).

@@ -8,7 +8,11 @@ A :class:`PolicyFamily` answers every question whose answer depends on the model
 * which extra inputs the training forward passes (:meth:`PolicyFamily.forward_kwargs`: text-only batches get
   explicit 1-D positions; with images the model computes its own multimodal RoPE positions from
   ``mm_token_type_ids`` and the grids, exactly as in ``generate``);
-* how the rollout engines name its weights (:meth:`PolicyFamily.engine_weight_name`).
+* not the weight names: both engines take the transformers checkpoint names. The ``hf`` engine holds the same
+  module, and the vLLM worker loads with ``reload_weights(…, is_checkpoint_format=True)``, which applies vLLM's
+  own per-model ``hf_to_vllm_mapper`` (for Qwen2.5-VL and Qwen3-VL alike: ``model.language_model.`` →
+  ``language_model.model.``, ``model.visual.`` → ``visual.``, ``lm_head.`` → ``language_model.lm_head.``, q/k/v
+  and gate/up stacked). A family whose vLLM model lacks such a mapper would add the renaming here.
 """
 
 from __future__ import annotations
@@ -85,18 +89,6 @@ class PolicyFamily:
         if "image_grid_thw" not in kwargs and "video_grid_thw" not in kwargs:
             kwargs["position_ids"] = self.text_position_ids(kwargs["attention_mask"])
         return kwargs
-
-    # ------------------------------------------------------------------------------------------- engines
-
-    def engine_weight_name(self, name: str) -> str:
-        """The name a weight sync sends for the model's state-dict key ``name``.
-
-        Both engines take the transformers checkpoint names: the ``hf`` engine holds the same module, and the
-        vLLM worker loads with ``reload_weights(…, is_checkpoint_format=True)``, which applies vLLM's own
-        per-model ``hf_to_vllm_mapper`` (``model.language_model.`` → ``language_model.model.``,
-        ``model.visual.`` → ``visual.``, stacked q/k/v and gate/up). So no family renames anything here.
-        """
-        return name
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model_type!r})"
