@@ -5,7 +5,9 @@ Retry-After), hangs (longer than ``judge.timeout_s``), malformed answers and who
 10-60 s; shortened with ``--outage-scale``). The run is also stopped once with SIGTERM after a step and resumed
 (``resume: auto``), and one checkpoint write fails with ENOSPC (injected through ``sitecustomize`` in the child:
 the run stops with one line, exit 1) and is resumed. One editor replica (the editor runs as a pool of two Ray
-replicas) and one rollout engine are SIGKILLed after seeded steps: their pools replace them and the run goes on.
+replicas), one rollout engine and one actor (FSDP) worker are SIGKILLed after seeded steps: the editor and rollout
+pools replace theirs; the actor pool starts every rank again, restores model and optimizer from the newest
+checkpoint, the driver rewinds its data position and RNG to it and trains the lost steps again.
 A clean run (same seed, no faults) gives the reference data-digest sequence.
 
     python benchmarks/fault_soak.py [--steps 12] [--seed 0] [--outage-scale 1.0] [--out DIR]
@@ -13,8 +15,7 @@ A clean run (same seed, no faults) gives the reference data-digest sequence.
 Prints a table, then one JSON line: faults injected by kind, steps completed, steps redone, samples masked by
 reason, fabricated scores (every valid judge score must be the server's; must be 0), lost steps beyond the last
 checkpoint (0), orphan processes (0), digest sequence equal to the clean run's, worker restarts counted by the
-pools (``editor/restarts``, ``rollout/restarts``). Killing an actor worker is not injected: the actor pool does not
-restart its workers (FSDP state is sharded; a lost worker fails the step, see docs/operations.md).
+pools (``editor/restarts``, ``rollout/restarts``, ``actor/restarts``).
 """
 
 from __future__ import annotations
@@ -43,10 +44,13 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "sandbox.yaml"
 SCORE = 6.0
 """Every ``ok`` answer of the server scores each dimension this: any other valid judge value is fabricated."""
-NOT_INJECTED = {
-    "kill_actor_worker": "not injected (actor workers are not restarted: a lost one fails the step)",
+NOT_INJECTED: dict[str, str] = {}
+"""Fault kinds of the issue that the soak does not inject, with the reason (none left)."""
+KILLS = {
+    "kill_editor_replica": "ray::EditorReplica",
+    "kill_rollout_engine": "ray::HFRolloutEngine",
+    "kill_actor_worker": "ray::ActorWorker",
 }
-KILLS = {"kill_editor_replica": "ray::EditorReplica", "kill_rollout_engine": "ray::HFRolloutEngine"}
 """Fault kind → the process title of the Ray worker it SIGKILLs (one process of that kind, once)."""
 
 SITECUSTOMIZE = """
@@ -226,7 +230,7 @@ def summarise(run_dir: Path) -> dict[str, Any]:
         "waiting_s": round(sum(float(r.get("judge/waiting_s", 0.0)) for r in step_rows), 1),
         "restarts": {
             pool: int(sum(float(r.get(f"{pool}/restarts", 0.0)) for r in rows(run_dir)))
-            for pool in ("editor", "rollout")
+            for pool in ("editor", "rollout", "actor")
         },
     }
 

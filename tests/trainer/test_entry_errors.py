@@ -1,6 +1,7 @@
 """``easyr1 train`` ends a run that lost a pool worker with one line and exit 1, not a traceback: a pool's
-``WorkerLost`` (restart limit reached) and a lost actor worker (Ray's ``ActorDiedError``; FSDP ranks are not
-restarted). Any other exception is not swallowed."""
+``WorkerLost`` (restart limit reached — the actor pool's too, past ``worker.actor.max_restarts`` or without a
+checkpoint to restore) and a Ray ``ActorDiedError`` that no pool handled. Any other exception is not swallowed.
+(``tests/trainer/test_actor_restart.py`` kills a real actor rank under ``easyr1 train``.)"""
 
 from __future__ import annotations
 
@@ -30,6 +31,20 @@ def run_with(monkeypatch, tmp_path, error: BaseException) -> int:
     ("error", "expected"),
     [
         (WorkerLost("editor pool", 1, "restart limit reached"), "editor pool: member 1 lost (restart limit reached)"),
+        (
+            WorkerLost(
+                "actor pool",
+                1,
+                "rank 1: ActorDiedError: The actor died; restart limit reached after 0 restart(s) "
+                "(worker.actor.max_restarts=0)",
+            ),
+            "actor pool: member 1 lost (rank 1: ActorDiedError: The actor died; restart limit reached after 0 "
+            "restart(s) (worker.actor.max_restarts=0))",
+        ),
+        (
+            WorkerLost("actor pool", 0, "rank 0: ActorDiedError: gone; no complete checkpoint to restore"),
+            "actor pool: member 0 lost (rank 0: ActorDiedError: gone; no complete checkpoint to restore)",
+        ),
         (ActorDiedError(), "a pool worker was lost (ActorDiedError"),
     ],
 )

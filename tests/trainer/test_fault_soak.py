@@ -1,5 +1,6 @@
 """The fault soak, shortened: 4 steps, outages scaled to 1-6 s, one SIGTERM + resume, one failed checkpoint write,
-one SIGKILLed editor replica and one SIGKILLed rollout engine (replaced by their pools)."""
+one SIGKILLed editor replica and one SIGKILLed rollout engine (replaced by their pools), one SIGKILLed actor worker
+(the actor pool restarts every rank from the newest checkpoint and the lost steps are trained again)."""
 
 from __future__ import annotations
 
@@ -32,4 +33,7 @@ def test_shortened_fault_soak(tmp_path: Path) -> None:
     assert sum(served.get(k, 0) for k in ("server_error", "rate_limit", "hang", "malformed")) > 0
     assert result["faults_injected"]["kill_editor_replica"] == 1
     assert result["faults_injected"]["kill_rollout_engine"] == 1
+    assert result["faults_injected"]["kill_actor_worker"] == 1
     assert result["worker_restarts"]["editor"] >= 1 and result["worker_restarts"]["rollout"] >= 1
+    assert result["worker_restarts"]["actor"] == 1
+    assert result["not_injected"] == {}

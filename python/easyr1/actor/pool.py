@@ -65,12 +65,13 @@ class ActorPool(RayPool):
         with_reference: bool | None = None,
         startup_timeout_s: float = 600.0,
     ):
-        import ray
-
         from .worker import ActorWorker
 
-        super().__init__("actor pool")
+        super().__init__(
+            "actor pool", max_restarts=cfg.worker.actor.max_restarts, restart_config="worker.actor.max_restarts"
+        )
         self.cfg = cfg
+        self.startup_timeout_s = startup_timeout_s
         self.settings = actor_settings(cfg, total_steps=total_steps, optim=optim, with_reference=with_reference)
         self.world_size = cfg.worker.actor.num_workers
         options = ray_actor_options(cfg.cluster.actor)
@@ -78,18 +79,59 @@ class ActorPool(RayPool):
             ActorWorker, options, self.world_size, lambda rank: ((self.settings, rank, self.world_size), {})
         )
         try:
-            self.wait_ready([w.ping.remote() for w in self.workers], Deadline(startup_timeout_s))
-            host, port = ray.get(self.workers[0].rendezvous.remote())
-            self.info = ray.get([w.setup.remote(host, port) for w in self.workers])
+            self._form_world()
         except Exception:
             self.shutdown(graceful=False)
             raise
         logger.info("actor pool ready: %d workers on %s", self.world_size, self.info[0]["device"])
+        self._restarts_reported = 0
+
+    def _form_world(self) -> None:
+        """Wait for the started workers, then build their torch.distributed world and load the model."""
+        import ray
+
+        self.wait_ready([w.ping.remote() for w in self.workers], Deadline(self.startup_timeout_s))
+        host, port = ray.get(self.workers[0].rendezvous.remote())
+        self.info = ray.get([w.setup.remote(host, port) for w in self.workers])
+
+    # ------------------------------------------------------------ lost workers
+    def lost_workers(self, timeout_s: float = 60.0) -> dict[int, str]:
+        """``{rank: cause}`` of the workers whose process is gone (or that do not answer a ping within
+        ``timeout_s``): asked after a failed call, to tell a lost worker from an error a worker raised."""
+        return self.lost_members(self.workers, lambda w: w.ping.remote(), Deadline(timeout_s))
+
+    def restart_workers(self, rank: int, cause: str) -> None:
+        """Rank ``rank`` was lost (``cause``): kill every worker and start the whole world again (FSDP state is
+        sharded: the survivors cannot go on without it) with the current settings. The fresh workers hold the
+        start weights and a fresh optimizer; the caller restores them (:meth:`load_checkpoint`). Raises
+        :class:`~easyr1.pools.WorkerLost` past ``worker.actor.max_restarts`` or when the fresh world cannot form."""
+        from easyr1.pools import WorkerLost, describe
+
+        self.workers = self.replace_all(self.workers, rank, f"rank {rank}: {cause}")
+        try:
+            self._form_world()
+        except Exception as exc:
+            self.kill_members(self.workers)
+            raise WorkerLost(self.what, rank, f"{cause}; the restarted workers did not start: {describe(exc)}") from exc
+        logger.warning("actor pool: all %d workers restarted (restart %d)", self.world_size, self.pool_restarts)
+
+    def drain_metrics(self) -> dict[str, float]:
+        """``actor/restarts``: restarts of the whole pool since the previous call."""
+        metrics = {"actor/restarts": float(self.pool_restarts - self._restarts_reported)}
+        self._restarts_reported = self.pool_restarts
+        return metrics
 
     # --------------------------------------------------------------- helpers
     def _get(self, refs: Any) -> Any:
+        """``ray.get``, failing at the first failed worker call: when a rank dies, the others may be blocked in a
+        collective with it (gloo fails them soon, NCCL only at its timeout); the restart kills them."""
         import ray
 
+        if isinstance(refs, list):
+            pending = list(refs)
+            while len(pending) > 1:
+                ready, pending = ray.wait(pending, num_returns=1)
+                ray.get(ready)  # raises the worker's error (or Ray's lost-actor error) now
         return ray.get(refs)
 
     def _sharded(self, method: str, batch: PolicyBatch, *args: Any) -> tuple[list[Any], list[int]]:
@@ -140,6 +182,7 @@ class ActorPool(RayPool):
 
     def configure_optimizer(self, optim: OptimConfig, total_steps: int | None = None) -> None:
         """Fresh AdamW and schedule (e.g. GRPO after an SFT warm start in the same pool)."""
+        self.settings.optim, self.settings.total_steps = optim, total_steps  # what a restarted world starts with
         self._get([w.configure_optimizer.remote(optim, total_steps) for w in self.workers])
 
     # ----------------------------------------------------------------- state

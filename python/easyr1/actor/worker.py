@@ -398,9 +398,23 @@ class ActorWorker:
                     pass
                 sent = 0
             else:
-                sent = self._sync_group.send(plan, tensors, full=full)
+                try:
+                    sent = self._sync_group.send(plan, tensors, full=full)
+                except Exception:
+                    self._abandon_sync(tensors)
+                    raise
         self._resend_static = False
         return sent
+
+    def _abandon_sync(self, tensors: Iterator[Any]) -> None:
+        """Rank 0's broadcast failed (an engine was lost mid-sync): gather the rest of the tensors anyway — the
+        other ranks are in the same FSDP all-gathers and would wait for this one — and drop the broken group (the
+        rollout pool builds a new one before it syncs again)."""
+        for _ in tensors:
+            pass
+        if self._sync_group is not None:
+            self._sync_group.close()
+        self._sync_group, self._sync_store = None, None
 
     def _full_sync_needed(self) -> bool:
         """Whether this sync must carry the static tensors too; agreed by all ranks (they gather the same set)."""

@@ -11,8 +11,13 @@ start arguments (:attr:`RayPool.start_args`), at most :attr:`RayPool.max_restart
 when the fresh actor cannot start, :class:`WorkerLost` names the member and the cause. The pool then redoes the
 member's work (editor: its requests; rollout: its share of the prompts, same seeds, after loading the latest
 weights). Each remote call that must not hang on a lost member takes its timeout from a :class:`Deadline`
-(``ray.get(ref, timeout=deadline.remaining())``). The actor pool does not restart its workers (FSDP state is
-sharded): a lost actor worker fails the step.
+(``ray.get(ref, timeout=deadline.remaining())``).
+
+A pool whose members share state that none of them outlives alone — the actor pool's FSDP world, whose parameters
+and optimizer state are sharded — is restarted as a whole: :meth:`RayPool.lost_members` finds the dead (or silent)
+members after a failed call, :meth:`RayPool.replace_all` kills every member and starts the set again, at most
+:attr:`RayPool.max_restarts` times over the pool's life (:attr:`RayPool.pool_restarts`); the caller then restores
+their state (the actor: from the newest complete checkpoint, see ``easyr1.trainer.recovery``).
 """
 
 from __future__ import annotations
@@ -96,6 +101,8 @@ class RayPool:
         """The config key of :attr:`max_restarts`, named in :class:`WorkerLost` messages."""
         self.restarts: list[int] = []
         """Restarts so far, per member."""
+        self.pool_restarts = 0
+        """Restarts of the whole set of members so far (:meth:`replace_all`)."""
 
     def start_members(
         self, actor_cls: type, options: dict[str, Any], count: int, args: Callable[[int], StartArgs]
@@ -173,3 +180,42 @@ class RayPool:
                 self.what, member, f"{cause}; the restarted member did not start: {describe(exc)}"
             ) from exc
         return handle
+
+    def lost_members(self, members: Sequence[Any], ping: Callable[[Any], Any], deadline: Deadline) -> dict[int, str]:
+        """The members that are gone: ``ping(handle)`` (a Ray ref) failed with one of Ray's lost-actor errors, or
+        did not answer by ``deadline`` (a member still blocked in a collective with a dead peer answers late too).
+        Returns ``{index: cause}``; empty when every member answered."""
+        import ray
+
+        refs = {ping(m): i for i, m in enumerate(members)}
+        ready, pending = ray.wait(list(refs), num_returns=len(refs), timeout=deadline.remaining())
+        lost: dict[int, str] = {}
+        for ref in ready:
+            try:
+                ray.get(ref)
+            except Exception as exc:
+                if is_lost(exc):
+                    lost[refs[ref]] = describe(exc)
+        waited = math.inf if deadline.seconds is None else deadline.seconds
+        for ref in pending:
+            lost[refs[ref]] = f"no answer to a ping within {waited:g}s"
+        return dict(sorted(lost.items()))
+
+    def replace_all(self, members: Sequence[Any], member: int, cause: str) -> list[Any]:
+        """Kill every member and start the whole set again with :attr:`options` and :attr:`start_args` (member
+        ``member`` was lost: ``cause``); returns the new handles, not yet ready. Counts one restart of the pool;
+        raises :class:`WorkerLost` when :attr:`max_restarts` restarts were used (the members are killed either
+        way: a set missing a member cannot go on)."""
+        import ray
+
+        if self.actor_cls is None:
+            raise RuntimeError(f"{self.what}: replace_all before start_members")
+        self.kill_members(members)
+        used = self.pool_restarts
+        if 0 <= self.max_restarts <= used:
+            setting = f" ({self.restart_config}={self.max_restarts})" if self.restart_config else ""
+            raise WorkerLost(self.what, member, f"{cause}; restart limit reached after {used} restart(s){setting}")
+        self.pool_restarts = used + 1
+        logger.warning("%s: restarting all %d members (restart %d): %s", self.what, len(members), used + 1, cause)
+        remote = ray.remote(self.actor_cls).options(**self.options)
+        return [remote.remote(*a, **kw) for a, kw in self.start_args]

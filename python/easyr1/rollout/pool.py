@@ -12,7 +12,10 @@ fresh engine loads the latest weights through the object store from the actor po
 engine at the next sync, whose first broadcast is then full). ``generate`` then runs that engine's share again with
 the same sampling parameters and engine index — so the same seeds and the same outputs. Past the limit,
 :class:`~easyr1.pools.WorkerLost` names the engine and the cause. Restarts are counted as ``rollout/restarts``
-(:meth:`RolloutPool.drain_metrics`, also merged into ``sync_weights``' metrics).
+(:meth:`RolloutPool.drain_metrics`, also merged into ``sync_weights``' metrics). An engine lost *during* a
+collective broadcast leaves the sender and the other engines waiting until the group's timeout, so then every
+engine is replaced and the sync runs again over a new group (:meth:`RolloutPool._broadcast`). When the actor pool
+restarted its workers, :meth:`RolloutPool.reset_weight_sync` has the next sync build a new group.
 """
 
 from __future__ import annotations
@@ -228,6 +231,69 @@ class RolloutPool(RayPool):
             self._plan.total_bytes / 2**20,
         )
 
+    def reset_weight_sync(self) -> None:
+        """The sender was replaced (the actor pool restarted its workers): the next sync builds the weight-sync
+        group again, and its first broadcast is full."""
+        self._group_ready = False
+
+    def _broadcast(self, actor_pool: WeightSource) -> int | None:
+        """One collective sync; bytes sent, or ``None`` when engines were lost during it and have been replaced
+        (the caller rebuilds the group and syncs again).
+
+        A gloo or NCCL broadcast does not fail when a receiver dies: the sender and the other receivers wait for it
+        until the group's timeout. So when an engine's call fails with a lost-actor error (or an engine misses the
+        call deadline), every engine is killed — which ends the sender's broadcast at once — the actor ranks are
+        waited for (rank 0 gathers the remaining tensors with the other ranks and drops the group), and every
+        engine is started again (counted in ``rollout/restarts``); the next broadcast over the new group is full.
+        A lost *actor* worker is raised as it is (the driver restarts the actor pool)."""
+        import ray
+
+        timeout = self._call_timeout()
+        actor_refs = actor_pool.broadcast_weights_async(self._plan)
+        engine_refs = {e.receive_weights.remote(self._plan): i for i, e in enumerate(self.engines)}
+        deadline = Deadline(timeout)
+        pending = [*actor_refs, *engine_refs]
+        lost: dict[int, str] = {}
+        while pending and not lost:
+            ready, pending = ray.wait(pending, num_returns=1, timeout=deadline.remaining())
+            if not ready:  # the deadline: every engine not done counts as lost
+                lost = {
+                    i: f"no answer within worker.rollout.call_timeout_s={timeout:g}s during a weight sync"
+                    for ref, i in engine_refs.items()
+                    if ref in pending
+                }
+                if not lost:
+                    raise TimeoutError(f"actor pool: weight broadcast not done within {timeout:g}s")
+                break
+            try:
+                ray.get(ready)
+            except Exception as exc:
+                if ready[0] in engine_refs and is_lost(exc):
+                    lost[engine_refs[ready[0]]] = f"lost during a weight sync: {describe(exc)}"
+                elif not is_lost(exc):  # a receiver's error while the sync goes on: a peer may have been lost
+                    lost = self._lost_engines()
+                    if not lost:
+                        raise
+                else:
+                    raise  # an actor rank: the driver restarts the actor pool
+        if not lost:
+            return int(ray.get(actor_refs[0]))
+        logger.warning("rollout pool: engine(s) %s lost during a weight sync; restarting every engine", sorted(lost))
+        self.kill_members(self.engines)  # ends the sender's broadcast (a receiver's death alone does not)
+        try:
+            ray.get(actor_refs, timeout=timeout)
+        except Exception as exc:
+            if is_lost(exc):
+                raise
+            logger.info("actor's weight broadcast ended: %s", describe(exc))
+        for i in range(len(self.engines)):
+            cause = lost.get(i, f"blocked in a weight sync with engine(s) {sorted(lost)} lost")
+            self._recover(i, cause, load_weights=False)
+        return None
+
+    def _lost_engines(self) -> dict[int, str]:
+        return self.lost_members(self.engines, lambda e: e.ping.remote(), Deadline(min(30.0, self._call_timeout())))
+
     def sync_weights(self, actor_pool: WeightSource, *, check: bool | None = None) -> dict[str, float]:
         """Copy the actor's current weights into every engine (``worker.rollout.weight_sync``), then — when
         ``check`` (default ``worker.rollout.check_sync_logprobs``) — compare engine and actor log-probs on the
@@ -240,12 +306,12 @@ class RolloutPool(RayPool):
         metrics: dict[str, float] = {}
         self._ensure_alive()  # a lost engine is replaced first (the sync below gives it the weights)
         if rollout.weight_sync == "collective":
-            if not self._group_ready:
-                self._setup_collective(actor_pool)
-            refs = actor_pool.broadcast_weights_async(self._plan)
-            refs += [e.receive_weights.remote(self._plan) for e in self.engines]
-            done = ray.get(refs, timeout=self._call_timeout())
-            metrics["rollout/sync_bytes"] = float(done[0])
+            sent = None
+            while sent is None:  # again after replacing engines lost mid-broadcast (bounded by max_restarts)
+                if not self._group_ready:
+                    self._setup_collective(actor_pool)
+                sent = self._broadcast(actor_pool)
+            metrics["rollout/sync_bytes"] = float(sent)
         else:
             state_ref = actor_pool.full_state_dict_ref()
             ray.get([e.update_weights.remote(state_ref) for e in self.engines], timeout=self._call_timeout())

@@ -33,6 +33,7 @@ from easyr1.rollout.sampling import sampling_params
 
 from .checkpoint import CheckpointManager, DriverState
 from .components import Components, training_steps
+from .recovery import ActorRecovery
 from .rng import capture_rng, restore_rng
 from .scoring import RewardPipeline, ScoredBatch
 from .step_batch import StepBatch
@@ -86,23 +87,15 @@ class GRPOTrainer:
         algo = cfg.algorithm
         self.kl_ctrl = make_kl_controller(algo.kl_type, algo.kl_coef, algo.kl_target, algo.kl_horizon)
         self._last_checkpoint_s: float | None = None
+        self.recovery = ActorRecovery(self)
+        """Brings a lost actor pool back from the newest checkpoint (``worker.actor.max_restarts``)."""
 
     # ------------------------------------------------------------------ set-up / resume
     def resume(self) -> None:
         tcfg = self.cfg.trainer
         self.checkpoints.remove_partial()
         explicit = Path(tcfg.load_checkpoint_path) if tcfg.load_checkpoint_path else None
-        path = explicit
-        if path is None and tcfg.resume == "auto":
-            full = [c for c in self.checkpoints.complete_checkpoints() if not _model_only(c.path)]
-            if len(full) < len(self.checkpoints.complete_checkpoints()):
-                logger.warning("model-only checkpoints (trainer.save_model_only) cannot resume a run; they are skipped")
-            while full and (problem := CheckpointManager.verify(full[-1].path)) is not None:
-                logger.warning(
-                    "newest checkpoint %s is damaged (%s); falling back to the previous one", full[-1].path, problem
-                )
-                full.pop()
-            path = full[-1].path if full else None
+        path = explicit if explicit is not None else self.newest_resumable() if tcfg.resume == "auto" else None
         if path is not None and _model_only(path):
             raise StageFailure(
                 f"{path} is a model-only checkpoint (trainer.save_model_only): it cannot resume a run. Start a new run "
@@ -118,6 +111,26 @@ class GRPOTrainer:
             )
         if path is None or state is None:
             return
+        self.restore(path, state)
+        logger.info("resumed from %s at step %d", path, self.step)
+
+    def newest_resumable(self) -> Path | None:
+        """The newest complete checkpoint that can resume the run (not model-only, files matching its manifest's
+        checksums; a damaged newest one is skipped with a warning), or ``None``."""
+        full = [c for c in self.checkpoints.complete_checkpoints() if not _model_only(c.path)]
+        if len(full) < len(self.checkpoints.complete_checkpoints()):
+            logger.warning("model-only checkpoints (trainer.save_model_only) cannot resume a run; they are skipped")
+        while full and (problem := CheckpointManager.verify(full[-1].path)) is not None:
+            logger.warning(
+                "newest checkpoint %s is damaged (%s); falling back to the previous one", full[-1].path, problem
+            )
+            full.pop()
+        return full[-1].path if full else None
+
+    def restore(self, path: Path, state: DriverState) -> None:
+        """Load checkpoint ``path`` into the actor and rewind the driver to ``state`` (step, data position, best
+        validation mean, KL coefficient, RNG); then sync the weights into the rollout engines. Used by
+        :meth:`resume` and by the restart of a lost actor pool (``trainer/recovery.py``)."""
         self.c.actor.load_checkpoint(str(path))
         self.c.train_loader.load_state_dict(state.loader)
         self.step = state.step
@@ -126,7 +139,6 @@ class GRPOTrainer:
             self.kl_ctrl.value = state.kl_coef
         restore_rng(state.rng)
         self.c.rollout.sync_weights(self.c.actor)
-        logger.info("resumed from %s at step %d", path, self.step)
 
     # ------------------------------------------------------------------ the step
     def _sampling(self, step: int, attempt: int = 0, validation: bool = False) -> SamplingParams:
@@ -228,7 +240,7 @@ class GRPOTrainer:
             counts,
             filter_counts=filter_counts,
             loader_metrics=self.c.train_loader.metrics(),
-            pool_metrics=self._drain_pool_metrics(judged),
+            pool_metrics={**self._drain_pool_metrics(judged), **self.recovery.metrics()},
             actor_metrics=actor_metrics,
             timings=timings,
         )
@@ -417,7 +429,10 @@ class GRPOTrainer:
                 stopped = True
                 logger.warning("stop requested: ending after step %d of %d", self.step, total)
                 break
-            metrics = self.train_step()
+            metrics = self.recovery.run(self.train_step)
+            if metrics is None:  # an actor worker was lost: rewound to the newest checkpoint, its steps redone
+                history[:] = [row for row in history if row["step"] <= self.step]
+                continue
             history.append(metrics)
             if tcfg.val_freq > 0 and self.step % tcfg.val_freq == 0:
                 self.validate()

@@ -1,0 +1,153 @@
+"""Lost actor workers (issue 21): rebuild the actor pool, restore it and the driver from the newest complete
+checkpoint, and train the lost steps again.
+
+An actor worker that dies during a step (SIGKILL, OOM kill, node loss) takes its shard of the parameters and of
+the optimizer state with it, so the survivors cannot go on alone. When a step fails, :class:`ActorRecovery` asks
+the actor pool which workers are gone (a ping by a deadline: an error a worker *raised* leaves every worker
+answering, and is raised again unchanged). If one is, it
+
+1. finds the newest complete, resumable checkpoint (the one ``resume: auto`` would take),
+2. kills every rank and starts the whole world again (``ActorPool.restart_workers``; at most
+   ``worker.actor.max_restarts`` times over the run),
+3. restores model, optimizer, schedule and the actor's RNG from that checkpoint and rewinds the driver
+   (:class:`~easyr1.trainer.checkpoint.DriverState`: data position, RNG, KL coefficient, best validation mean)
+   through the same :meth:`GRPOTrainer.restore` a resumed run uses,
+4. has the rollout pool rebuild its weight-sync group (the sender is a new process) and syncs the restored weights,
+
+and the loop trains the steps after that checkpoint again: the same rows, the same seeds, the same data digests as
+a run without the fault. Restarts are counted as ``actor/restarts``. Past the limit, or with no checkpoint to
+restore, :class:`~easyr1.pools.WorkerLost` names the worker and the cause (``easyr1 train`` prints it as one line
+and exits 1).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from easyr1.pools import WorkerLost, describe
+
+from .checkpoint import DriverState
+
+logger = logging.getLogger(__name__)
+
+PING_TIMEOUT_S = 60.0
+"""How long, after a failed step, each actor worker has to answer a ping before it counts as lost."""
+
+
+@runtime_checkable
+class RestartsWorkers(Protocol):
+    """An actor pool that can tell its lost workers and start its whole world again (``ActorPool``)."""
+
+    def lost_workers(self, timeout_s: float = 60.0) -> dict[int, str]:
+        """``{rank: cause}`` of the workers that are gone; empty when all answer."""
+        ...
+
+    def restart_workers(self, rank: int, cause: str) -> None:
+        """Kill every worker and start them again (start weights: restore a checkpoint next)."""
+        ...
+
+    def drain_metrics(self) -> dict[str, float]:
+        """``actor/restarts`` since the previous call."""
+        ...
+
+
+@runtime_checkable
+class RebuildsWeightSync(Protocol):
+    """A rollout pool whose weight-sync group must be built again when the sender process changed."""
+
+    def reset_weight_sync(self) -> None: ...
+
+
+class Restorable(Protocol):
+    """What the recovery needs of the trainer (``GRPOTrainer``)."""
+
+    step: int
+
+    def newest_resumable(self) -> Path | None: ...
+
+    def restore(self, path: Path, state: DriverState) -> None: ...
+
+
+class ActorRecovery:
+    """Runs the driver's steps and brings a lost actor pool back (see the module docstring).
+
+    Args:
+        trainer: the driver (its ``c.actor``, ``c.rollout``, :meth:`newest_resumable`, :meth:`restore`).
+        ping_timeout_s: how long a worker has to answer after a failed step.
+    """
+
+    def __init__(self, trainer: Any, *, ping_timeout_s: float = PING_TIMEOUT_S):
+        self.trainer = trainer
+        self.ping_timeout_s = ping_timeout_s
+        self.restarts = 0
+        """Actor pool restarts so far (this driver's life)."""
+
+    @property
+    def actor(self) -> Any:
+        return self.trainer.c.actor
+
+    def metrics(self) -> dict[str, float]:
+        """``actor/restarts`` since the previous call (0 when the actor pool does not restart)."""
+        if isinstance(self.actor, RestartsWorkers):
+            return self.actor.drain_metrics()
+        return {"actor/restarts": 0.0}
+
+    def run(self, step: Callable[[], dict[str, float]]) -> dict[str, float] | None:
+        """``step()``'s metrics; ``None`` when an actor worker was lost during it and the run was rewound to the
+        newest checkpoint (the caller goes on with the step after it). Any other error is raised unchanged."""
+        try:
+            return step()
+        except WorkerLost:
+            raise  # another pool gave up already
+        except Exception as exc:
+            lost = self._lost_workers(exc)
+            if not lost:
+                raise
+            self._recover(lost, exc)
+            return None
+
+    def _lost_workers(self, exc: BaseException) -> dict[int, str]:
+        actor = self.actor
+        if not isinstance(actor, RestartsWorkers):
+            return {}
+        try:
+            return actor.lost_workers(self.ping_timeout_s)
+        except Exception as probe_error:  # never hide the step's own error behind the probe's
+            logger.warning("could not check the actor workers after %s: %s", describe(exc), describe(probe_error))
+            return {}
+
+    def _recover(self, lost: dict[int, str], exc: BaseException) -> None:
+        trainer = self.trainer
+        rank, cause = next(iter(lost.items()))
+        failed_step = trainer.step + 1
+        logger.warning(
+            "step %d: actor worker(s) %s lost (%s); the step failed with %s",
+            failed_step,
+            sorted(lost),
+            cause,
+            describe(exc),
+        )
+        path = trainer.newest_resumable()
+        if path is None:
+            raise WorkerLost(
+                "actor pool",
+                rank,
+                f"rank {rank}: {cause}; no complete checkpoint to restore the sharded state from "
+                f"(trainer.save_freq={trainer.cfg.trainer.save_freq})",
+            ) from exc
+        state = DriverState.read(path)
+        trainer.c.actor.restart_workers(rank, cause)  # WorkerLost past worker.actor.max_restarts
+        self.restarts += 1
+        if isinstance(trainer.c.rollout, RebuildsWeightSync):
+            trainer.c.rollout.reset_weight_sync()
+        trainer.restore(path, state)
+        logger.warning(
+            "actor pool restarted (restart %d) and restored from %s: steps %d..%d are trained again",
+            self.restarts,
+            path,
+            state.step + 1,
+            failed_step,
+        )

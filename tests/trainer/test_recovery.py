@@ -1,0 +1,131 @@
+"""``ActorRecovery``'s decisions, without Ray: a step error with every actor worker answering is raised unchanged;
+a lost worker restarts the pool, rebuilds the weight-sync group and restores the newest checkpoint; past the limit or
+without a checkpoint, ``WorkerLost`` names the rank and the cause. (The real thing: ``test_actor_restart.py``.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from easyr1.pools import WorkerLost
+from easyr1.trainer.checkpoint import DriverState
+from easyr1.trainer.recovery import ActorRecovery, RebuildsWeightSync, RestartsWorkers
+
+
+class Actor:
+    """Records what the recovery asks of the actor pool; ``lost`` is what ``lost_workers`` answers."""
+
+    def __init__(self, lost: dict[int, str], max_restarts: int = 2):
+        self.lost = lost
+        self.max_restarts = max_restarts
+        self.calls: list[tuple] = []
+        self.pool_restarts = 0
+        self.reported = 0
+
+    def lost_workers(self, timeout_s: float = 60.0) -> dict[int, str]:
+        self.calls.append(("lost_workers",))
+        return dict(self.lost)
+
+    def restart_workers(self, rank: int, cause: str) -> None:
+        if self.pool_restarts >= self.max_restarts:
+            raise WorkerLost("actor pool", rank, f"{cause}; restart limit reached")
+        self.pool_restarts += 1
+        self.calls.append(("restart_workers", rank, cause))
+
+    def drain_metrics(self) -> dict[str, float]:
+        value, self.reported = self.pool_restarts - self.reported, self.pool_restarts
+        return {"actor/restarts": float(value)}
+
+
+class Rollout:
+    def __init__(self):
+        self.resets = 0
+
+    def reset_weight_sync(self) -> None:
+        self.resets += 1
+
+
+class Trainer:
+    def __init__(self, actor: Actor, checkpoint: Path | None, step: int = 5):
+        self.c = SimpleNamespace(actor=actor, rollout=Rollout())
+        self.cfg = SimpleNamespace(trainer=SimpleNamespace(save_freq=1))
+        self.step = step
+        self.checkpoint = checkpoint
+        self.restored: list[tuple[Path, DriverState]] = []
+
+    def newest_resumable(self) -> Path | None:
+        return self.checkpoint
+
+    def restore(self, path: Path, state: DriverState) -> None:
+        self.restored.append((path, state))
+        self.step = state.step
+
+
+def checkpoint(tmp_path: Path, step: int) -> Path:
+    folder = tmp_path / f"global_step_{step}"
+    folder.mkdir()
+    (folder / "driver_state.json").write_text(json.dumps(DriverState(step=step, loader={"position": 6}).to_json()))
+    return folder
+
+
+def failing(exc: BaseException):
+    def step():
+        raise exc
+
+    return step
+
+
+def test_the_fakes_are_what_the_recovery_checks_for():
+    assert isinstance(Actor({}), RestartsWorkers) and isinstance(Rollout(), RebuildsWeightSync)
+
+
+def test_an_error_with_every_worker_answering_is_raised_unchanged(tmp_path):
+    actor = Actor(lost={})
+    trainer = Trainer(actor, checkpoint(tmp_path, 3))
+    with pytest.raises(ZeroDivisionError):
+        ActorRecovery(trainer).run(failing(ZeroDivisionError("a bug")))
+    assert actor.calls == [("lost_workers",)] and trainer.restored == []
+
+
+def test_another_pools_worker_lost_is_not_probed(tmp_path):
+    actor = Actor(lost={1: "dead"})
+    with pytest.raises(WorkerLost):
+        ActorRecovery(Trainer(actor, checkpoint(tmp_path, 3))).run(failing(WorkerLost("rollout pool", 0, "x")))
+    assert actor.calls == []
+
+
+def test_a_lost_worker_restarts_the_pool_and_rewinds_to_the_newest_checkpoint(tmp_path):
+    actor = Actor(lost={1: "ActorDiedError: pid 42"})
+    path = checkpoint(tmp_path, 3)
+    trainer = Trainer(actor, path, step=5)
+    recovery = ActorRecovery(trainer)
+    assert recovery.run(failing(RuntimeError("gloo: Connection closed by peer"))) is None
+    assert actor.calls == [("lost_workers",), ("restart_workers", 1, "ActorDiedError: pid 42")]
+    assert trainer.c.rollout.resets == 1
+    ((restored_path, state),) = trainer.restored
+    assert restored_path == path and state.step == 3 and state.loader == {"position": 6} and trainer.step == 3
+    assert recovery.metrics() == {"actor/restarts": 1.0} and recovery.metrics() == {"actor/restarts": 0.0}
+    assert recovery.run(lambda: {"step": 4}) == {"step": 4}
+
+
+def test_past_the_limit_the_pools_worker_lost_goes_up(tmp_path):
+    actor = Actor(lost={0: "ActorDiedError: pid 7"}, max_restarts=0)
+    trainer = Trainer(actor, checkpoint(tmp_path, 2))
+    with pytest.raises(WorkerLost, match=r"actor pool: member 0 lost \(ActorDiedError: pid 7; restart limit"):
+        ActorRecovery(trainer).run(failing(RuntimeError("step failed")))
+    assert trainer.restored == []
+
+
+def test_without_a_checkpoint_the_run_stops_naming_the_rank_and_the_cause():
+    actor = Actor(lost={1: "ActorDiedError: pid 9"})
+    trainer = Trainer(actor, None, step=0)
+    with pytest.raises(
+        WorkerLost,
+        match=r"actor pool: member 1 lost \(rank 1: ActorDiedError: pid 9; no complete "
+        r"checkpoint to restore the sharded state from \(trainer.save_freq=1\)\)",
+    ):
+        ActorRecovery(trainer).run(failing(RuntimeError("step 1 failed")))
+    assert [c[0] for c in actor.calls] == ["lost_workers"]  # nothing restarted
