@@ -3,8 +3,9 @@
 The model computes its own multimodal (M-RoPE) positions from ``input_ids``, ``mm_token_type_ids`` and
 ``image_grid_thw`` exactly as in generation, so these log-probs equal the log-probs of the generation that produced
 the response (tested to 1e-4 on the tiny Qwen2.5-VL and Qwen3-VL policies). What the forward passes besides the
-collated batch is the family adapter's business (:meth:`easyr1.models.families.base.PolicyFamily.forward_kwargs`). Only the logits of the response positions are materialised
-(``logits_to_keep``); log-probs and entropy come from ``easyr1.algorithms`` (float32, chunked, checkpointed).
+collated batch is the family adapter's business (``PolicyFamily.forward_kwargs`` in ``easyr1.models.families``).
+Only the logits of the response positions are materialised (``logits_to_keep``); log-probs and entropy come from
+``easyr1.algorithms`` (float32, chunked, checkpointed).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 ``load_policy("tiny/policy")`` and ``load_policy("/models/Qwen2.5-VL-7B-Instruct", dtype="bfloat16")`` run the same
 code: read ``config.json``, pick the family's ``…ForConditionalGeneration`` class (from the family adapter,
-``easyr1.models.families``), load processor and weights, check that they belong together, then apply the training options (frozen vision tower, gradient checkpointing) and a
-generation config that can never emit vision placeholder tokens.
+``easyr1.models.families``), load processor and weights, check that they belong together, then apply the training
+options (frozen vision tower, gradient checkpointing) and a generation config that can never emit vision
+placeholder tokens.
 """
 
 from __future__ import annotations
