@@ -87,6 +87,7 @@ class GRPOTrainer:
         algo = cfg.algorithm
         self.kl_ctrl = make_kl_controller(algo.kl_type, algo.kl_coef, algo.kl_target, algo.kl_horizon)
         self._last_checkpoint_s: float | None = None
+        self._carried: dict[str, float] = {}  # restart counts of a sync outside a step, added to the next row
         self.recovery = ActorRecovery(self)
         """Brings a lost actor pool back from the newest checkpoint (``worker.actor.max_restarts``)."""
 
@@ -138,7 +139,9 @@ class GRPOTrainer:
         if state.kl_coef is not None:
             self.kl_ctrl.value = state.kl_coef
         restore_rng(state.rng)
-        self.c.rollout.sync_weights(self.c.actor)
+        for key, value in (self.c.rollout.sync_weights(self.c.actor) or {}).items():
+            if key.endswith("/restarts"):  # engines replaced by this sync: counted in the next step's row
+                self._carried[key] = self._carried.get(key, 0.0) + value
 
     # ------------------------------------------------------------------ the step
     def _sampling(self, step: int, attempt: int = 0, validation: bool = False) -> SamplingParams:
@@ -225,6 +228,9 @@ class GRPOTrainer:
         masked["group:too_few_valid"] = int((batch.valid & ~effective).sum())
         # A step whose every edit/judge attempt failed is not trained on: its row is logged, then the run stops.
         actor_metrics = {} if failed is not None else self._update(batch, effective, timings)
+        for key, value in self._carried.items():
+            actor_metrics[key] = actor_metrics.get(key, 0.0) + value
+        self._carried = {}
         judged = [res for sb in attempts for res in sb.judge_results if res is not None]
         # The previous step's checkpoint time: this step is logged *before* its own checkpoint is written, so a
         # kill during the save never loses the step's metrics.
