@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import socket
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,6 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 WORLD = 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _model() -> torch.nn.Module:
@@ -41,14 +34,16 @@ class _Seen(Exception):
     pass
 
 
-def _rank(rank: int, port: int, out: str, offload: bool) -> None:
+def _rank(rank: int, out: str, offload: bool) -> None:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard
 
     from easyr1.actor.grad_norm import clip_grad_norm_
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    # A file rendezvous: no store server living in rank 0 that could exit while rank 1 still tears down (a TCP
+    # store's host leaving first aborts the other rank with "terminate called without an active exception").
+    dist.init_process_group("gloo", init_method=f"file://{Path(out, 'rendezvous')}", rank=rank, world_size=WORLD)
     try:
         results: dict[str, object] = {}
         mesh = init_device_mesh("cpu", (WORLD,))
@@ -107,13 +102,14 @@ def _rank(rank: int, port: int, out: str, offload: bool) -> None:
             dist.all_reduce = real
         results["collective_devices"] = seen
         Path(out, f"rank{rank}.json").write_text(json.dumps(results))
+        dist.barrier()  # neither rank tears gloo down while the other may still be in a collective
     finally:
         dist.destroy_process_group()
 
 
 @pytest.mark.parametrize("offload", [False, True], ids=["resident", "cpu_offload"])
 def test_sharded_clip_equals_unsharded_clip(tmp_path: Path, offload: bool) -> None:
-    mp.start_processes(_rank, args=(_free_port(), str(tmp_path), offload), nprocs=WORLD, start_method="spawn")
+    mp.start_processes(_rank, args=(str(tmp_path), offload), nprocs=WORLD, start_method="spawn")
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD)]
     for key in ("2.0/1000.0", "2.0/0.5", "inf/1000.0", "inf/0.5"):
         for result in ranks:
