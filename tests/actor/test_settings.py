@@ -29,8 +29,12 @@ def test_lora_sync_follows_the_engine_and_validates():
     vllm = actor_settings(load_config(None, ["worker.actor.lora.rank=8", "worker.rollout.name=vllm"]))
     assert vllm.lora_sync == "merged"
     assert not actor_settings(load_config(None, [])).lora
-    with pytest.raises(ValueError, match="needs the hf engine"):
-        actor_settings(load_config(None, ["worker.actor.lora.sync=adapters", "worker.rollout.name=vllm"]))
+    served = actor_settings(load_config(None, ["worker.actor.lora.sync=adapters", "worker.rollout.name=vllm"]))
+    assert served.lora_sync == "adapters"  # vLLM's own LoRA loading
+    with pytest.raises(ValueError, match="needs an engine that serves LoRA adapters"):
+        load_config(None, ["worker.actor.lora.rank=8", "worker.actor.lora.sync=adapters"]).worker.actor.lora.sync_mode(
+            "sglang"
+        )
     for bad in ("worker.actor.lora.rank=-1", "worker.actor.lora.dropout=1.0", "worker.actor.lora.sync=both"):
         with pytest.raises(ConfigValidationError, match=r"worker\.actor\.lora"):
             load_config(None, [bad])

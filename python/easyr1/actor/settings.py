@@ -69,18 +69,5 @@ def actor_settings(
         rollout_n=rollout.n,
         norm_length=rollout.response_length or cfg.data.max_response_length,
         logprob_temperature=rollout.temperature if rollout.temperature > 0 else 1.0,
-        lora_sync=resolve_lora_sync(cfg.worker.actor.lora.sync, rollout.name),
+        lora_sync=cfg.worker.actor.lora.sync_mode(rollout.name),
     )
-
-
-def resolve_lora_sync(sync: str, engine: str) -> str:
-    """``worker.actor.lora.sync`` for rollout engine ``engine``: ``auto`` → ``adapters`` for ``hf`` (it serves
-    LoRA layers), ``merged`` otherwise (vLLM loads merged weights through its ordinary reload path)."""
-    if sync == "auto":
-        return "adapters" if engine == "hf" else "merged"
-    if sync == "adapters" and engine != "hf":
-        raise ValueError(
-            f"worker.actor.lora.sync=adapters needs the hf engine; the {engine} engine loads merged weights "
-            "(worker.actor.lora.sync=merged or auto)"
-        )
-    return sync

@@ -119,13 +119,25 @@ class LoRAConfig:
     decoder layers only: the vision tower never gets adapters; it stays frozen or fully trained per
     ``worker.actor.model.freeze_vision_tower``)."""
     sync: str = "auto"
-    """What a weight sync sends: ``adapters`` (the LoRA matrices only; the ``hf`` engine serves them as adapters),
-    ``merged`` (base + adapter product of every adapted layer, loaded like full weights: vLLM), or ``auto``
-    (``adapters`` for the ``hf`` engine, ``merged`` otherwise)."""
+    """What a weight sync sends: ``adapters`` (the LoRA matrices only, after one full sync: the ``hf`` engine
+    serves them as peft layers, vLLM through its own LoRA loading — ``enable_lora``, one ``LoRARequest`` per
+    sync), ``merged`` (base + adapter product of every adapted layer, loaded like full weights), or ``auto``
+    (``adapters`` for the ``hf`` engine, ``merged`` for vLLM: no LoRA kernels in its generation)."""
 
     @property
     def enabled(self) -> bool:
         return self.rank > 0
+
+    def sync_mode(self, engine: str) -> str:
+        """``sync`` resolved for rollout engine ``engine`` (``adapters`` or ``merged``)."""
+        if self.sync == "auto":
+            return "adapters" if engine == "hf" else "merged"
+        if self.sync == "adapters" and engine not in ("hf", "vllm"):
+            raise ValueError(
+                f"worker.actor.lora.sync=adapters needs an engine that serves LoRA adapters (hf or vllm); the "
+                f"{engine} engine loads merged weights (worker.actor.lora.sync=merged or auto)"
+            )
+        return self.sync
 
     def validate(self, path: str) -> Iterator[ConfigError]:
         yield from check_non_negative(f"{path}.rank", self.rank)

@@ -27,6 +27,7 @@ from easyr1.core.types import PolicyPrompt, RolloutOutput, SamplingParams
 from easyr1.models.inputs import count_image_entries, prompt_text
 from easyr1.models.loading import load_processor, read_model_type, resolve_dtype, stop_token_ids, vision_token_ids
 from easyr1.models.tiny import TinyPolicySpec
+from easyr1.transfer.lora import lora_parts
 from easyr1.transfer.weight_sync import WeightPlan, dtype_from_name, serialize_state
 
 if TYPE_CHECKING:
@@ -41,6 +42,9 @@ CPU_ATTENTION_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
 
 _SEED_STRIDE = 1_000_003
 """Seeds of different engines are spread by this prime (prompts within an engine by ``n``)."""
+
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""vLLM's accepted ``max_lora_rank`` values (``vllm.config.lora.MaxLoRARanks``)."""
 
 
 VLLM_TINY_SPEC = TinyPolicySpec(hidden_size=64, num_attention_heads=2, num_key_value_heads=1)
@@ -94,6 +98,14 @@ def use_own_temp_dir(engine_index: int) -> str:
     return folder
 
 
+def _vllm_lora_rank(rank: int) -> int:
+    """The smallest LoRA rank vLLM accepts for ``max_lora_rank`` that holds ``rank``."""
+    for allowed in VLLM_LORA_RANKS:
+        if rank <= allowed:
+            return allowed
+    raise ValueError(f"LoRA rank {rank} is above vLLM's largest ({VLLM_LORA_RANKS[-1]})")
+
+
 class VLLMRolloutEngine:
     """One vLLM engine spanning ``rollout.tensor_parallel_size`` GPUs (its Ray actor holds them), or vLLM's CPU
     backend when vLLM is a CPU build.
@@ -104,6 +116,8 @@ class VLLMRolloutEngine:
         max_prompt_length / max_response_length: ``data.*`` defaults of the engine's context length.
         dtype: ``worker.actor.model.dtype``; ``auto`` = bf16 on GPU, fp32 on the CPU backend.
         engine_index: this engine's index in the pool (spreads seeds).
+        lora_rank: LoRA rank of an adapter-only weight sync (``worker.actor.lora.sync=adapters``): the engine runs
+            with vLLM's LoRA support and serves each synced adapter as a ``LoRARequest``; 0: no LoRA.
     """
 
     def __init__(
@@ -117,6 +131,7 @@ class VLLMRolloutEngine:
         dtype: str = "auto",
         engine_index: int = 0,
         trust_remote_code: bool = False,
+        lora_rank: int = 0,
     ):
         self._tmp_dir = use_own_temp_dir(engine_index)
         # CPU backend (ignored by GPU builds): no OpenMP thread pinning, the engine shares its cores with Ray.
@@ -143,6 +158,13 @@ class VLLMRolloutEngine:
         tp = rollout.tensor_parallel_size
         prompt_len = rollout.prompt_length or max_prompt_length
         response_len = rollout.response_length or max_response_length
+        lora = {}
+        if lora_rank > 0:
+            # vLLM sizes its LoRA buffers by one of a few ranks; one adapter is live at a time (the policy's).
+            lora = {"enable_lora": True, "max_loras": 1, "max_lora_rank": _vllm_lora_rank(lora_rank)}
+        self._serves_lora = lora_rank > 0
+        self._lora_request: Any = None
+        self._adapter_versions = 0
         kv_gib = rollout.kv_cache_memory_gb
         if kv_gib is None and self.on_cpu:
             kv_gib = 1.0  # the CPU backend reads gpu_memory_utilization as a share of host memory
@@ -162,6 +184,7 @@ class VLLMRolloutEngine:
                 limit_mm_per_prompt={"image": rollout.limit_images or 2},
                 seed=rollout.seed + engine_index,
                 worker_extension_cls=EXTENSION,
+                **lora,
             )
         except BaseException:
             shutil.rmtree(self._tmp_dir, ignore_errors=True)
@@ -188,7 +211,9 @@ class VLLMRolloutEngine:
         """Constructor keywords for the pool's engines (all but ``model_path`` and ``engine_index``); vLLM places
         itself, so ``device`` and ``threads`` are not used."""
         model = cfg.worker.actor.model
+        lora = cfg.worker.actor.lora
         return {
+            "lora_rank": lora.rank if lora.enabled and lora.sync_mode("vllm") == "adapters" else 0,
             "tokenizer_path": model.tokenizer_path,
             "dtype": model.dtype,
             "trust_remote_code": model.trust_remote_code,
@@ -248,7 +273,7 @@ class VLLMRolloutEngine:
                     seed = sampling.seed + _SEED_STRIDE * self.engine_index + sampling.n * i
                 inputs.append(request)
                 params.append(self._sampling(sampling, n, seed))
-        results = self.llm.generate(inputs, sampling_params=params, use_tqdm=False)
+        results = self.llm.generate(inputs, sampling_params=params, lora_request=self._lora_request, use_tqdm=False)
         outputs: list[RolloutOutput] = []
         for i, prompt in enumerate(prompts):
             completions = [c for r in results[i * copies : (i + 1) * copies] for c in r.outputs]
@@ -283,8 +308,12 @@ class VLLMRolloutEngine:
         self.llm.collective_rpc("easyr1_init_weight_sync", args=(host, port, rank_offset, world_size, backend))
 
     def receive_weights(self, plan: WeightPlan) -> int:
-        """Receive one collective broadcast in every worker; returns bytes received (per worker)."""
-        received = self.llm.collective_rpc("easyr1_receive_weights", args=(WeightPlan.from_wire(plan).to_wire(),))
+        """Receive one collective broadcast in every worker; returns bytes received (per worker). LoRA adapters in
+        it become the served adapter (:meth:`_serve_adapter`)."""
+        folder = self._next_adapter_folder()
+        args = (WeightPlan.from_wire(plan).to_wire(), folder)
+        received = self.llm.collective_rpc("easyr1_receive_weights", args=args)
+        self._serve_adapter(folder)
         self._after_update()
         return int(received[0])
 
@@ -295,11 +324,37 @@ class VLLMRolloutEngine:
         try:
             for blob in serialize_state(state_dict, dtype, self.rollout.weight_sync_bucket_mb * 2**20):
                 self.llm.collective_rpc("easyr1_stage_weights", args=(blob,))
-            self.llm.collective_rpc("easyr1_load_staged")
+            folder = self._next_adapter_folder()
+            has_base = any(lora_parts(name) is None for name in state_dict)
+            self.llm.collective_rpc("easyr1_load_staged", args=(folder, has_base))
         except BaseException:
             self.llm.collective_rpc("easyr1_discard_staged")
             raise
+        self._serve_adapter(folder)
         self._after_update()
+
+    def _next_adapter_folder(self) -> str | None:
+        """Where the workers write the next synced adapter (a new folder per sync), or ``None`` without LoRA."""
+        if not self._serves_lora:
+            return None
+        return os.path.join(self._tmp_dir, f"adapter-{self._adapter_versions + 1}")
+
+    def _serve_adapter(self, folder: str | None) -> None:
+        """Serve the adapter the workers just wrote (if the sync carried one) in place of the previous one: a new
+        ``LoRARequest`` id per sync, so vLLM never answers from the old adapter's cache."""
+        if folder is None or not os.path.exists(os.path.join(folder, "adapter_config.json")):
+            return
+        from vllm.lora.request import LoRARequest
+
+        self._adapter_versions += 1
+        request = LoRARequest(f"easyr1-policy-{self._adapter_versions}", self._adapter_versions, folder)
+        if not self.llm.llm_engine.add_lora(request):
+            raise RuntimeError(f"vLLM did not load the synced LoRA adapter from {folder}")
+        previous, self._lora_request = self._lora_request, request
+        if previous is not None:
+            self.llm.llm_engine.remove_lora(previous.lora_int_id)
+            shutil.rmtree(previous.lora_path, ignore_errors=True)
+        logger.debug("vLLM engine %d serves LoRA adapter %d", self.engine_index, self._adapter_versions)
 
     def _after_update(self) -> None:
         # Everything computed with the old weights: cached prefixes (KV blocks), the processor's multimodal cache

@@ -9,9 +9,12 @@ a receiver needs neither alpha nor rank: it serves the adapters with scaling 1 (
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import torch
 
@@ -83,3 +86,45 @@ def served_state_key(wire: str, adapted: Iterable[str] | set[str]) -> str:
     if module in adapted:
         return f"{module}.base_layer.{leaf}"
     return wire
+
+
+def write_peft_folder(folder: str | os.PathLike[str], adapters: Mapping[str, torch.Tensor]) -> Path:
+    """Write wire-named adapters (``X.lora_A.weight``, ``X.lora_B.weight`` with B pre-scaled) as a PEFT adapter
+    folder that an engine's own LoRA loader reads (vLLM's ``LoRARequest``): ``adapter_model.safetensors`` under
+    PEFT's saved names and an ``adapter_config.json`` with ``lora_alpha == r`` (scaling 1, since B carries it).
+    Ranks may differ per module (``rank_pattern``); every module needs both matrices."""
+    from safetensors.torch import save_file
+
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    for name, tensor in adapters.items():
+        parts = lora_parts(name)
+        if parts is None:
+            raise ValueError(f"{name!r} is not a LoRA adapter tensor")
+        pairs.setdefault(parts[0], {})[parts[1]] = tensor
+    if not pairs:
+        raise ValueError("no adapter tensors to write")
+    incomplete = sorted(m for m, ab in pairs.items() if set(ab) != {"A", "B"})
+    if incomplete:
+        raise ValueError(f"adapters without both lora_A and lora_B: {incomplete[:3]}")
+    ranks = {module: int(ab["A"].shape[0]) for module, ab in pairs.items()}
+    rank = max(set(ranks.values()), key=list(ranks.values()).count)
+    config = {
+        "peft_type": "LORA",
+        "r": rank,
+        "lora_alpha": rank,
+        "rank_pattern": {m: r for m, r in ranks.items() if r != rank},
+        "alpha_pattern": {m: r for m, r in ranks.items() if r != rank},
+        "target_modules": sorted({m.rsplit(".", 1)[-1] for m in pairs}),
+        "bias": "none",
+        "lora_dropout": 0.0,
+    }
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        f"base_model.model.{module}.lora_{ab}.weight": t.detach().to("cpu").contiguous()
+        for module, parts in pairs.items()
+        for ab, t in parts.items()
+    }
+    save_file(tensors, str(out / "adapter_model.safetensors"))
+    (out / "adapter_config.json").write_text(json.dumps(config, indent=1))
+    return out
