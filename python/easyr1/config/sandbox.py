@@ -43,6 +43,10 @@ class SandboxConfig:
     """Most defects injected into one preliminary edit (each comes with its own requested edit)."""
     train_rows: int = 256
     """Rows written by ``easyr1 demo`` / ``make-sandbox-data`` for training."""
+    train_image_pairs: bool = False
+    """Training rows come in twins that differ only in which way their image-only defects went wrong (same scene,
+    same text; :func:`easyr1.sandbox.generator.generate_row`), so only the image tells their repairs apart.
+    Validation rows are not paired."""
     val_rows: int = 32
     """Rows written for validation."""
     rows_per_file: int = 256

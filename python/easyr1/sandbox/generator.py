@@ -82,6 +82,10 @@ def _row_rng(seed: int, split: str, index: int) -> random.Random:
     return random.Random(f"easyr1-sandbox:{split}:{seed}:{index}")
 
 
+FLIPPED_OFF = {"left": "right", "right": "left", "dark": "bright", "bright": "dark"}
+"""The other way an image-only defect can go wrong (``Clause.args["off"]``), for the twin of a row pair."""
+
+
 def _choose_defects(rng: random.Random, kinds: Sequence[str], low: int, high: int) -> list[DefectSpec]:
     k = rng.randint(low, high)
     pool = list(kinds)
@@ -152,20 +156,32 @@ def generate_row(
     defects: Sequence[str] | None = None,
     min_defects: int = 1,
     max_defects: int = 3,
+    image_pairs: bool = False,
 ) -> SandboxRow:
-    """Generate row ``index`` of the ``split`` stream for ``seed`` (no rendering)."""
+    """Generate row ``index`` of the ``split`` stream for ``seed`` (no rendering).
+
+    ``image_pairs``: rows ``2k`` and ``2k + 1`` are drawn from one stream (``k``) and are twins — the same source
+    scene, request, instruction text and text-only teacher answer — except that every image-only defect went wrong
+    the other way in the odd row (object left instead of right of the middle, picture too bright instead of too
+    dark). Only the preliminary image tells the twins apart, so no answer that ignores it repairs both.
+    """
+    base = index // 2 if image_pairs else index
     kinds = list(defects) if defects else [k for k in SANDBOX_DEFECTS if k not in IMAGE_ONLY_DEFECTS]
     unknown = sorted(set(kinds) - set(CATALOGUE))
     if unknown:
         raise ValueError(f"unknown defect kinds {unknown}; known: {list(CATALOGUE)}")
     if not 1 <= min_defects <= max_defects:
         raise ValueError(f"need 1 <= min_defects ({min_defects}) <= max_defects ({max_defects})")
-    rng = _row_rng(seed, split, index)
+    rng = _row_rng(seed, split, base)
     specs = _choose_defects(rng, kinds, min_defects, max_defects)
     names = [s.name for s in specs]
     n_movable = 2 if "wrong_object_edited" in names else rng.choice([1, 2])
-    source = _source_scene(rng, index, n_movable)
+    source = _source_scene(rng, base, n_movable)
     clauses: list[Clause] = [spec.prepare(source, rng) for spec in specs]
+    if image_pairs and index % 2:
+        for spec, clause in zip(specs, clauses, strict=True):
+            if spec.name in IMAGE_ONLY_DEFECTS:
+                clause.args["off"] = FLIPPED_OFF[clause.args["off"]]
     prelim, ideal = source.copy(), source.copy()
     for spec, clause in zip(specs, clauses, strict=True):
         spec.apply(prelim, clause, True)
@@ -184,7 +200,7 @@ def generate_row(
         re_edits = [fix for fixes in per_defect for fix in fixes]
     doc = SceneDoc(source=source, scene=prelim, intent=clauses, defects=names)
     row_id = f"sandbox-{split}-{seed}-{index:06d}"
-    teacher = random.Random(f"easyr1-sandbox-teacher:{split}:{seed}:{index}")
+    teacher = random.Random(f"easyr1-sandbox-teacher:{split}:{seed}:{base}")
     guessed = [
         spec.guess(c, teacher, short_fix) if spec.guess is not None else fixes
         for spec, c, fixes in zip(specs, clauses, per_defect, strict=True)
@@ -248,9 +264,18 @@ def iter_rows(
     defects: Sequence[str] | None = None,
     min_defects: int = 1,
     max_defects: int = 3,
+    image_pairs: bool = False,
 ) -> Iterator[SandboxRow]:
     for i in range(rows):
-        yield generate_row(seed, i, split=split, defects=defects, min_defects=min_defects, max_defects=max_defects)
+        yield generate_row(
+            seed,
+            i,
+            split=split,
+            defects=defects,
+            min_defects=min_defects,
+            max_defects=max_defects,
+            image_pairs=image_pairs,
+        )
 
 
 def write_sandbox_dataset(
@@ -264,8 +289,10 @@ def write_sandbox_dataset(
     defects: Sequence[str] | None = None,
     min_defects: int = 1,
     max_defects: int = 3,
+    image_pairs: bool = False,
 ) -> list[Path]:
-    """Write ``rows`` rows as ``sandbox_00000.parquet``, … in ``out_dir`` and return the paths.
+    """Write ``rows`` rows as ``sandbox_00000.parquet``, … in ``out_dir`` and return the paths (``image_pairs``:
+    see :func:`generate_row`).
 
     Earlier ``sandbox_*.parquet`` files in ``out_dir`` are removed first, so the folder holds exactly this dataset.
     """
@@ -281,7 +308,15 @@ def write_sandbox_dataset(
         stale.unlink()
     paths: list[Path] = []
     batch: list[dict] = []
-    gen = iter_rows(rows, seed, split=split, defects=defects, min_defects=min_defects, max_defects=max_defects)
+    gen = iter_rows(
+        rows,
+        seed,
+        split=split,
+        defects=defects,
+        min_defects=min_defects,
+        max_defects=max_defects,
+        image_pairs=image_pairs,
+    )
     for row in gen:
         batch.append(row_record(row, image_size))
         if len(batch) == rows_per_file:
@@ -302,7 +337,8 @@ def _write_file(path: Path, records: list[dict]) -> Path:
 
 
 def write_sandbox_splits(out_dir: str | Path, config: SandboxConfig | None = None) -> dict[str, list[Path]]:
-    """Write ``out_dir/train`` and ``out_dir/val`` from a :class:`SandboxConfig` (different row streams)."""
+    """Write ``out_dir/train`` and ``out_dir/val`` from a :class:`SandboxConfig` (different row streams;
+    ``train_image_pairs`` pairs the training rows only, validation rows are the same either way)."""
     cfg = config or SandboxConfig()
     common = dict(
         seed=cfg.seed,
@@ -314,7 +350,13 @@ def write_sandbox_splits(out_dir: str | Path, config: SandboxConfig | None = Non
     )
     out = Path(out_dir)
     return {
-        "train": write_sandbox_dataset(out / "train", cfg.train_rows, split="train", **common),  # type: ignore[arg-type]
+        "train": write_sandbox_dataset(
+            out / "train",
+            cfg.train_rows,
+            split="train",
+            image_pairs=cfg.train_image_pairs,
+            **common,  # type: ignore[arg-type]
+        ),
         "val": write_sandbox_dataset(out / "val", cfg.val_rows, split="val", **common),  # type: ignore[arg-type]
     }
 
@@ -344,6 +386,7 @@ def write_sft_demonstrations(path: str | Path, config: SandboxConfig | None = No
         defects=cfg.defects or None,
         min_defects=cfg.min_defects,
         max_defects=cfg.max_defects,
+        image_pairs=cfg.train_image_pairs,
     )
     with open(out, "w") as handle:
         for row in gen:
