@@ -5,12 +5,27 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
+import psutil
 import pytest
 
 from easyr1.pools import Deadline, RayPool, WorkerLost
 
 pytestmark = pytest.mark.slow
+
+
+def gone(pid: int, timeout_s: float = 60.0) -> bool:
+    """Whether process ``pid`` ends within ``timeout_s`` (``ray.kill`` is asynchronous)."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def test_lost_members_and_replace_all_up_to_the_limit(ray_session):
@@ -36,8 +51,7 @@ def test_lost_members_and_replace_all_up_to_the_limit(ray_session):
     assert [tag for tag, _ in after] == ["m0", "m1"]  # same constructor arguments
     assert {pid for _, pid in after}.isdisjoint({pid for _, pid in before})  # every member is a new process
     assert pool.pool_restarts == 1 and pool.restarts == [0, 0]
-    with pytest.raises(ray.exceptions.RayActorError):  # the survivor was killed too
-        ray.get(handles[0].info.remote(), timeout=60)
+    assert gone(before[0][1]), "the surviving member was not killed"
 
     with pytest.raises(
         WorkerLost,
@@ -45,5 +59,4 @@ def test_lost_members_and_replace_all_up_to_the_limit(ray_session):
         r"restart\(s\) \(x.max_restarts=1\)\)",
     ):
         pool.replace_all(fresh, 0, "again")
-    with pytest.raises(ray.exceptions.RayActorError):  # past the limit the members are killed all the same
-        ray.get(fresh[0].info.remote(), timeout=60)
+    assert all(gone(pid) for _, pid in after)  # past the limit the members are killed all the same
