@@ -63,6 +63,22 @@ def test_identical_requests_are_edited_once(pool, make_image):
     assert drained["editor/dedupe_saved"] == 0 and drained["editor/requests"] == 0
 
 
+def test_per_replica_busy_share(pool, make_image):
+    pool.drain_metrics()
+    pool.edit(requests_for(make_image, 1, tag=" alone"))  # one chunk: one replica works, the other idles
+    metrics = pool.drain_metrics()
+    shares = sorted(metrics[f"editor/replica/{i}/busy_frac"] for i in (0, 1))
+    assert shares[0] == 0.0 and 0.5 < shares[1] <= 1.0
+    assert metrics["editor/replica_busy_frac_min"] == 0.0
+    assert metrics["editor/replica_busy_frac"] == pytest.approx(sum(shares) / 2)
+
+    pool.edit(requests_for(make_image, 12, tag=" both"))  # four chunks over two replicas
+    metrics = pool.drain_metrics()
+    shares = [metrics[f"editor/replica/{i}/busy_frac"] for i in (0, 1)]
+    assert all(0.3 < share <= 1.0 for share in shares)
+    assert metrics["editor/replica_busy_frac_min"] == min(shares)
+
+
 def test_raising_item_fails_alone_others_succeed(pool, make_image):
     batch = requests_for(make_image, 7)
     batch[4] = dataclasses.replace(batch[4], instruction="explode !raise")

@@ -75,6 +75,8 @@ class _Replica:
     index: int
     handle: Any
     retired: bool = False
+    busy_s: float = 0.0
+    """Time this replica spent on calls of this pool (dispatch to answer, crash or timeout), since the start."""
 
 
 @dataclass
@@ -83,6 +85,7 @@ class _Call:
     indices: list[int]
     deadline: float
     not_before: float = 0.0
+    started: float = 0.0
 
 
 @dataclass
@@ -161,6 +164,7 @@ class EditorPool(RayPool):
         self._probes: dict[Any, _Call] = {}
         self._restarting: list[_Call] = []
         self._lost: WorkerLost | None = None
+        self._reported_busy: dict[int, float] = {}
         options = self.actor_options(placement)
         handles = self.start_members(EditorReplica, options, num_replicas, lambda i: ((factory, i), {}))
         self.replicas = [_Replica(i, handle) for i, handle in enumerate(handles)]
@@ -280,7 +284,8 @@ class EditorPool(RayPool):
                 for i in indices:
                     attempts[i] += 1
                 ref = replica.handle.edit.remote([unique[i] for i in indices])
-                calls[ref] = _Call(replica, indices, time.monotonic() + self.request_timeout_s)
+                now = time.monotonic()
+                calls[ref] = _Call(replica, indices, now + self.request_timeout_s, started=now)
             self._send_due_probes()
             if not calls and not self._probes and not self._restarting:
                 if self._lost is not None and not self.live_replicas():
@@ -303,6 +308,7 @@ class EditorPool(RayPool):
                         idle.append(self._probes.pop(ref).replica)
                     continue
                 call = calls.pop(ref)
+                call.replica.busy_s += time.monotonic() - call.started
                 try:
                     out = ray.get(ref)
                 except RayTaskError as exc:  # the call failed outside the editor (e.g. serialisation)
@@ -322,6 +328,7 @@ class EditorPool(RayPool):
             for ref, call in list(calls.items()):
                 if now >= call.deadline:
                     del calls[ref]
+                    call.replica.busy_s += now - call.started
                     logger.warning("%s replica %d timed out; restarting it", self.name, call.replica.index)
                     lost(call, "timeout")
                     self._recover(call.replica, f"no answer within request_timeout_s={self.request_timeout_s:g}s")
@@ -425,10 +432,27 @@ class EditorPool(RayPool):
             "editor/images_per_s": (edited / wall) if wall > 0 else 0.0,
             "editor/item_latency_s": ((now.item_latency_s - before.item_latency_s) / edited_ok if edited_ok else 0.0),
         }
+        metrics.update(self._busy_metrics(wall))
         for reason in sorted(set(now.failed) | set(before.failed)):
             metrics[f"editor/edits/failed/{reason}"] = now.failed[reason] - before.failed[reason]
         self._reported = dataclasses.replace(now, failed=Counter(now.failed))
         return metrics
+
+    def _busy_metrics(self, wall_s: float) -> dict[str, float]:
+        """Each replica's busy share of the wall time inside ``edit()`` since the previous drain (a replica that idles
+        while others work shows up here: too few requests, unbalanced chunks, or a slow restart)."""
+        shares: dict[int, float] = {}
+        for replica in self.replicas:
+            busy = replica.busy_s - self._reported_busy.get(replica.index, 0.0)
+            self._reported_busy[replica.index] = replica.busy_s
+            if not replica.retired:
+                shares[replica.index] = min(1.0, busy / wall_s) if wall_s > 0 else 0.0
+        if not shares:
+            return {}
+        out = {f"editor/replica/{index}/busy_frac": share for index, share in sorted(shares.items())}
+        out["editor/replica_busy_frac"] = sum(shares.values()) / len(shares)
+        out["editor/replica_busy_frac_min"] = min(shares.values())
+        return out
 
     # -- lifetime ------------------------------------------------------------------------------------------------
 
