@@ -157,7 +157,7 @@ def train_command(args: argparse.Namespace) -> int:
         ) as exc:  # one line each; Ray is shut down on the way out
             console.print(f"easyr1 train stopped: {exc}", style="red", markup=False)
             return 1
-        except Exception as exc:  # a lost actor worker (FSDP ranks are not restarted): one line, not a traceback
+        except Exception as exc:  # a lost worker that no pool turned into WorkerLost: one line, not a traceback
             if not is_lost(exc):
                 raise
             console.print(
