@@ -10,7 +10,9 @@ Per seed, from the same start (the same sandbox data, tiny policy and SFT warm s
 
 Every arm is evaluated the same way, in this process, on the held-out validation split (disjoint scenes, never
 trained on), greedy: mean of the five judge dimensions (0–10), format (0–5), repair rate (share of rows whose final
-scene has none of its injected defects left) and repair rate per defect kind. Prints a table, then one JSON line
+scene has none of its injected defects left), repair rate per defect kind, and for the image-only kinds the answers
+counted by needed and said direction (a policy that ignores the image says one side for all). Prints a table, then
+one JSON line
 with ``judge_gain_vs_sft``, ``judge_gain_shuffled``, ``judge_gain_blind``, ``repair_rate_sft``, ``repair_rate_grpo``,
 ``wall_s``, ``peak_rss_mb`` (means over seeds, and per seed). ``--plot`` draws the validation judge mean per GRPO
 step (the trainer's own validation) of every seed and arm.
@@ -26,6 +28,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -106,13 +109,48 @@ def final_model(run_dir: Path) -> Path:
     return export_checkpoint(steps[-1], out)
 
 
+DIRECTION_WORDS = {
+    "misplaced_object": {"left": "left", "right": "right"},
+    "wrong_exposure": {"brighten": "brighter", "lighten": "brighter", "darken": "darker", "dim": "darker"},
+}
+"""Words of an image-only repair's direction in an answer, by defect kind (``easyr1.sandbox.image_defects``)."""
+NEEDED = {
+    "misplaced_object": {"left": "right", "right": "left"},  # the object stands left of the middle: move it right
+    "wrong_exposure": {"dark": "brighter", "bright": "darker"},
+}
+"""The direction the repair needs, from the clause's ``off`` (which way the preliminary edit went wrong)."""
+
+
+def direction_table(rows: list, results: list) -> dict[str, dict[str, int]]:
+    """Per image-only defect kind: answers counted as ``"needed->said"`` (``said``: the direction words of the
+    answer's Re_edit part, ``none`` if it names no direction). A policy that ignores the image says the same for
+    every needed direction; one that reads it puts its counts on ``left->left`` and ``right->right``."""
+    table: dict[str, dict[str, int]] = {}
+    for row, res in zip(rows, results, strict=True):
+        intent = json.loads(row.metadata["scene_json"]).get("intent", [])
+        for clause in intent:
+            kind = {"center": "misplaced_object", "exposure": "wrong_exposure"}.get(clause.get("kind"))
+            if kind is None or kind not in res.defects:
+                continue
+            needed = NEEDED[kind][clause["args"]["off"]]
+            tail = res.answer.split("<Re_edit>", 1)[-1].lower()
+            words = DIRECTION_WORDS[kind]
+            said = sorted({v for w, v in words.items() if re.search(rf"\b{w}\b", tail)}) or ["none"]
+            key = f"{needed}->{'+'.join(said)}"
+            table.setdefault(kind, {})[key] = table.setdefault(kind, {}).get(key, 0) + 1
+    return {k: dict(sorted(v.items())) for k, v in table.items()}
+
+
 def evaluate(model: Path, run_dir: Path) -> dict:
     from easyr1.config import load_config
     from easyr1.sandbox.evaluate import evaluate_policy, load_rows
 
     cfg = load_config(run_dir / "config.yaml")
-    summary = evaluate_policy(model, cfg, load_rows(cfg, "val")).summary()
-    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items()}
+    rows = load_rows(cfg, "val")
+    result = evaluate_policy(model, cfg, rows)
+    summary = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.summary().items()}
+    summary["directions"] = direction_table(rows, result.rows)
+    return summary
 
 
 def run_seed(seed: int, out: Path, extra: list[str], arms: list[str]) -> dict:
@@ -241,6 +279,12 @@ def main() -> int:
                 f"{info.get('peak_rss_mb', 0):>7.0f} {judge:>6.2f} {judge - sft_judge:>+8.2f} "
                 f"{ev.get('format', math.nan):>6.2f} {ev.get('repair_rate', math.nan):>6.2f}  {kinds}"
             )
+    print("answers by needed -> said direction (held-out, greedy):")
+    for r in results:
+        for arm in ("sft", *args.arms):
+            dirs = (r["arms"].get(arm, {}).get("eval") or {}).get("directions") or {}
+            text = "; ".join(f"{k}: " + " ".join(f"{c}={n}" for c, n in v.items()) for k, v in dirs.items())
+            print(f"{r['seed']:>4} {arm:>9}  {text or '(not recorded)'}")
     keys = ("judge_gain_grpo", "judge_gain_shuffled", "judge_gain_blind", "repair_rate_sft", "repair_rate_grpo")
     names = {"judge_gain_grpo": "judge_gain_vs_sft"}
     per_seed = [
