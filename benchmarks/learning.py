@@ -12,9 +12,8 @@ Every arm is evaluated the same way, in this process, on the held-out validation
 trained on), greedy: mean of the five judge dimensions (0–10), format (0–5), repair rate (share of rows whose final
 scene has none of its injected defects left), repair rate per defect kind, and for the image-only kinds the answers
 counted by needed and said direction (a policy that ignores the image says one side for all). Prints a table, then
-one JSON line
-with ``judge_gain_vs_sft``, ``judge_gain_shuffled``, ``judge_gain_blind``, ``repair_rate_sft``, ``repair_rate_grpo``,
-``wall_s``, ``peak_rss_mb`` (means over seeds, and per seed). ``--plot`` draws the validation judge mean per GRPO
+one JSON line with ``judge_gain_vs_sft``, ``judge_gain_shuffled``, ``judge_gain_blind``, ``repair_rate_sft``,
+``repair_rate_grpo``, ``wall_s``, ``peak_rss_mb`` (means over seeds, and per seed). ``--plot`` draws the validation judge mean per GRPO
 step (the trainer's own validation) of every seed and arm.
 
     python benchmarks/learning.py --seeds 0 1 2 [--out runs/learning] [--plot docs/images/learning_curve.png]
