@@ -103,3 +103,20 @@ def mrope_sections(head_dim: int, ratio: tuple[int, int, int]) -> list[int]:
     if t < 1:
         raise ValueError(f"head_dim {head_dim} is too small for M-RoPE sections")
     return [t, hw, hw]
+
+
+def qwen_token_ids(tokenizer: Any) -> dict[str, int]:
+    """The Qwen-VL special-token ids a family's config names (text bos/eos/pad ids, image/video placeholders and
+    vision delimiters), looked up in ``tokenizer``."""
+    from ..corpus import QWEN_SPECIAL_TOKENS
+
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in QWEN_SPECIAL_TOKENS}
+    return {
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+        "image_token_id": ids["<|image_pad|>"],
+        "video_token_id": ids["<|video_pad|>"],
+        "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_end_token_id": ids["<|vision_end|>"],
+    }

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..corpus import QWEN_SPECIAL_TOKENS, QWEN_VL_CHAT_TEMPLATE
-from .base import PolicyFamily
+from ..corpus import QWEN_VL_CHAT_TEMPLATE
+from .base import PolicyFamily, qwen_token_ids
 
 if TYPE_CHECKING:
     from ..tiny import TinyPolicySpec
@@ -43,7 +43,8 @@ class Qwen2_5_VLFamily(PolicyFamily):
         half = head_dim // 2
         t = max(1, half // 4)
         mrope = [t, (half - t) // 2, half - t - (half - t) // 2]
-        ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in QWEN_SPECIAL_TOKENS}
+        ids = qwen_token_ids(tokenizer)
+        text_ids = {k: ids.pop(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
         return Qwen2_5_VLConfig(
             text_config={
                 "vocab_size": len(tokenizer),
@@ -55,9 +56,7 @@ class Qwen2_5_VLFamily(PolicyFamily):
                 "max_position_embeddings": spec.max_position_embeddings,
                 "max_window_layers": spec.num_hidden_layers,
                 "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
-                "bos_token_id": ids["<|endoftext|>"],
-                "eos_token_id": ids["<|im_end|>"],
-                "pad_token_id": ids["<|endoftext|>"],
+                **text_ids,
             },
             vision_config={
                 "depth": spec.vision_depth,
@@ -69,10 +68,7 @@ class Qwen2_5_VLFamily(PolicyFamily):
                 "window_size": 112,
                 "tokens_per_second": 2,
             },
-            image_token_id=ids["<|image_pad|>"],
-            video_token_id=ids["<|video_pad|>"],
-            vision_start_token_id=ids["<|vision_start|>"],
-            vision_end_token_id=ids["<|vision_end|>"],
+            **ids,
             tie_word_embeddings=False,
         )
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..corpus import QWEN3_VL_CHAT_TEMPLATE, QWEN_SPECIAL_TOKENS
-from .base import PolicyFamily, mrope_sections
+from ..corpus import QWEN3_VL_CHAT_TEMPLATE
+from .base import PolicyFamily, mrope_sections, qwen_token_ids
 
 if TYPE_CHECKING:
     from ..tiny import TinyPolicySpec
@@ -71,7 +71,8 @@ class Qwen3VLFamily(PolicyFamily):
 
         h = spec.hidden_size
         head_dim = h // spec.num_attention_heads
-        ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in QWEN_SPECIAL_TOKENS}
+        ids = qwen_token_ids(tokenizer)
+        text_ids = {k: ids.pop(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
         rope = {
             "rope_type": "default",
             "rope_theta": 10000.0,
@@ -89,9 +90,7 @@ class Qwen3VLFamily(PolicyFamily):
                 "head_dim": head_dim,
                 "max_position_embeddings": spec.max_position_embeddings,
                 "rope_parameters": rope,
-                "bos_token_id": ids["<|endoftext|>"],
-                "eos_token_id": ids["<|im_end|>"],
-                "pad_token_id": ids["<|endoftext|>"],
+                **text_ids,
                 "tie_word_embeddings": False,
             },
             vision_config={
@@ -106,10 +105,7 @@ class Qwen3VLFamily(PolicyFamily):
                 "num_position_embeddings": 64,
                 "deepstack_visual_indexes": list(range(max(1, spec.vision_depth - 1))),
             },
-            image_token_id=ids["<|image_pad|>"],
-            video_token_id=ids["<|video_pad|>"],
-            vision_start_token_id=ids["<|vision_start|>"],
-            vision_end_token_id=ids["<|vision_end|>"],
+            **ids,
             tie_word_embeddings=False,
         )
 
