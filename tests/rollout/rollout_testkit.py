@@ -33,3 +33,15 @@ def train_once(actor, rollout) -> None:
         advantages=torch.tensor([1.0, -1.0, 1.0, -1.0]),
     )
     actor.update_policy(batch)
+
+
+def use_vllm_engine(cfg) -> None:
+    """Point ``cfg`` at one small ``VLLMRolloutEngine`` on vLLM's CPU backend (the ``.venv-vllm`` interpreter,
+    1 MB sync buckets, a 512-token context, a quarter GiB of KV cache, probe tolerance 1e-4)."""
+    cfg.worker.rollout.name = "vllm"
+    cfg.worker.rollout.engine_python = str(VLLM_PYTHON)
+    cfg.worker.rollout.weight_sync_bucket_mb = 1
+    cfg.worker.rollout.max_model_len = 512
+    cfg.worker.rollout.kv_cache_memory_gb = 0.25
+    cfg.worker.rollout.sync_probe_tolerance = 1e-4
+    cfg.cluster.rollout.num_gpus_per_worker = 0

@@ -10,7 +10,7 @@ Skipped, with the reason, where the vLLM environment is absent (CI creates it)."
 from __future__ import annotations
 
 import pytest
-from rollout_testkit import VLLM_PYTHON, requires_vllm, train_once
+from rollout_testkit import requires_vllm, train_once, use_vllm_engine
 
 pytestmark = [pytest.mark.slow, requires_vllm]
 
@@ -32,13 +32,7 @@ def pools(request, ray_session, make_config, tmp_path_factory: pytest.TempPathFa
         cfg.worker.actor.model.freeze_vision_tower = True
         cfg.worker.actor.lora.rank = 8
         cfg.worker.actor.lora.alpha = 16.0
-    cfg.worker.rollout.name = "vllm"
-    cfg.worker.rollout.engine_python = str(VLLM_PYTHON)
-    cfg.worker.rollout.weight_sync_bucket_mb = 1
-    cfg.worker.rollout.max_model_len = 512
-    cfg.worker.rollout.kv_cache_memory_gb = 0.25
-    cfg.worker.rollout.sync_probe_tolerance = 1e-4
-    cfg.cluster.rollout.num_gpus_per_worker = 0
+    use_vllm_engine(cfg)
     actor = ActorPool(cfg)
     rollout = RolloutPool(cfg, startup_timeout_s=420)
     yield actor, rollout, request.param

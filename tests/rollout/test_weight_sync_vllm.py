@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rollout_testkit import VLLM_PYTHON, requires_vllm, train_once
+from rollout_testkit import requires_vllm, train_once, use_vllm_engine
 
 pytestmark = [pytest.mark.slow, requires_vllm]
 
@@ -26,13 +26,7 @@ def pools(ray_session, make_config, tmp_path_factory: pytest.TempPathFactory):
     cfg = make_config(num_workers=1, n=2)
     cfg.worker.actor.model.model_path = str(policy)
     cfg.worker.actor.model.freeze_vision_tower = True
-    cfg.worker.rollout.name = "vllm"
-    cfg.worker.rollout.engine_python = str(VLLM_PYTHON)
-    cfg.worker.rollout.weight_sync_bucket_mb = 1
-    cfg.worker.rollout.max_model_len = 512
-    cfg.worker.rollout.kv_cache_memory_gb = 0.25
-    cfg.worker.rollout.sync_probe_tolerance = 1e-4
-    cfg.cluster.rollout.num_gpus_per_worker = 0
+    use_vllm_engine(cfg)
     actor = ActorPool(cfg)
     rollout = RolloutPool(cfg, startup_timeout_s=420)
     yield actor, rollout

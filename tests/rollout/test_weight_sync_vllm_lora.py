@@ -9,12 +9,7 @@ Skipped, with the reason, where the vLLM environment is absent (CI creates it)."
 from __future__ import annotations
 
 import pytest
-import torch
-from rollout_testkit import VLLM_PYTHON, requires_vllm
-
-from easyr1.actor.batch import PolicyBatch
-from easyr1.core.types import SamplingParams
-from easyr1.rollout.probe import probe_prompts
+from rollout_testkit import requires_vllm, train_once, use_vllm_engine
 
 pytestmark = [pytest.mark.slow, requires_vllm]
 
@@ -33,31 +28,12 @@ def pools(request, ray_session, make_config, tmp_path_factory: pytest.TempPathFa
     cfg.worker.actor.lora.rank = 8
     cfg.worker.actor.lora.alpha = 16.0
     cfg.worker.actor.lora.sync = request.param
-    cfg.worker.rollout.name = "vllm"
-    cfg.worker.rollout.engine_python = str(VLLM_PYTHON)
-    cfg.worker.rollout.weight_sync_bucket_mb = 1
-    cfg.worker.rollout.max_model_len = 512
-    cfg.worker.rollout.kv_cache_memory_gb = 0.25
-    cfg.worker.rollout.sync_probe_tolerance = 1e-4
-    cfg.cluster.rollout.num_gpus_per_worker = 0
+    use_vllm_engine(cfg)
     actor = ActorPool(cfg)
     rollout = RolloutPool(cfg, startup_timeout_s=420)
     yield request.param, actor, rollout
     rollout.shutdown()
     actor.shutdown()
-
-
-def _update(actor, rollout) -> None:
-    prompts = probe_prompts(2)
-    outs = rollout.generate(prompts, SamplingParams(n=2, max_tokens=10, seed=5))
-    batch = PolicyBatch([prompts[i // 2] for i in range(4)], [o.token_ids for o in outs])
-    batch = batch.with_fields(
-        old_log_probs=actor.compute_log_probs(batch),
-        ref_log_probs=actor.compute_ref_log_probs(batch),
-        advantages=torch.tensor([1.0, -1.0, 1.0, -1.0]),
-    )
-    actor.update_policy(batch)
-    assert rollout.probe_difference(actor) > 1e-3  # stale until the update arrives
 
 
 def test_lora_weights_keep_the_vllm_engine_in_sync(pools) -> None:
@@ -73,7 +49,8 @@ def test_lora_weights_keep_the_vllm_engine_in_sync(pools) -> None:
     assert metrics["rollout/sync_probe_max_abs_diff"] <= 1e-4
 
     for _ in range(2):  # the second update replaces the first adapter (a new LoRARequest id)
-        _update(actor, rollout)
+        train_once(actor, rollout)
+        assert rollout.probe_difference(actor) > 1e-3  # stale until the update arrives
         metrics = rollout.sync_weights(actor)
         sent = {t.name for t in plan.tensors if not t.static}
         if mode == "merged":
