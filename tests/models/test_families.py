@@ -112,3 +112,35 @@ def test_qwen3_vl_production_example_loads_and_fits(repo_root):
     fp32 = load_config(repo_root / "examples" / "qwen3_vl.yaml", ["worker.actor.optim.strategy=adamw"])
     before = plan(fp32, policy_model="Qwen/Qwen3-VL-8B-Instruct", editor_model="Qwen/Qwen-Image-Edit")
     assert before.verdicts[0].status == "tight"
+
+
+def _width_step_angle(config) -> float:
+    """The largest rotary angle between two image tokens one step apart in width only (language model)."""
+    import torch
+
+    family = get_family(config.model_type)
+    model = family.model_class()(config)
+    rotary = model.model.language_model.rotary_emb
+    pos = torch.tensor([[[5, 5]], [[5, 5]], [[5, 6]]])  # (t, h, w) of two tokens: w differs by one
+    cos, sin = rotary(torch.zeros(1, 2, config.text_config.hidden_size), pos)
+    angle = torch.atan2(sin[0], cos[0])
+    return float((angle[1] - angle[0]).abs().max())
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_mrope_section_knob(family):
+    import dataclasses
+
+    from easyr1.models.tiny import SANDBOX_POLICY_SPEC, build_tiny_tokenizer, tiny_policy_config
+
+    tok = build_tiny_tokenizer(SANDBOX_POLICY_SPEC)
+    default = tiny_policy_config(tok, SANDBOX_POLICY_SPEC, family)
+    wide = tiny_policy_config(tok, dataclasses.replace(SANDBOX_POLICY_SPEC, mrope_section=(1, 1, 14)), family)
+    assert wide.text_config.rope_parameters["mrope_section"] == [1, 1, 14]
+    if family == "qwen2_5_vl":
+        # the default split is unchanged, and in it the width block holds only the lowest frequencies
+        assert default.text_config.rope_parameters["mrope_section"] == [4, 6, 6]
+        assert _width_step_angle(default) < 0.01
+        assert _width_step_angle(wide) > 0.3
+    with pytest.raises(ValueError, match="adding up to 16"):
+        tiny_policy_config(tok, dataclasses.replace(SANDBOX_POLICY_SPEC, mrope_section=(2, 2, 2)), family)

@@ -44,6 +44,13 @@ class TinyPolicySpec:
     min_pixels: int = PATCH * PATCH * 4
     max_pixels: int = PATCH * PATCH * 16
     max_position_embeddings: int = 4096
+    mrope_section: tuple[int, int, int] | None = None
+    """How the language model's ``head_dim / 2`` rotary frequencies are split over an image token's (temporal,
+    height, width) positions; ``None``: the family's own split (Qwen2.5-VL: blocks in about a 2:3:3 ratio, highest
+    frequencies temporal; Qwen3-VL: interleaved 24:20:20). Text tokens carry the same position in all three, so
+    only image tokens see a difference. With Qwen2.5-VL's blocks and a small head the width block gets only the
+    lowest frequencies (head 32: at most 0.003 rad per token), so the language model cannot tell an image's left
+    tokens from its right ones by position; ``(1, 1, 14)`` gives width frequencies up to 0.32 rad per token."""
 
 
 SANDBOX_POLICY_SPEC = TinyPolicySpec(

@@ -105,6 +105,15 @@ def mrope_sections(head_dim: int, ratio: tuple[int, int, int]) -> list[int]:
     return [t, hw, hw]
 
 
+def checked_mrope_section(section: tuple[int, int, int] | list[int], head_dim: int) -> list[int]:
+    """A given (temporal, height, width) M-RoPE split as a list; ``ValueError`` unless it has three positive parts
+    that add up to ``head_dim / 2``."""
+    parts = [int(v) for v in section]
+    if len(parts) != 3 or min(parts) < 1 or sum(parts) != head_dim // 2:
+        raise ValueError(f"mrope_section {tuple(section)}: three positive parts adding up to {head_dim // 2} needed")
+    return parts
+
+
 def qwen_token_ids(tokenizer: Any) -> dict[str, int]:
     """The Qwen-VL special-token ids a family's config names (text bos/eos/pad ids, image/video placeholders and
     vision delimiters), looked up in ``tokenizer``."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..corpus import QWEN_VL_CHAT_TEMPLATE
-from .base import PolicyFamily, qwen_token_ids
+from .base import PolicyFamily, checked_mrope_section, qwen_token_ids
 
 if TYPE_CHECKING:
     from ..tiny import TinyPolicySpec
@@ -39,10 +39,14 @@ class Qwen2_5_VLFamily(PolicyFamily):
 
         h = spec.hidden_size
         head_dim = h // spec.num_attention_heads
-        # M-RoPE splits head_dim/2 rotary frequencies over (temporal, height, width), Qwen's 2:3:3 ratio.
+        # M-RoPE splits head_dim/2 rotary frequencies over (temporal, height, width) in consecutive blocks, the
+        # temporal block first (highest frequencies); by default about Qwen's 2:3:3 ratio.
         half = head_dim // 2
-        t = max(1, half // 4)
-        mrope = [t, (half - t) // 2, half - t - (half - t) // 2]
+        if spec.mrope_section is not None:
+            mrope = checked_mrope_section(spec.mrope_section, head_dim)
+        else:
+            t = max(1, half // 4)
+            mrope = [t, (half - t) // 2, half - t - (half - t) // 2]
         ids = qwen_token_ids(tokenizer)
         text_ids = {k: ids.pop(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
         return Qwen2_5_VLConfig(

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..corpus import QWEN3_VL_CHAT_TEMPLATE
-from .base import PolicyFamily, mrope_sections, qwen_token_ids
+from .base import PolicyFamily, checked_mrope_section, mrope_sections, qwen_token_ids
 
 if TYPE_CHECKING:
     from ..tiny import TinyPolicySpec
@@ -76,7 +76,11 @@ class Qwen3VLFamily(PolicyFamily):
         rope = {
             "rope_type": "default",
             "rope_theta": 10000.0,
-            "mrope_section": mrope_sections(head_dim, MROPE_RATIO),
+            "mrope_section": (
+                mrope_sections(head_dim, MROPE_RATIO)
+                if spec.mrope_section is None
+                else checked_mrope_section(spec.mrope_section, head_dim)
+            ),
             "mrope_interleaved": True,
         }
         return Qwen3VLConfig(
