@@ -17,6 +17,9 @@ One ``edit(requests)`` call:
 5. results come back in request order, one per request: no request is dropped or duplicated, and a failure is a
    result with a reason, never a substitute image.
 
+``open_stream()`` runs the same scheduler for requests that arrive over time (:mod:`easyr1.editing.dispatch`): one
+future per request, resolved as its replica call returns.
+
 Counters (cumulative :meth:`EditorPool.stats`, per-step :meth:`EditorPool.drain_metrics`) feed the telemetry layer.
 """
 
@@ -28,7 +31,7 @@ import logging
 import os
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +42,8 @@ from easyr1.core.seeds import request_identity
 from easyr1.core.types import EditRequest, EditResult
 from easyr1.pools import Deadline, RayPool, WorkerLost, describe, ray_actor_options
 
-from .batching import balanced_chunks, edit_isolating_failures
+from .batching import edit_isolating_failures
+from .dispatch import Dispatch, PoolEditStream, _Call, _Replica
 from .protocol import Editor
 
 if TYPE_CHECKING:
@@ -68,24 +72,6 @@ class EditorReplica:
 
     def edit(self, requests: Sequence[EditRequest]) -> list[EditResult]:
         return edit_isolating_failures(self.editor.edit, requests)
-
-
-@dataclass
-class _Replica:
-    index: int
-    handle: Any
-    retired: bool = False
-    busy_s: float = 0.0
-    """Time this replica spent on calls of this pool (dispatch to answer, crash or timeout), since the start."""
-
-
-@dataclass
-class _Call:
-    replica: _Replica
-    indices: list[int]
-    deadline: float
-    not_before: float = 0.0
-    started: float = 0.0
 
 
 @dataclass
@@ -255,91 +241,15 @@ class EditorPool(RayPool):
         return [r for r in self.replicas if not r.retired]
 
     def _run(self, unique: Sequence[EditRequest]) -> list[EditResult]:
-        import ray
-        from ray.exceptions import RayError, RayTaskError
+        dispatch = Dispatch(self)
+        dispatch.add(unique)
+        return dispatch.run()
 
-        n = len(unique)
-        results: list[EditResult | None] = [None] * n
-        attempts = [0] * n
-        last_reason: list[str] = ["replica_died"] * n
-        recovering = {id(c.replica) for c in [*self._probes.values(), *self._restarting]}
-        idle = deque(r for r in self.live_replicas() if id(r) not in recovering)
-        order = sorted(range(n), key=lambda i: (unique[i].image.size, i))
-        queue = deque(balanced_chunks(order, self.batch_size, max(1, len(self.live_replicas()))))
-        calls: dict[Any, _Call] = {}
-
-        def lost(call: _Call, reason: str) -> None:
-            self.counters.replica_failures += 1
-            for i in call.indices:
-                last_reason[i] = reason
-                if attempts[i] > self.max_retries:
-                    results[i] = EditResult.failure(reason, attempts=attempts[i], replica=call.replica.index)
-                else:  # alone this time, so that a request that kills its replica takes no other with it
-                    self.counters.retries += 1
-                    queue.append([i])
-
-        while queue or calls:
-            while queue and idle:
-                replica, indices = idle.popleft(), queue.popleft()
-                for i in indices:
-                    attempts[i] += 1
-                ref = replica.handle.edit.remote([unique[i] for i in indices])
-                now = time.monotonic()
-                calls[ref] = _Call(replica, indices, now + self.request_timeout_s, started=now)
-            self._send_due_probes()
-            if not calls and not self._probes and not self._restarting:
-                if self._lost is not None and not self.live_replicas():
-                    raise self._lost
-                for indices in queue:
-                    for i in indices:
-                        results[i] = EditResult.failure("no_replicas", attempts=attempts[i], last=last_reason[i])
-                queue.clear()
-                logger.error("%s pool: no live replica left; failing the remaining requests", self.name)
-                break
-            pending = {**calls, **self._probes}
-            wake = [c.deadline for c in pending.values()] + [c.not_before for c in self._restarting]
-            wait_s = max(0.0, min(wake) - time.monotonic())
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=wait_s) if pending else ([], [])
-            if not pending:
-                time.sleep(wait_s)
-            for ref in ready:
-                if ref in self._probes:
-                    if self._probe_answered(ref):
-                        idle.append(self._probes.pop(ref).replica)
-                    continue
-                call = calls.pop(ref)
-                call.replica.busy_s += time.monotonic() - call.started
-                try:
-                    out = ray.get(ref)
-                except RayTaskError as exc:  # the call failed outside the editor (e.g. serialisation)
-                    logger.warning("%s replica %d call failed: %s", self.name, call.replica.index, exc)
-                    lost(call, "exception")
-                    idle.append(call.replica)
-                except RayError as exc:
-                    logger.warning("%s replica %d lost: %s", self.name, call.replica.index, type(exc).__name__)
-                    lost(call, "replica_died")
-                    self._recover(call.replica, describe(exc))
-                else:
-                    self.counters.batches += 1
-                    for i, result in zip(call.indices, out, strict=True):
-                        results[i] = result
-                    idle.append(call.replica)
-            now = time.monotonic()
-            for ref, call in list(calls.items()):
-                if now >= call.deadline:
-                    del calls[ref]
-                    call.replica.busy_s += now - call.started
-                    logger.warning("%s replica %d timed out; restarting it", self.name, call.replica.index)
-                    lost(call, "timeout")
-                    self._recover(call.replica, f"no answer within request_timeout_s={self.request_timeout_s:g}s")
-            for ref, probe in list(self._probes.items()):
-                if now >= probe.deadline:  # restarted but never answered (e.g. cannot be placed again)
-                    del self._probes[ref]
-                    self._retire(probe.replica, TimeoutError(f"not back after {self.startup_timeout_s:.0f}s"))
-        missing = [i for i, r in enumerate(results) if r is None]
-        if missing:  # a bug, not a backend failure: never hand out fewer results than requests
-            raise RuntimeError(f"{self.name} pool lost {len(missing)} results")
-        return [r for r in results if r is not None]
+    def open_stream(self) -> PoolEditStream:
+        """An edit stream on the replicas (:class:`~easyr1.editing.dispatch.PoolEditStream`): ``submit`` requests
+        as they come, get futures resolved as replica calls return; ``close()`` waits and counts it as one ``edit``
+        call. Holds the pool until closed. Raises :class:`~easyr1.pools.WorkerLost` when no replica is left."""
+        return PoolEditStream(self)
 
     # -- replica recovery: a fresh actor in the lost one's place; probe until it answers, retire it if it cannot --
 

@@ -1,7 +1,8 @@
 """The driver's handle on the generation engines, and the actor → engines weight sync.
 
 ``RolloutPool(cfg)`` starts ``worker.rollout.num_engines`` engines (``hf`` or ``vllm``) as Ray actors placed with
-``cluster.rollout``; ``generate`` splits prompts over them; ``sync_weights(actor_pool)`` moves the actor's current
+``cluster.rollout``; ``generate`` splits prompts over them (``generate_stream``: the same, one engine's shard at a time
+as it finishes); ``sync_weights(actor_pool)`` moves the actor's current
 weights into every engine (collective broadcast, or the object store) and checks them on a fixed probe.
 
 **Lost engines (issue 21).** An engine whose process died (Ray raises ``RayActorError``/``ActorDiedError``/
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -154,14 +155,37 @@ class RolloutPool(RayPool):
     def generate(self, prompts: Sequence[PolicyPrompt], sampling: SamplingParams) -> list[RolloutOutput]:
         """``len(prompts) × sampling.n`` outputs grouped by prompt in input order; prompts are split into
         contiguous chunks, one per engine."""
+        shards: dict[int, list[RolloutOutput]] = {}
+        for i, part in self._generate_shards(prompts, sampling):
+            shards[i] = part
+        return [out for i in sorted(shards) for out in shards[i]]
+
+    def generate_stream(
+        self, prompts: Sequence[PolicyPrompt], sampling: SamplingParams
+    ) -> Iterator[list[RolloutOutput]]:
+        """:meth:`generate`, one engine's shard at a time, each as soon as that engine is done (completion order).
+
+        The shards are the same contiguous prompt ranges, with the same engine index and sampling parameters, as
+        :meth:`generate`'s, so each output is the same; ordered by prompt position and ``sample_index`` their
+        concatenation is :meth:`generate`'s list. A lost or late engine is replaced and its share run again before
+        its shard is yielded (the same deadline and restart rules as :meth:`generate`). Closing the iterator early
+        stops waiting; calls still running finish on their engines (a Ray actor call that runs cannot be taken
+        back) and the next call queues behind them."""
+        for _, part in self._generate_shards(prompts, sampling):
+            yield part
+
+    def _generate_shards(
+        self, prompts: Sequence[PolicyPrompt], sampling: SamplingParams
+    ) -> Iterator[tuple[int, list[RolloutOutput]]]:
+        """``(engine index, its shard's outputs)`` as the engines finish; lost or late engines are replaced and
+        their share run again."""
         import ray
 
         if not prompts:
-            return []
+            return
         k = min(len(self.engines), len(prompts))
         bounds = [round(i * len(prompts) / k) for i in range(k + 1)]
         shares = [list(prompts[bounds[i] : bounds[i + 1]]) for i in range(k)]
-        results: list[list[RolloutOutput] | None] = [None] * k
         timeout = self._call_timeout()
         calls: dict[Any, tuple[int, Deadline]] = {}
 
@@ -170,25 +194,30 @@ class RolloutPool(RayPool):
 
         for i in range(k):
             submit(i)
-        while calls:
-            wait_s = min(d.remaining() or 0.0 for _, d in calls.values())
-            ready, _ = ray.wait(list(calls), num_returns=1, timeout=wait_s)
-            for ref in ready:
-                i, _ = calls.pop(ref)
-                try:
-                    results[i] = ray.get(ref)
-                except Exception as exc:
-                    if not is_lost(exc):
-                        raise
-                    self._recover(i, describe(exc))
-                    submit(i)  # same share, same sampling, same engine index: the same seeds
-            for ref, (i, deadline) in list(calls.items()):
-                if deadline.expired:
-                    del calls[ref]
-                    self.kill_members([self.engines[i]])
-                    self._recover(i, f"no answer within worker.rollout.call_timeout_s={timeout:g}s")
-                    submit(i)
-        return [out for part in results for out in part or []]
+        try:
+            while calls:
+                wait_s = min(d.remaining() or 0.0 for _, d in calls.values())
+                ready, _ = ray.wait(list(calls), num_returns=1, timeout=wait_s)
+                done: list[tuple[int, list[RolloutOutput]]] = []
+                for ref in ready:
+                    i, _ = calls.pop(ref)
+                    try:
+                        done.append((i, ray.get(ref)))
+                    except Exception as exc:
+                        if not is_lost(exc):
+                            raise
+                        self._recover(i, describe(exc))
+                        submit(i)  # same share, same sampling, same engine index: the same seeds
+                for ref, (i, deadline) in list(calls.items()):
+                    if deadline.expired:
+                        del calls[ref]
+                        self.kill_members([self.engines[i]])
+                        self._recover(i, f"no answer within worker.rollout.call_timeout_s={timeout:g}s")
+                        submit(i)
+                yield from done
+        finally:
+            if calls:
+                logger.info("rollout pool: stopped waiting for %d engine call(s) still running", len(calls))
 
     # ----------------------------------------------------------------- weights
     def update_weights(self, state_dict: Mapping[str, Any]) -> None:

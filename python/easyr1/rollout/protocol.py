@@ -1,7 +1,8 @@
 """The rollout contracts: what the driver asks of the rollout pool, what the pool asks of each engine, and what
 the pool asks of the actor pool when it moves weights.
 
-* :class:`Rollout` — the driver's side (``RolloutPool``): generate, sync weights from the actor, shut down.
+* :class:`Rollout` — the driver's side (``RolloutPool``): generate (whole, or streamed per shard), sync weights
+  from the actor, shut down.
 * :class:`RolloutEngine` — one engine in its Ray actor: generate, answer a ping, and receive weights
   (:class:`WeightReceiver`). Optional capabilities follow the engine's facts in ``easyr1.core.registries.ENGINES``:
   ``owns_processes`` → :class:`OwnsProcesses`, ``supports_log_probs`` → :class:`ScoresResponses`.
@@ -14,7 +15,7 @@ pool calls nothing on an engine or on the actor pool that these do not declare.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from easyr1.core.types import PolicyPrompt, RolloutOutput, SamplingParams
@@ -146,6 +147,14 @@ class Rollout(Protocol):
 
     def generate(self, prompts: Sequence[PolicyPrompt], sampling: SamplingParams) -> list[RolloutOutput]:
         """``len(prompts) * sampling.n`` outputs, grouped by prompt in input order."""
+        ...
+
+    def generate_stream(
+        self, prompts: Sequence[PolicyPrompt], sampling: SamplingParams
+    ) -> Iterator[list[RolloutOutput]]:
+        """:meth:`generate` in parts, each yielded as soon as it is generated (in completion order, not prompt
+        order); ordered by prompt position and ``sample_index`` their concatenation equals :meth:`generate`'s result
+        for the same sampling parameters."""
         ...
 
     def sync_weights(self, actor_pool: WeightSource, *, check: bool | None = None) -> dict[str, float]:

@@ -67,6 +67,13 @@ class BackgroundLoop:
             future.cancel()
             raise
 
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start ``coro`` on the private loop without waiting; its future (cancelling it cancels the coroutine)."""
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("submit from the judge's own event loop; await the coroutine instead")
+        return asyncio.run_coroutine_threadsafe(coro, self._ensure())
+
     async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` running on the private loop from another event loop."""
         if threading.current_thread() is self._thread:

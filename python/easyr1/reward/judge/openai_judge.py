@@ -75,7 +75,8 @@ class OpenAIJudge:
     """Judge backend for any OpenAI-compatible ``/v1/chat/completions`` endpoint.
 
     ``score_batch`` is synchronous and safe to call from any thread, including one that runs its own event loop;
-    ``ascore_batch`` is the awaitable form. :attr:`stats` holds usage totals (``snapshot()`` / ``drain()``).
+    ``ascore_batch`` is the awaitable form, ``submit_batch`` the non-blocking one (a future). Every form runs on the
+    one private loop, so concurrent batches share the ``max_concurrency`` and rate limits. :attr:`stats` holds usage totals (``snapshot()`` / ``drain()``).
     Call :meth:`close` (or use ``with``) to release the connection pool and the cache.
     """
 
@@ -124,6 +125,14 @@ class OpenAIJudge:
         """Score ``requests``; one result per request, in order. Failures are results with ``valid=False``."""
         self._check_requests(requests)
         return self._loop.run(self._score_batch(list(requests), on_result))
+
+    def submit_batch(
+        self, requests: Sequence[JudgeRequest], *, on_result: ResultCallback | None = None
+    ) -> concurrent.futures.Future[list[JudgeResult]]:
+        """Start :meth:`score_batch` on the judge's loop and return at once; the future resolves with its results.
+        Batches submitted from any thread share one ``max_concurrency`` limit and the per-minute limits."""
+        self._check_requests(requests)
+        return self._loop.submit(self._score_batch(list(requests), on_result))
 
     async def ascore_batch(
         self, requests: Sequence[JudgeRequest], *, on_result: ResultCallback | None = None
