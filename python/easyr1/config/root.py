@@ -130,6 +130,12 @@ def _cross_checks(cfg: EasyR1Config) -> Iterator[ConfigError]:
         )
     if cfg.algorithm.online_filtering and rollout.n < 2:
         yield ConfigError("worker.rollout.n", rollout.n, "online filtering needs groups of at least 2 samples")
+    if cfg.algorithm.online_filtering and cfg.trainer.pipeline == "off_policy_1":
+        yield ConfigError(
+            "trainer.pipeline",
+            cfg.trainer.pipeline,
+            "off_policy_1 cannot be combined with algorithm.online_filtering (refills would reorder the data)",
+        )
     estimator = ESTIMATORS.facts(cfg.algorithm.adv_estimator) if cfg.algorithm.adv_estimator in ESTIMATORS else None
     if estimator is not None and estimator.needs_groups and rollout.n < estimator.min_valid_per_group:
         yield ConfigError(

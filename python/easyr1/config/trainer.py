@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from .base import ConfigError, check_choice, check_positive
 
 LOGGERS = ["console", "file", "wandb", "tensorboard"]
+PIPELINES = ["staged", "streaming", "off_policy_1"]
+"""Values of ``trainer.pipeline`` (see ``easyr1.trainer.pipeline``)."""
 
 
 @dataclass
@@ -51,6 +53,15 @@ class TrainerConfig:
     """Driver seed (editor seeds, filtering order)."""
     abort_on_all_failed: bool = True
     """Stop the run (after logging) when every sample of a step is masked by judge/editor failures."""
+    pipeline: str = "staged"
+    """How the pools of one step overlap. ``staged``: rollout, then every edit, every judge call, the update and
+    the weight sync, in turn. ``streaming``: on-policy, each response goes to the editor and each edited image to
+    the judge as soon as it exists (same rewards and data as ``staged``); a rollout pool without ``generate_stream``
+    or a reward pipeline without ``score_stream`` runs ``staged`` instead, with a warning. ``off_policy_1``: the
+    rollout of step t+1 runs while step t is edited, judged and trained, with the weights after update t-1
+    (staleness 1, ``pipeline/staleness_*``); the PPO ratio uses the behaviour policy's log-probs, computed by the
+    actor before update t; the in-flight batch is saved with each checkpoint. Not with
+    ``algorithm.online_filtering`` (its refills would reorder the data)."""
     stop_grace_s: float = 600.0
     """After SIGTERM/SIGINT the step in flight finishes and the last completed step is checkpointed; if that takes
     longer than this many seconds the run is abandoned (Ray shut down, exit 143/130, the previous checkpoint kept).
@@ -65,6 +76,7 @@ class TrainerConfig:
             yield from check_choice(f"{path}.logger[{i}]", name, LOGGERS)
         yield from check_choice(f"{path}.wandb_mode", self.wandb_mode, ["auto", "online", "offline", "disabled"])
         yield from check_choice(f"{path}.resume", self.resume, ["auto", "disable"])
+        yield from check_choice(f"{path}.pipeline", self.pipeline, PIPELINES)
         yield from check_positive(f"{path}.stop_grace_s", self.stop_grace_s)
         for key in ("val_freq", "save_freq", "save_limit"):
             value = getattr(self, key)

@@ -5,6 +5,7 @@ Layout under the checkpoint root::
     global_step_20/            a complete checkpoint (never partially written: it appears by rename)
         actor/                 the actor pool's sharded model + optimizer + scheduler + RNG (or model only)
         driver_state.json      step, epoch, data loader position, best score, RNG states, …
+        inflight.pt            off_policy_1 only: the prefetched batch's responses and behaviour log-probs
         config.yaml            the resolved config (secrets redacted)
         MANIFEST.json          every file above: relative path, size, sha256 (each file fsynced while hashed)
         COMPLETE               marker written last inside the temporary folder
@@ -30,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +66,17 @@ class DriverState:
     """The actor part is a Hugging Face model folder only (``trainer.save_model_only``): it cannot resume a run."""
     rng: dict[str, Any] = field(default_factory=dict)
     """The driver's Python/NumPy/torch generator states (``easyr1.trainer.rng``; stored flat as ``*_rng`` keys)."""
+    inflight: dict[str, Any] | None = None
+    """``trainer.pipeline: off_policy_1``: the batch already generated for the next step — the step it is for, the
+    policy version that generated it, its row ids and the loader position before it; its responses and behaviour
+    log-probs are in :data:`INFLIGHT_FILE` (``inflight_payload`` while saving)."""
+    inflight_payload: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    """What :func:`write_inflight` stores (not part of the JSON)."""
 
     def to_json(self) -> dict[str, Any]:
+        extra = {} if self.inflight is None else {"inflight": self.inflight}
         return {
+            **extra,
             "step": self.step,
             "model_only": self.model_only,
             "loader": self.loader,
@@ -83,11 +94,25 @@ class DriverState:
             kl_coef=None if data.get("kl_coef") is None else float(data["kl_coef"]),
             model_only=bool(data.get("model_only", False)),
             rng={k: v for k, v in data.items() if k.endswith("_rng")},
+            inflight=data.get("inflight"),
         )
 
     @classmethod
     def read(cls, checkpoint: Path) -> DriverState:
         return cls.from_json(CheckpointManager.read_driver_state(checkpoint))
+
+
+INFLIGHT_FILE = "inflight.pt"
+
+
+def write_inflight(folder: Path, payload: dict[str, Any]) -> None:
+    """Store an in-flight batch's responses (plain lists) and behaviour log-probs (a tensor) in ``folder``."""
+    torch.save(payload, folder / INFLIGHT_FILE)
+
+
+def read_inflight(checkpoint: Path) -> dict[str, Any]:
+    """What :func:`write_inflight` stored (tensors and plain Python values only: no pickled objects)."""
+    return torch.load(checkpoint / INFLIGHT_FILE, weights_only=True)
 
 
 @dataclass(frozen=True)

@@ -24,15 +24,16 @@ from easyr1.algorithms import (
 )
 from easyr1.config import EasyR1Config, dump_yaml
 from easyr1.core.seeds import derive_seed
-from easyr1.core.types import EditSample, PolicyPrompt, RolloutOutput, SamplingParams
+from easyr1.core.types import EditSample, SamplingParams
 from easyr1.editing.protocol import DrainsMetrics
 from easyr1.reward import parse_response
 from easyr1.reward.judge.protocol import JudgeResult
 from easyr1.reward.judge.stats import JudgeStats
 from easyr1.rollout.sampling import sampling_params
 
-from .checkpoint import CheckpointManager, DriverState
+from .checkpoint import CheckpointManager, DriverState, write_inflight
 from .components import Components, training_steps
+from .pipeline import StepPipeline
 from .recovery import ActorRecovery
 from .rng import capture_rng, restore_rng
 from .scoring import RewardPipeline, ScoredBatch
@@ -82,6 +83,8 @@ class GRPOTrainer:
         ckpt_root = Path(cfg.trainer.save_checkpoint_path or run_dir / "checkpoints")
         self.checkpoints = CheckpointManager(ckpt_root, cfg.trainer.save_limit)
         self.scorer = RewardPipeline(cfg, components.editor, components.judge)
+        self.pipe = StepPipeline(self, run_dir)
+        """``trainer.pipeline``: where each step's responses come from, the off-policy prefetch, stage spans."""
         self.step = 0
         self.best_val = -math.inf
         algo = cfg.algorithm
@@ -130,10 +133,11 @@ class GRPOTrainer:
 
     def restore(self, path: Path, state: DriverState) -> None:
         """Load checkpoint ``path`` into the actor and rewind the driver to ``state`` (step, data position, best
-        validation mean, KL coefficient, RNG); then sync the weights into the rollout engines. Used by
-        :meth:`resume` and by the restart of a lost actor pool (``trainer/recovery.py``)."""
+        validation mean, KL coefficient, RNG, an off-policy in-flight batch); then sync the weights into the rollout
+        engines. Used by :meth:`resume` and by the restart of a lost actor pool (``trainer/recovery.py``)."""
+        self.pipe.abandon()
         self.c.actor.load_checkpoint(str(path))
-        self.c.train_loader.load_state_dict(state.loader)
+        self.pipe.restore(path, state)
         self.step = state.step
         self.best_val = -math.inf if state.best_val is None else state.best_val
         if state.kl_coef is not None:
@@ -149,21 +153,11 @@ class GRPOTrainer:
         return sampling_params(self.cfg, validation=validation, seed=seed)
 
     def _rollout_and_score(
-        self,
-        rows: list[EditSample],
-        step: int,
-        timings: dict[str, float],
-        *,
-        attempt: int = 0,
-        validation: bool = False,
-    ) -> tuple[StepBatch, ScoredBatch]:
-        prompts: list[PolicyPrompt] = [self.c.build_prompt(row) for row in rows]
-        with timed(timings, "rollout"):
-            outputs: list[RolloutOutput] = self.c.rollout.generate(prompts, self._sampling(step, attempt, validation))
-        scored = self.scorer.score(rows, outputs)
-        for name, seconds in scored.timings.items():
-            timings[name] = timings.get(name, 0.0) + seconds
-        return StepBatch.from_pass(rows, prompts, outputs, scored), scored
+        self, rows: list[EditSample] | None, step: int, timings: dict[str, float], *, attempt=0, validation=False
+    ) -> tuple[StepBatch, ScoredBatch, list[str]]:
+        """Responses for ``rows`` (``None``: the step's first batch, prefetched or read now), scored; and the ids of
+        the rows used (``trainer/pipeline.py``)."""
+        return self.pipe.rollout_and_score(rows, step, timings, attempt=attempt, validation=validation)
 
     def _collect(self, step: int, timings: dict[str, float]):
         """Rollout + score, with optional online filtering that refills the batch up to max_try_make_batch.
@@ -179,9 +173,9 @@ class GRPOTrainer:
         consumed_ids: list[str] = []
         filter_counts: Counter = Counter()
         for attempt in range(1 + (algo.max_try_make_batch if algo.online_filtering else 0)):
-            rows = self.c.train_loader.next_batch()
-            consumed_ids.extend(row.id for row in rows)
-            batch, scored = self._rollout_and_score(rows, step, timings, attempt=attempt)
+            rows = self.c.train_loader.next_batch() if attempt else None  # None: the prefetched batch, if any
+            batch, scored, ids = self._rollout_and_score(rows, step, timings, attempt=attempt)
+            consumed_ids.extend(ids)
             attempts.append(scored)
             if scored.all_attempts_failed() and self.cfg.trainer.abort_on_all_failed:
                 return batch, consumed_ids, filter_counts, attempts, scored
@@ -215,7 +209,20 @@ class GRPOTrainer:
         timings: dict[str, float] = {}
         t_step = time.perf_counter()
         before = self._driver_state(self.step)  # what resumes this step, should it fail
+        window = time.time()
+        try:
+            return self._train_step(step, timings, t_step, window, before)
+        except BaseException:
+            self.pipe.drop_later()  # the background rollout is joined and its batch dropped, never left running
+            self.pipe.spans.discard()
+            raise
+
+    def _train_step(
+        self, step: int, timings: dict[str, float], t_step: float, window: float, before: DriverState
+    ) -> dict[str, float]:
         batch, consumed_ids, filter_counts, attempts, failed = self._collect(step, timings)
+        with self.pipe.spans.span("await_prefetch", step + 1):
+            self.pipe.settle()  # the actor and the engines are free from here on
         if not len(batch):
             raise StageFailure(
                 f"step {step}: online filtering kept no group after {self.cfg.algorithm.max_try_make_batch} refills"
@@ -237,6 +244,11 @@ class GRPOTrainer:
         if self._last_checkpoint_s is not None:
             timings["checkpoint"] = self._last_checkpoint_s
         timings["step"] = time.perf_counter() - t_step
+        pipeline = self.pipe.spans.close_step(step, window, time.time(), mode=self.pipe.mode)
+        staleness = batch.staleness(self.step)
+        if staleness is not None and len(staleness):
+            pipeline["pipeline/staleness_mean"] = float(staleness.double().mean())
+            pipeline["pipeline/staleness_max"] = float(staleness.max())
         metrics = training_row(
             step,
             sample_digest(consumed_ids),
@@ -249,6 +261,7 @@ class GRPOTrainer:
             pool_metrics={**self._drain_pool_metrics(judged), **self.recovery.metrics()},
             actor_metrics=actor_metrics,
             timings=timings,
+            pipeline_metrics=pipeline,
         )
         self.c.telemetry.log_step(step, metrics)
         if failed is not None:  # stop: a step where every edit or judge call failed cannot be masked away
@@ -296,12 +309,15 @@ class GRPOTrainer:
         width = batch.max_response_length
         lengths = torch.tensor([len(r) for r in batch.responses])
         response_mask = torch.arange(width)[None, :] < lengths[:, None]
-        with timed(timings, "old_logprob"):
-            batch = batch.with_fields(old_log_probs=self.c.actor.compute_log_probs(batch))
+        if step_batch.old_log_probs is not None:  # off-policy: the behaviour policy's, computed before update t-1
+            batch = batch.with_fields(old_log_probs=batch.token_tensor(step_batch.old_log_probs, width))
+        else:
+            with timed(timings, "old_logprob"), self.pipe.spans.span("old_logprob", self.step + 1, len(batch)):
+                batch = batch.with_fields(old_log_probs=self.c.actor.compute_log_probs(batch))
         need_ref = needs_reference(self.cfg)
         kl_reward = need_ref and not algo.use_kl_loss
         if need_ref:
-            with timed(timings, "ref_logprob"):
+            with timed(timings, "ref_logprob"), self.pipe.spans.span("ref_logprob", self.step + 1, len(batch)):
                 batch = batch.with_fields(ref_log_probs=self.c.actor.compute_ref_log_probs(batch))
         opts: dict[str, Any] = {"eps": algo.norm_eps, "gamma": algo.gamma}
         metrics: dict[str, float] = {}
@@ -323,9 +339,9 @@ class GRPOTrainer:
             algo.adv_estimator, step_batch.rewards, step_batch.group, step_batch.valid, **opts
         )
         batch = batch.with_fields(advantages=advantages.float())
-        with timed(timings, "update"):
+        with timed(timings, "update"), self.pipe.spans.span("update", self.step + 1, len(batch)):
             metrics.update(self.c.actor.update_policy(batch))
-        with timed(timings, "sync"):
+        with timed(timings, "sync"), self.pipe.spans.span("sync", self.step + 1):
             metrics.update(self.c.rollout.sync_weights(self.c.actor) or {})
         return metrics
 
@@ -373,7 +389,7 @@ class GRPOTrainer:
         batches: list[StepBatch] = []
         ids: list[str] = []
         for rows in loader.iter_batches():
-            batch, _ = self._rollout_and_score(rows, self.step, timings, validation=True)
+            batch, _, _ = self._rollout_and_score(rows, self.step, timings, validation=True)
             batches.append(batch)
             ids.extend(row.id for row in rows)
         merged = StepBatch.concat(batches)
@@ -388,6 +404,7 @@ class GRPOTrainer:
         return metrics
 
     def _driver_state(self, step: int) -> DriverState:
+        inflight, payload = self.pipe.checkpoint_state()
         return DriverState(
             step=step,
             loader=self.c.train_loader.state_dict(),
@@ -395,6 +412,8 @@ class GRPOTrainer:
             kl_coef=float(self.kl_ctrl.value),
             model_only=self.cfg.trainer.save_model_only,
             rng=capture_rng(),
+            inflight=inflight,
+            inflight_payload=payload,
         )
 
     def _maybe_save(self, step: int, force: bool = False) -> bool:
@@ -411,6 +430,8 @@ class GRPOTrainer:
                 self.c.actor.export_hf(str(folder / "model"))
             else:
                 self.c.actor.save_checkpoint(str(folder))  # writes folder/actor/
+            if state.inflight_payload is not None:
+                write_inflight(folder, state.inflight_payload)
 
         return self.checkpoints.save(state.step, write_actor, state.to_json(), dump_yaml(self.cfg, redact=True))
 

@@ -48,6 +48,11 @@ class StepBatch:
     re_edits: list[str | None]
     final_images: list[Image.Image | None]
     judge_results: list[JudgeResult | None]
+    versions: torch.Tensor | None = None
+    """(N,) long: the policy version (updates applied) of the weights that generated each sample, when known."""
+    old_log_probs: torch.Tensor | None = None
+    """(N, T) behaviour log-probs the actor computed with the weights that generated the samples (an off-policy
+    prefetch); ``None``: the update computes them (on-policy)."""
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -57,8 +62,12 @@ class StepBatch:
         prompts: Sequence[PolicyPrompt],
         outputs: Sequence[RolloutOutput],
         scored: ScoredBatch,
+        *,
+        version: int | None = None,
+        old_log_probs: torch.Tensor | None = None,
     ) -> StepBatch:
-        """One rollout + scoring pass of ``rows`` (``len(outputs) / len(rows)`` responses per row, grouped)."""
+        """One rollout + scoring pass of ``rows`` (``len(outputs) / len(rows)`` responses per row, grouped), generated
+        with the weights of policy ``version``; ``old_log_probs``: their behaviour log-probs when already known."""
         if not rows or len(outputs) % len(rows):
             raise ValueError(f"{len(outputs)} outputs cannot be grouped over {len(rows)} rows")
         n = len(outputs) // len(rows)
@@ -79,6 +88,8 @@ class StepBatch:
             re_edits=list(scored.re_edits),
             final_images=list(scored.final_images),
             judge_results=list(scored.judge_results) if scored.judge_results else [None] * len(outputs),
+            versions=None if version is None else torch.full((len(outputs),), version, dtype=torch.long),
+            old_log_probs=old_log_probs,
         )
 
     @classmethod
@@ -114,6 +125,8 @@ class StepBatch:
             re_edits=[self.re_edits[i] for i in pick],
             final_images=[self.final_images[i] for i in pick],
             judge_results=[self.judge_results[i] for i in pick],
+            versions=None if self.versions is None else self.versions[idx],
+            old_log_probs=None if self.old_log_probs is None else self.old_log_probs[idx],
         )
 
     def select_groups(self, keep: torch.Tensor | Sequence[int]) -> StepBatch:
@@ -161,6 +174,8 @@ class StepBatch:
             re_edits=[e for b in parts for e in b.re_edits],
             final_images=[im for b in parts for im in b.final_images],
             judge_results=[j for b in parts for j in b.judge_results],
+            versions=torch.cat([b.versions for b in parts]) if all(b.versions is not None for b in parts) else None,
+            old_log_probs=_cat_padded([b.old_log_probs for b in parts]),
         )
 
     # ------------------------------------------------------------------ views
@@ -176,6 +191,19 @@ class StepBatch:
 
     def response_tokens(self) -> int:
         return sum(len(o.token_ids) for o in self.outputs)
+
+    def staleness(self, actor_version: int) -> torch.Tensor | None:
+        """(N,) updates between the weights that generated each sample and ``actor_version`` (the weights the update
+        starts from); ``None`` when the versions are unknown."""
+        return None if self.versions is None else actor_version - self.versions
+
+
+def _cat_padded(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
+    """(N_i, T_i) tensors stacked on dim 0, zero-padded to the widest; ``None`` unless every part has one."""
+    if not parts or any(p is None for p in parts):
+        return None
+    width = max(p.shape[1] for p in parts)  # type: ignore[union-attr]
+    return torch.cat([torch.nn.functional.pad(p, (0, width - p.shape[1])) for p in parts])  # type: ignore[union-attr]
 
 
 def _renumber(group: torch.Tensor) -> torch.Tensor:

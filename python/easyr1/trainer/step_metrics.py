@@ -97,8 +97,10 @@ def training_row(
     pool_metrics: Mapping[str, float],
     actor_metrics: Mapping[str, float],
     timings: Mapping[str, float],
+    pipeline_metrics: Mapping[str, float] | None = None,
 ) -> dict:
-    """The row ``easyr1 train`` logs for one step (checked by :func:`check_accounting`)."""
+    """The row ``easyr1 train`` logs for one step (checked by :func:`check_accounting`); ``pipeline_metrics``: the
+    step's ``pipeline/*`` keys (stage overlap, pool busy shares, staleness; :mod:`easyr1.trainer.stage_spans`)."""
     row: dict = {"step": step, "data/digest": digest}
     row.update(sample_metrics(batch, counted, masked))
     row["samples/no_re_edit"] = counts["no_re_edit"]
@@ -107,6 +109,7 @@ def training_row(
     row.update(filter_counts)
     row.update(loader_metrics)
     row.update(pool_metrics)
+    row.update(pipeline_metrics or {})
     tokens = batch.response_tokens()
     row["response/length_mean"] = tokens / max(len(batch), 1)
     for key, value in actor_metrics.items():

@@ -1,0 +1,206 @@
+"""``trainer.pipeline: off_policy_1`` on the driver without Ray (``pipeline_testkit``): staleness exactly 1 from step
+2 and logged; the same data sequence and rewards as ``staged``; the PPO's old log-probs are the behaviour policy's
+(computed before the previous update); failures while the background rollout runs end the step cleanly; the stage
+spans and ``pipeline/*`` metrics; the config rules of the modes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+import torch
+from pipeline_testkit import SlowJudge, VersionedActor, lp_value, make, prefetch_threads
+
+from easyr1.config import ConfigValidationError, load_config
+from easyr1.sandbox.generator import write_sandbox_dataset
+from easyr1.trainer.grpo import StageFailure
+
+OFF = "trainer.pipeline=off_policy_1"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("off-policy")
+    write_sandbox_dataset(root / "train", rows=24, seed=3, image_size=32)
+    return root
+
+
+def run(trainer, comps, steps):
+    rows = [trainer.train_step() for _ in range(steps)]
+    comps.telemetry.close()
+    return rows
+
+
+def test_staleness_is_one_from_step_two_and_recorded(data_dir, tmp_path):
+    trainer, comps = make(data_dir, tmp_path, OFF)
+    rows = run(trainer, comps, 4)
+    assert [r["pipeline/staleness_max"] for r in rows] == [0.0, 1.0, 1.0, 1.0]
+    assert [r["pipeline/staleness_mean"] for r in rows] == [0.0, 1.0, 1.0, 1.0]
+    # The engines' weights that generated each step's batch: v0 for steps 1 and 2, then v(t-2) (step 5's batch was
+    # prefetched during step 4).
+    gen = comps.rollout.calls
+    assert [version for _, version, _ in gen] == [0, 0, 1, 2, 3]
+    assert gen[0][2] == "MainThread" and all(name.startswith("easyr1-prefetch") for _, _, name in gen[1:])
+    assert prefetch_threads() == []
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["pipeline/staleness_max"] for r in logged] == [0.0, 1.0, 1.0, 1.0]
+
+
+def test_staged_batches_are_on_policy(data_dir, tmp_path):
+    trainer, comps = make(data_dir, tmp_path)
+    rows = run(trainer, comps, 3)
+    assert [r["pipeline/staleness_max"] for r in rows] == [0.0, 0.0, 0.0]
+    assert [version for _, version, _ in comps.rollout.calls] == [0, 1, 2]
+
+
+def test_same_data_and_rewards_as_staged(data_dir, tmp_path):
+    staged, comps_s = make(data_dir, tmp_path / "staged")
+    a = run(staged, comps_s, 4)
+    off, comps_o = make(data_dir, tmp_path / "off", OFF)
+    b = run(off, comps_o, 4)
+    assert [r["data/digest"] for r in a] == [r["data/digest"] for r in b]
+    assert [r["reward/mean"] for r in a] == [r["reward/mean"] for r in b]
+    assert [r["samples/valid"] for r in a] == [r["samples/valid"] for r in b]
+    assert [ids for ids, _, _ in comps_s.rollout.calls] == [ids for ids, _, _ in comps_o.rollout.calls[:4]]
+
+
+def test_old_log_probs_are_the_behaviour_policys(data_dir, tmp_path):
+    trainer, comps = make(data_dir, tmp_path, OFF)
+    run(trainer, comps, 4)
+    actor = comps.actor
+    # Update t starts from v(t-1); its batch was generated (and its old log-probs computed) with v(t-2).
+    assert [v for v, _ in actor.updates] == [0, 1, 2, 3]
+    for t, (_, old) in enumerate(actor.updates, start=1):
+        assert torch.all(old == lp_value(max(t - 2, 0))), t
+    # Behaviour log-probs of batches 2..4 were computed in the background, before the update that changed v.
+    background = [(v, name) for v, name in actor.lp_calls if name.startswith("easyr1-prefetch")]
+    assert background == [(v, f"easyr1-prefetch-step-{v + 2}") for v in range(4)]
+    # Staged recomputes them with the current weights: step 2's ratio would start at 1, off-policy's does not.
+    staged, comps_s = make(data_dir, tmp_path / "staged")
+    run(staged, comps_s, 2)
+    assert torch.all(comps_s.actor.updates[1][1] == lp_value(1))
+    assert not torch.equal(comps_s.actor.updates[1][1], actor.updates[1][1])
+
+
+def test_no_prefetch_past_the_last_step(data_dir, tmp_path):
+    trainer, comps = make(data_dir, tmp_path, OFF, "trainer.max_steps=2")
+    result = trainer.fit()
+    comps.telemetry.close()
+    assert result.step == 2 and len(comps.rollout.calls) == 2
+    assert trainer.pipe.pending is None and prefetch_threads() == []
+
+
+def test_a_stage_failure_while_the_rollout_is_in_flight_ends_cleanly(data_dir, tmp_path):
+    """The judge raises at step 2 while step 3's rollout runs (0.5 s): the step fails with the judge's error, the
+    background thread is joined, makes no actor call after the cancel, and the loader is rewound to before it."""
+    trainer, comps = make(data_dir, tmp_path, OFF, judge=SlowJudge(fail_on_call=2), rollout_kw={"delay_s": 0.5})
+    trainer.train_step()
+    position = comps.train_loader.state_dict()  # after rows 2 (prefetched during step 1)
+    lp_before = list(comps.actor.lp_calls)
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="judge endpoint crashed"):
+        trainer.train_step()
+    assert time.monotonic() - t0 < 10
+    comps.telemetry.close()
+    assert prefetch_threads() == []
+    assert comps.actor.lp_calls == lp_before  # step 3's behaviour log-probs were never computed
+    assert len(comps.rollout.calls) == 3  # step 3's rollout had started
+    assert trainer.step == 1 and trainer.pipe.pending is None
+    after = comps.train_loader.state_dict()
+    assert after["position"] == position["position"]  # rows 3 back in the loader
+
+
+def test_a_background_rollout_failure_is_raised_once_by_its_step(data_dir, tmp_path):
+    trainer, comps = make(data_dir, tmp_path, OFF, rollout_kw={"fail_on_call": 2})
+    with pytest.raises(RuntimeError, match="rollout engine lost"):
+        trainer.train_step()  # step 2's prefetch failed during step 1: step 1 is not trained
+    comps.telemetry.close()
+    assert comps.actor.updates == [] and trainer.step == 0 and prefetch_threads() == []
+    assert not (tmp_path / "metrics.jsonl").exists() or not (tmp_path / "metrics.jsonl").read_text()
+
+
+def test_all_failed_judge_with_a_batch_in_flight_checkpoints_it_and_resumes_the_same_data(data_dir, tmp_path):
+    clean, comps = make(data_dir, tmp_path / "clean", OFF)
+    digests = [r["data/digest"] for r in run(clean, comps, 3)]
+    olds = [old for _, old in comps.actor.updates]
+
+    class OutAtSecond(SlowJudge):
+        def score_batch(self, requests):
+            self.batches += 1
+            if self.batches == 2:
+                from easyr1.reward.judge.protocol import JudgeResult
+
+                return [JudgeResult.failure("timeout") for _ in requests]
+            return super(SlowJudge, self).score_batch(requests)
+
+    trainer, comps = make(data_dir, tmp_path / "run", OFF, "trainer.save_freq=-1", judge=OutAtSecond())
+    trainer.train_step()
+    with pytest.raises(StageFailure, match="checkpoint of step 1"):
+        trainer.train_step()
+    comps.telemetry.close()
+    assert prefetch_threads() == []
+    ckpt = tmp_path / "run" / "checkpoints" / "global_step_1"
+    assert (ckpt / "inflight.pt").is_file()
+    state = json.loads((ckpt / "driver_state.json").read_text())
+    assert state["inflight"]["step"] == 2 and state["inflight"]["version"] == 0
+    resumed, comps = make(data_dir, tmp_path / "run", OFF)
+    resumed.resume()
+    later = run(resumed, comps, 2)
+    assert [r["data/digest"] for r in later] == digests[1:]
+    assert [r["pipeline/staleness_max"] for r in later] == [1.0, 1.0]
+    for mine, theirs in zip([old for _, old in comps.actor.updates], olds[1:], strict=True):
+        assert torch.equal(mine, theirs)
+
+
+def test_stage_spans_file_and_overlap(data_dir, tmp_path):
+    """Rollout 0.3 s, judge 0.3 s per batch: off-policy overlaps the next rollout with this judge, staged does not."""
+    kw = {"rollout_kw": {"delay_s": 0.3}}
+    staged, comps = make(data_dir, tmp_path / "staged", judge=SlowJudge(0.3), **kw)
+    s_rows = run(staged, comps, 3)
+    off, comps = make(data_dir, tmp_path / "off", OFF, judge=SlowJudge(0.3), **kw)
+    o_rows = run(off, comps, 3)
+    for row in s_rows + o_rows:
+        for pool in ("rollout", "editor", "judge", "actor"):
+            assert 0.0 <= row[f"pipeline/busy/{pool}"] <= 1.0 + 1e-9
+        assert row["pipeline/critical_path_s"] <= row["pipeline/wall_s"] + 1e-6
+    assert max(r["pipeline/overlap_s"] for r in s_rows) < 0.05
+    assert all(r["pipeline/overlap_s"] > 0.2 for r in o_rows)
+    assert o_rows[1]["pipeline/wall_s"] < s_rows[1]["pipeline/wall_s"] - 0.15
+    lines = [json.loads(x) for x in (tmp_path / "off" / "stage_spans.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3] and all(x["pipeline"] == "off_policy_1" for x in lines)
+    stages = {(s["stage"], s["for_step"]) for s in lines[1]["spans"]}
+    assert {("rollout", 3), ("old_logprob", 3), ("edit", 2), ("judge", 2), ("update", 2), ("sync", 2)} <= stages
+    for x in lines:
+        assert all(x["start"] - 1e-3 <= s["start"] <= s["end"] <= x["end"] + 1e-3 for s in x["spans"])
+        assert x["critical_stage"] in {s["stage"] for s in x["spans"]}
+
+
+def test_config_rules(data_dir, tmp_path):
+    with pytest.raises(ConfigValidationError, match="online_filtering"):
+        load_config(None, [OFF, "algorithm.online_filtering=true"])
+    with pytest.raises(ConfigValidationError, match="pipeline"):
+        load_config(None, ["trainer.pipeline=async"])
+    assert load_config(None, []).trainer.pipeline == "staged"
+
+
+def test_streaming_without_a_streaming_rollout_runs_staged_with_a_warning(data_dir, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="easyr1.trainer.pipeline"):
+        trainer, comps = make(data_dir, tmp_path, "trainer.pipeline=streaming")
+    assert "run staged" in caplog.text and not trainer.pipe.streaming
+    row = run(trainer, comps, 1)[0]
+    assert row["pipeline/staleness_max"] == 0.0
+
+
+def test_versions_survive_select_and_concat(data_dir, tmp_path):
+    trainer, comps = make(data_dir, tmp_path, OFF)
+    timings: dict[str, float] = {}
+    batch, _, _ = trainer._rollout_and_score(None, 1, timings)
+    trainer.pipe.settle()
+    comps.telemetry.close()
+    both = type(batch).concat([batch, batch.select_groups([1])])
+    assert both.versions.tolist() == [0] * (len(batch) + 4)
+    assert both.staleness(2).tolist() == [2] * len(both)
+    assert trainer.pipe.pending is not None and trainer.pipe.pending.old_log_probs.shape[0] == len(batch)
+    assert isinstance(comps.actor, VersionedActor)
