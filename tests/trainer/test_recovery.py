@@ -5,6 +5,7 @@ without a checkpoint, ``WorkerLost`` names the rank and the cause. (The real thi
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -43,16 +44,39 @@ class Actor:
 class Rollout:
     def __init__(self):
         self.resets = 0
+        self.synced: list[object] = []
 
     def reset_weight_sync(self) -> None:
         self.resets += 1
 
+    def sync_weights(self, actor) -> dict[str, float]:
+        self.synced.append(actor)
+        return {"rollout/sync_time_s": 0.1, "rollout/restarts": 0.0}
+
+
+class Loader:
+    def __init__(self):
+        self.position = 0
+        self.loaded: list[dict] = []
+
+    def state_dict(self) -> dict:
+        return {"position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loaded.append(state)
+        self.position = state["position"]
+
 
 class Trainer:
     def __init__(self, actor: Actor, checkpoint: Path | None, step: int = 5):
-        self.c = SimpleNamespace(actor=actor, rollout=Rollout())
-        self.cfg = SimpleNamespace(trainer=SimpleNamespace(save_freq=1))
+        self.c = SimpleNamespace(actor=actor, rollout=Rollout(), train_loader=Loader())
+        self.cfg = SimpleNamespace(
+            trainer=SimpleNamespace(save_freq=1),
+            worker=SimpleNamespace(actor=SimpleNamespace(model=SimpleNamespace(model_path="/policy"))),
+        )
         self.step = step
+        self.best_val = -math.inf
+        self.kl_ctrl = SimpleNamespace(value=0.1)
         self.checkpoint = checkpoint
         self.restored: list[tuple[Path, DriverState]] = []
 
@@ -119,13 +143,54 @@ def test_past_the_limit_the_pools_worker_lost_goes_up(tmp_path):
     assert trainer.restored == []
 
 
-def test_without_a_checkpoint_the_run_stops_naming_the_rank_and_the_cause():
+def test_a_resumed_run_without_a_checkpoint_left_stops_naming_the_rank_and_the_cause():
+    """A run that did not start at step 0 has no start state to go back to (its checkpoint is gone or damaged)."""
     actor = Actor(lost={1: "ActorDiedError: pid 9"})
-    trainer = Trainer(actor, None, step=0)
+    trainer = Trainer(actor, None, step=4)
     with pytest.raises(
         WorkerLost,
         match=r"actor pool: member 1 lost \(rank 1: ActorDiedError: pid 9; no complete "
         r"checkpoint to restore the sharded state from \(trainer.save_freq=1\)\)",
     ):
-        ActorRecovery(trainer).run(failing(RuntimeError("step 1 failed")))
+        ActorRecovery(trainer).run(failing(RuntimeError("step 5 failed")))
     assert [c[0] for c in actor.calls] == ["lost_workers"]  # nothing restarted
+
+
+def test_before_the_first_checkpoint_the_pool_restarts_from_the_start_weights_and_the_driver_rewinds_to_step_0():
+    import torch
+
+    actor = Actor(lost={1: "ActorDiedError: pid 9"})
+    trainer = Trainer(actor, None, step=0)
+    recovery = ActorRecovery(trainer)
+    torch.manual_seed(123)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(123)
+
+    def step_one():  # consumes data, moves the RNG and the KL coefficient, then loses the actor
+        trainer.c.train_loader.position = 2
+        torch.rand(3)
+        trainer.kl_ctrl.value = 0.5
+        trainer.best_val = 0.9
+        raise RuntimeError("gloo: Connection closed by peer")
+
+    assert recovery.run(step_one) is None
+    assert actor.calls == [("lost_workers",), ("restart_workers", 1, "ActorDiedError: pid 9")]
+    assert trainer.step == 0 and trainer.c.train_loader.loaded == [{"position": 0}]
+    assert trainer.kl_ctrl.value == 0.1 and trainer.best_val == -math.inf
+    assert torch.equal(torch.rand(3), expected_draw)  # the driver's RNG is back at step 1's start
+    assert trainer.c.rollout.resets == 1 and trainer.c.rollout.synced == [actor]  # the start weights re-synced
+    assert recovery.metrics() == {"actor/restarts": 1.0}
+    # a second loss before any checkpoint goes back to the same start
+    trainer.c.train_loader.position = 5
+    assert recovery.run(failing(RuntimeError("again"))) is None
+    assert trainer.c.train_loader.loaded[-1] == {"position": 0}
+
+
+def test_once_a_checkpoint_exists_it_is_preferred_over_the_start(tmp_path):
+    actor = Actor(lost={0: "ActorDiedError: pid 3"})
+    trainer = Trainer(actor, None, step=0)
+    recovery = ActorRecovery(trainer)
+    assert recovery.run(lambda: {"step": 1}) == {"step": 1}  # the start state is taken before step 1
+    trainer.step, trainer.checkpoint = 2, checkpoint(tmp_path, 2)
+    assert recovery.run(failing(RuntimeError("step 3 failed"))) is None
+    assert [p for p, _ in trainer.restored] == [trainer.checkpoint] and trainer.c.train_loader.loaded == []

@@ -195,6 +195,12 @@ class ActorConfig:
     restored from the newest complete checkpoint, the driver rewinds its data position and RNG to it, re-syncs the
     rollout engines and trains the steps after it again (counted as ``actor/restarts``). Beyond it, or without a
     checkpoint to restore (``trainer.save_freq``), the run stops with one line naming the worker and the cause."""
+    call_timeout_s: float = 3600.0
+    """Deadline of one actor pool call over all ranks (``update_policy`` of a whole rollout batch, log-probs, a
+    checkpoint save or load, the model set-up of a restart). A rank still in the call past it counts as hung: it is
+    killed and the pool is rebuilt like after a lost worker (``max_restarts``; counted as ``actor/call_timeouts``).
+    Keep it well above the longest healthy call (``timing/update_s``, ``timing/checkpoint_s`` of past steps); a
+    positive number: every call has a deadline."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """Policy model."""
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -228,6 +234,7 @@ class ActorConfig:
         yield from check_positive(f"{path}.entropy_chunk_size", self.entropy_chunk_size)
         if self.max_restarts < -1:
             yield ConfigError(f"{path}.max_restarts", self.max_restarts, "must be -1 or at least 0")
+        yield from check_positive(f"{path}.call_timeout_s", self.call_timeout_s)
 
 
 @dataclass

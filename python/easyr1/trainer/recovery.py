@@ -15,14 +15,25 @@ answering, and is raised again unchanged). If one is, it
 4. has the rollout pool rebuild its weight-sync group (the sender is a new process) and syncs the restored weights,
 
 and the loop trains the steps after that checkpoint again: the same rows, the same seeds, the same data digests as
-a run without the fault. Restarts are counted as ``actor/restarts``. Past the limit, or with no checkpoint to
-restore, :class:`~easyr1.pools.WorkerLost` names the worker and the cause (``easyr1 train`` prints it as one line
-and exits 1).
+a run without the fault. Restarts are counted as ``actor/restarts``.
+
+**Before the first checkpoint.** A run that started at step 0 has a restore point without any checkpoint: the start
+itself. At its first step :class:`ActorRecovery` keeps the driver's step-0 state (:class:`DriverState`: loader
+position, RNG, KL coefficient, best validation mean — taken after ``val_before_train``, exactly what step 1 starts
+from). An actor lost before any complete checkpoint exists then restarts the world from
+``worker.actor.model.model_path`` (what fresh workers load: the start weights, a fresh optimizer and schedule, the
+per-rank seeds), rewinds the driver to that state, syncs the start weights into the engines, and trains from step 1
+again — the same data digests as a clean run. A *resumed* run (its first step is not step 1) has its checkpoint.
+
+Past the limit, :class:`~easyr1.pools.WorkerLost` names the worker and the cause (``easyr1 train`` prints it as
+one line and exits 1). A rank that hangs (alive, silent) is killed by the actor pool's call deadline
+(``worker.actor.call_timeout_s``, ``ActorCallTimeout``) and then recovered the same way.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -30,6 +41,7 @@ from typing import Any, Protocol, runtime_checkable
 from easyr1.pools import WorkerLost, describe
 
 from .checkpoint import DriverState
+from .rng import capture_rng, restore_rng
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +96,11 @@ class ActorRecovery:
         self.ping_timeout_s = ping_timeout_s
         self.restarts = 0
         """Actor pool restarts so far (this driver's life)."""
+        self.start: DriverState | None = None
+        """The driver's state before step 1 of a run that started from the start weights (``None`` for a resumed
+        run): the restore point before the first checkpoint."""
+        self._first_step_seen = False
+        self._carried: dict[str, float] = {}  # engine restarts of a start-state re-sync, for the next row
 
     @property
     def actor(self) -> Any:
@@ -91,13 +108,33 @@ class ActorRecovery:
 
     def metrics(self) -> dict[str, float]:
         """``actor/restarts`` since the previous call (0 when the actor pool does not restart)."""
-        if isinstance(self.actor, RestartsWorkers):
-            return self.actor.drain_metrics()
-        return {"actor/restarts": 0.0}
+        metrics = self.actor.drain_metrics() if isinstance(self.actor, RestartsWorkers) else {"actor/restarts": 0.0}
+        metrics.update(self._carried)
+        self._carried = {}
+        return metrics
+
+    def capture_start(self) -> None:
+        """Keep the driver's state as the restore point before the first checkpoint, when the run starts at step
+        0 (called by :meth:`run` before the run's first step; a resumed run has no start state)."""
+        trainer = self.trainer
+        self._first_step_seen = True
+        if trainer.step != 0:
+            return
+        best = trainer.best_val
+        self.start = DriverState(
+            step=0,
+            loader=trainer.c.train_loader.state_dict(),
+            best_val=best if math.isfinite(best) else None,
+            kl_coef=float(trainer.kl_ctrl.value),
+            rng=capture_rng(),
+        )
 
     def run(self, step: Callable[[], dict[str, float]]) -> dict[str, float] | None:
         """``step()``'s metrics; ``None`` when an actor worker was lost during it and the run was rewound to the
-        newest checkpoint (the caller goes on with the step after it). Any other error is raised unchanged."""
+        newest checkpoint — or, before the first one, to the run's start (the caller goes on with the step after
+        it). Any other error is raised unchanged."""
+        if not self._first_step_seen:
+            self.capture_start()
         try:
             return step()
         except WorkerLost:
@@ -131,6 +168,9 @@ class ActorRecovery:
             describe(exc),
         )
         path = trainer.newest_resumable()
+        if path is None and self.start is not None:
+            self._restart_from_start(rank, cause, failed_step)
+            return
         if path is None:
             raise WorkerLost(
                 "actor pool",
@@ -149,5 +189,39 @@ class ActorRecovery:
             self.restarts,
             path,
             state.step + 1,
+            failed_step,
+        )
+
+    def _restart_from_start(self, rank: int, cause: str, failed_step: int) -> None:
+        """No checkpoint yet: fresh workers load ``worker.actor.model.model_path`` (the start weights, a fresh
+        optimizer, the per-rank seeds — the pool's state before step 1), the driver goes back to :attr:`start`,
+        and the engines get the start weights (a new weight-sync group: the sender is a new process)."""
+        trainer, state = self.trainer, self.start
+        assert state is not None
+        trainer.c.actor.restart_workers(rank, cause)  # WorkerLost past worker.actor.max_restarts
+        self.restarts += 1
+        if isinstance(trainer.c.rollout, RebuildsWeightSync):
+            trainer.c.rollout.reset_weight_sync()
+        # What GRPOTrainer.restore does after loading a checkpoint (the fresh workers already hold the start).
+        pipe = getattr(trainer, "pipe", None)  # the step pipeline (off-policy prefetch), where the trainer has one
+        if pipe is not None:
+            pipe.restore(None, state)  # drops in-flight work, rewinds the loader (the start has no in-flight batch)
+        else:
+            trainer.c.train_loader.load_state_dict(state.loader)
+        trainer.step = state.step
+        trainer.best_val = -math.inf if state.best_val is None else state.best_val
+        if state.kl_coef is not None:
+            trainer.kl_ctrl.value = state.kl_coef
+        restore_rng(state.rng)
+        for key, value in (trainer.c.rollout.sync_weights(trainer.c.actor) or {}).items():
+            if key == "rollout/restarts" and value:  # engines replaced by this sync: reported in the next row
+                self._carried["rollout/restarts_in_recovery"] = (
+                    self._carried.get("rollout/restarts_in_recovery", 0.0) + value
+                )
+        logger.warning(
+            "actor pool restarted (restart %d) from the start weights (%s; no checkpoint yet): steps 1..%d are "
+            "trained again",
+            self.restarts,
+            trainer.cfg.worker.actor.model.model_path,
             failed_step,
         )
