@@ -112,3 +112,18 @@ def test_in_process_editor_streams_through_one_worker(make_image):
     for request, f in zip(batch, futures, strict=True):
         assert np.array_equal(np.asarray(f.result().image), np.asarray(render(request)))
     assert [items for *_, items in stream.spans] == [2, 1] and editor.calls == 2
+
+
+def test_cancelled_stream_counts_exactly_the_edits_made(pool, make_image):
+    pool.drain_metrics()
+    stream = pool.open_stream()
+    futures = stream.submit(requests_for(make_image, 8, tag=" c"))
+    time.sleep(0.1)  # the first chunks are under way
+    stream.close(cancel=True)
+    done = [f for f in futures if not f.cancelled()]
+    assert all(f.done() and f.result().ok for f in done)
+    assert 0 < len(done) < 8  # the calls under way were awaited, the queued ones dropped
+    metrics = pool.drain_metrics()
+    assert metrics["editor/requests"] == metrics["editor/edits/ok"] == len(done)
+    assert sum(items for *_, items in stream.spans) == len(done)
+    assert all(r.ok for r in pool.edit(requests_for(make_image, 2, tag=" after")))  # the pool is free again

@@ -328,8 +328,8 @@ class PoolEditStream:
 
     def close(self, *, cancel: bool = False) -> None:
         """Wait for every submitted request (``cancel``: drop the unsent ones), stop the dispatcher, count the
-        stream as one ``edit`` call in the pool's counters (unless it failed or was cancelled) and release the
-        pool. Safe to call twice."""
+        stream as one ``edit`` call of the requests that were answered in the pool's counters (none when the
+        scheduler failed, as a failed ``edit`` counts none) and release the pool. Safe to call twice."""
         if not self._open:
             return
         with self._cond:
@@ -338,11 +338,11 @@ class PoolEditStream:
             self._cond.notify_all()
         try:
             self._thread.join()
-            if self.error is None and not self._cancel and self._all:
-                results = [f.result() for f in self._all]
-                unique_results = [self._resolved[u] for u in range(len(self._unique))]
+            done = [f for f in self._all if f.done() and not f.cancelled()]
+            if self.error is None and done:  # after a cancel: the edits that were made
+                unique_results = list(self._resolved.values())
                 wall = max(0.0, self._last_done - (self._started or self._last_done))
-                self.pool._count(results, len(self._unique), wall, unique_results)
+                self.pool._count([f.result() for f in done], len(unique_results), wall, unique_results)
         finally:
             self._open = False
             self.pool._lock.release()
