@@ -297,3 +297,46 @@ def test_unknown_or_repeated_outputs_are_refused():
         RewardPipeline(_cfg(), SlowEditor(0), Judge8()).score_stream(rows, [[RolloutOutput("zz", 0, GOOD, [1])]])
     with pytest.raises(ValueError, match="twice"):
         RewardPipeline(_cfg(), SlowEditor(0), Judge8()).score_stream(rows, [outputs, outputs[:1]])
+
+
+def test_replica_dying_mid_stream_is_recovered_and_accounted_once(ray_session, tmp_path):
+    import functools
+
+    from easyr1.config.cluster import PoolPlacement
+    from easyr1.editing.pool import EditorPool
+    from easyr1.testing.simulated_editor import SimulatedEditor
+
+    rows = _rows(4)
+    outputs = _outs(rows)
+    outputs[5] = RolloutOutput("r2", 1, GOOD.replace("to the left", "to the left !die-once"), [1])
+    factory = functools.partial(SimulatedEditor, 0.05, tmp_path, allow_exit=True)
+    with EditorPool(factory, num_replicas=2, batch_size=2, placement=PoolPlacement(num_cpus_per_worker=0.5)) as pool:
+        streamed = RewardPipeline(_cfg(), pool, Judge8()).score_stream(rows, [outputs[4:], outputs[:4]])
+        metrics = pool.drain_metrics()
+        staged = RewardPipeline(_cfg(), pool, Judge8()).score(rows, outputs)  # the marker is set: no death now
+        assert pool.drain_metrics()["editor/restarts"] == 0
+    assert metrics["editor/restarts"] == 1 and metrics["editor/replica_failures"] == 1
+    assert metrics["editor/requests"] == 8 and metrics["editor/edits/ok"] == 8
+    assert streamed.reasons == staged.reasons == [None] * 8 and streamed.counts == staged.counts
+    for a, b in zip(staged.final_images, streamed.final_images, strict=True):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_preliminary_judgement_once_per_row_cached_and_failures_masked_as_staged():
+    cfg = load_config(None, [*CONFIGS["improvement_skip_edit"], "worker.reward.strategy=weighted_sum"])
+    rows = _rows(2)
+    outputs = _outs(rows)
+
+    def two_passes(streaming: bool):
+        pipeline = RewardPipeline(cfg, SlowEditor(0), Judge8(fail_keys={"r0/preliminary"}))
+        if streaming:
+            return [pipeline.score_stream(rows, [outputs[2:], outputs[:2]]) for _ in range(2)]
+        return [pipeline.score(rows, outputs) for _ in range(2)]
+
+    staged, staged_again = two_passes(False)
+    streamed, streamed_again = two_passes(True)
+    assert streamed.reasons == staged.reasons == ["judge_preliminary:timeout"] * 2 + [None] * 2
+    assert streamed_again.reasons == staged_again.reasons  # r0 tried again (failures are not cached), r1 cached
+    assert streamed.rewards[2:].tolist() == staged.rewards[2:].tolist()
+    assert sum(s[3] for s in streamed.spans if s[0] == "judge") == 4 + 2  # samples + both preliminary images
+    assert sum(s[3] for s in streamed_again.spans if s[0] == "judge") == 4 + 1  # r1's preliminary is cached
