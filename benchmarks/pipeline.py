@@ -1,38 +1,47 @@
 """Pipelined step: the real driver (``GRPOTrainer.fit``) over real Ray pools whose stages cost simulated time.
 
 Every stage is a real pool or client with a sleep for its GPU work (``easyr1.testing.simulated_stages``): the real
-``RolloutPool`` runs the ``simulated`` engine (R s per batch over the engines, weight load S s), the real
-``EditorPool`` runs k ``RecordingEditor`` replicas (E s per image, batched per replica), the real HTTP judge
-(``OpenAIJudge``) calls the loopback test server in a child process (J s per call, ``judge.max_concurrency``
-calls in flight), and a ``SimulatedActorPool`` of Ray workers takes U s per update. Rows come from the sandbox data
-loader; rewards, masks and accounting are the driver's own. Each pipeline mode (``trainer.pipeline``: ``staged``,
-``streaming``, ``off_policy_1``) runs ``--steps`` steps on the same pools; a mode this checkout's driver does not
-have yet is reported as unavailable (null), never estimated.
+``RolloutPool`` runs the ``simulated`` engine plugin (R s per batch, spread over the engines; weight load S s through
+the pool's object-store sync), the real ``EditorPool`` runs k ``RecordingEditor`` replicas (E s per image, batched
+per replica), the real HTTP judge (``OpenAIJudge``, ``judge.mode`` per_dimension = 5 calls per sample) calls the
+loopback test server in a child process (J s per call, ``judge.max_concurrency`` calls in flight), and a
+``SimulatedActorPool`` of Ray workers takes U s per update. Rows come from the sandbox data loader; rewards, masks,
+accounting and the loop are the driver's own (sample tables are off: their PNG writing is driver I/O, not a pool
+stage). Each pipeline mode (``trainer.pipeline``: ``staged``, ``streaming``, ``off_policy_1``) runs ``--steps``
+steps on the same pools. A mode this checkout cannot run is reported as unavailable with the reason and null
+numbers, never estimated: no ``trainer.pipeline`` setting, streaming without the rollout pool's
+``generate_stream`` or ``RewardPipeline.score_stream`` (the driver would quietly run it staged), or a run that
+failed.
 
 Per setting: E_total = E × edits / k, J_total = J × calls / concurrency,
 ``bound_streaming_s`` = R + max(E_total, J_total) + U + S, ``bound_off_policy_s`` = max(R, E_total, J_total, U, S)
-(the largest single stage). ``step_s`` is steady state: the wall time from the end of step ``--warmup`` to the end
-of the last step, over the steps in between (the first ``--warmup`` steps — start-up and, off-policy, the pipeline
-filling — are excluded). Busy fractions come from the components' own records (each engine, replica and actor
-rank logs its busy intervals; the judge server logs each call's arrival) over the same window: busy time /
-(members × window), members = engines, replicas, actor ranks, or the judge's concurrency slots; the driver's own
-``pipeline/busy/*`` metrics are shown next to them when the driver writes them. ``ideal`` is a pool's work per
-step over ``bound_off_policy_s``: the most it can be busy off-policy.
+(the largest single stage), ``staged_sum_s`` = R + E_total + J_total + U + S. ``step_s`` is steady state: the wall
+time from the end of step ``--warmup`` to the end of the last step (when the driver logs the step's row), over the
+steps in between; the first ``--warmup`` steps (default 2: start-up and, off-policy, step 1 generated on the spot
+and the pipeline filling) are excluded. Measured by the components themselves over the same window, not by the
+driver's telemetry: ``busy_<mode>`` (busy time / (members × window); members = engines, replicas, actor ranks, or
+the judge's concurrency slots; each engine, replica and actor rank logs its busy intervals, the judge server each
+call's arrival), ``overlap_s_<mode>`` (seconds per step in which two pools worked at the same time: streaming
+shows editor+judge, off-policy rollout+editor) and ``staleness_<mode>`` (per trained sample: the actor's weights
+version at its update minus the version its engine generated it with, counted by value). The driver's own
+``pipeline/*`` and ``timing/*`` means are listed beside them (``driver_pipeline_<mode>``, ``driver_timings_<mode>``).
+``busy_ideal_off_policy`` is each pool's work per step over ``bound_off_policy_s``: the most it can be busy.
 
-Settings (``--setting``, default all): ``production`` is shaped like the reference step (16 prompts × n 4 = 64
-edits, per-dimension judging = 320 calls; editor and judge the largest stages), seconds scaled down about 30×;
-``editor_bound`` (one dominant stage, single-call judging); ``rollout_bound``.
+Settings (``--setting``, repeatable; default all): ``production`` is shaped like the reference step (16 prompts ×
+n 4 = 64 edits, 320 judge calls; the editor and the judge the largest stages), its seconds scaled down (R 1.6,
+E_total 2.0, J_total 2.0, U 1.6, S 0.2); ``editor_bound`` (single-call judging, the editor 4× every other stage);
+``rollout_bound``. About 2.5 min per setting on 2 busy cores (most of it Ray and pool start-up).
 
     python benchmarks/pipeline.py                           # every setting, 6 steps per mode, first 2 excluded
     python benchmarks/pipeline.py --setting production --steps 8 --warmup 2
-    python benchmarks/pipeline.py --modes staged --steps 3 --warmup 1    # what runs today
+    python benchmarks/pipeline.py --modes staged,off_policy_1 --out runs/pipeline   # keep the run folders
 
 Prints a table, then one JSON line: ``step_s_staged``, ``step_s_streaming``, ``step_s_off_policy``,
 ``bound_streaming_s``, ``bound_off_policy_s``, ``ratio_streaming_to_bound``, ``ratio_off_policy_to_bound``,
-``throughput_ratio_off_policy_vs_staged``, ``busy_<mode>`` (per pool) … of the production setting (or the first
-one run) at the top level, every setting under ``settings``. Goals (issue 20): streaming ≤ 1.10 × its bound;
-off-policy ≤ 1.15 × its bound; on the production setting off-policy ≥ 1.8 × the staged throughput and every pool
-≥ 80 % busy off-policy. Exit status 0 only when every goal that could be measured passed and none is missing.
+``throughput_ratio_off_policy_vs_staged``, ``busy_<mode>`` … of the production setting (else the first one run) at
+the top level, the other settings under ``other_settings``. Goals (issue 20): streaming ≤ 1.10 × its bound and
+off-policy ≤ 1.15 × its bound (every setting); on the production setting off-policy ≥ 1.8 × the staged throughput
+and every pool ≥ 80 % busy off-policy. Exit status 0 only when every goal was measured and passed.
 """
 
 from __future__ import annotations
@@ -274,6 +283,7 @@ def overrides_for(setting: Setting, data_dir: Path, out: Path, steps: int, base_
         "trainer.resume=disable",
         "trainer.val_freq=-1",
         "telemetry.prometheus.enabled=false",
+        "telemetry.images_per_table=0",  # sample tables (PNG grids) are driver I/O, not a pool stage
     ]
 
 
@@ -365,6 +375,10 @@ def run_mode(mode: str, setting: Setting, pools: Pools, overrides: list[str], ou
         if values:
             driver[key] = statistics.fmean(values)
     result["driver_pipeline_metrics"] = driver
+    timing_keys = sorted({k for row in clock.rows[warmup:] for k in row if k.startswith("timing/")})
+    result["driver_timings"] = {
+        k.removeprefix("timing/"): statistics.fmean(row.get(k, 0.0) for row in clock.rows[warmup:]) for k in timing_keys
+    }
     return result
 
 
@@ -488,25 +502,36 @@ def summarise(
             None if run is None else {k: r(v) for k, v in run["driver_pipeline_metrics"].items()}
         )
         s[f"step_s_each_{KEY[mode]}"] = None if run is None else [r(x, 2) for x in run["step_s_each"]]
+        s[f"driver_timings_{KEY[mode]}"] = (
+            None if run is None else {k: r(v, 2) for k, v in run.get("driver_timings", {}).items()}
+        )
         s[f"samples_valid_{KEY[mode]}"] = None if run is None else run["samples_valid"]
     s["busy_ideal_off_policy"] = {p: r(v) for p, v in setting.ideal_busy_off_policy().items()}
     s["unavailable"] = unavailable
+    s["goal_values"] = goal_values(setting, s)
     s["goals"] = goals(setting, s)
     return s
 
 
+def goal_values(setting: Setting, s: dict[str, Any]) -> dict[str, list[Any]]:
+    """Each goal: [measured value or None when its mode is unavailable, comparison, target]."""
+    g: dict[str, list[Any]] = {
+        "streaming_le_1.10_bound": [s["ratio_streaming_to_bound"], "<=", GOAL_STREAMING],
+        "off_policy_le_1.15_bound": [s["ratio_off_policy_to_bound"], "<=", GOAL_OFF_POLICY],
+    }
+    if setting.name == "production":
+        busy = s["busy_off_policy"]
+        g["off_policy_ge_1.8x_staged"] = [s["throughput_ratio_off_policy_vs_staged"], ">=", GOAL_THROUGHPUT]
+        g["off_policy_every_pool_ge_80pct_busy"] = [None if busy is None else min(busy.values()), ">=", GOAL_BUSY]
+    return g
+
+
 def goals(setting: Setting, s: dict[str, Any]) -> dict[str, bool | None]:
     """Each goal: True/False when measured, None when its mode is unavailable."""
-    g: dict[str, bool | None] = {}
-    rs, ro = s["ratio_streaming_to_bound"], s["ratio_off_policy_to_bound"]
-    g["streaming_le_1.10_bound"] = None if rs is None else rs <= GOAL_STREAMING
-    g["off_policy_le_1.15_bound"] = None if ro is None else ro <= GOAL_OFF_POLICY
-    if setting.name == "production":
-        t = s["throughput_ratio_off_policy_vs_staged"]
-        g["off_policy_ge_1.8x_staged"] = None if t is None else t >= GOAL_THROUGHPUT
-        busy = s["busy_off_policy"]
-        g["off_policy_every_pool_ge_80pct_busy"] = None if busy is None else min(busy.values()) >= GOAL_BUSY
-    return g
+    return {
+        name: None if value is None else (value <= target if op == "<=" else value >= target)
+        for name, (value, op, target) in goal_values(setting, s).items()
+    }
 
 
 # ------------------------------------------------------------------------------------------------------ output
@@ -554,10 +579,10 @@ def print_table(summaries: list[dict[str, Any]]) -> None:
             f"{'':<14} {'(ideal, off)':<13} {'':>7} {'':>8} {'':>6} {'':>6}  "
             + " ".join(f"{fmt(ideal[p]):>{w}}" for p, w in zip(POOLS, (10, 5, 5, 5), strict=True))
         )
-        for goal, ok in s["goals"].items():
-            print(
-                f"{'':<14} goal {goal}: {'PASS' if ok else 'FAIL' if ok is False else 'not measured (mode unavailable)'}"
-            )
+        for goal, (value, op, target) in s["goal_values"].items():
+            ok = s["goals"][goal]
+            verdict = "PASS" if ok else "FAIL" if ok is False else "not measured (mode unavailable)"
+            print(f"{'':<14} goal {goal}: {fmt(value)} {op} {target:g}  {verdict}")
 
 
 def main(argv: list[str] | None = None) -> int:
