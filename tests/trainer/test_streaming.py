@@ -340,3 +340,16 @@ def test_preliminary_judgement_once_per_row_cached_and_failures_masked_as_staged
     assert streamed.rewards[2:].tolist() == staged.rewards[2:].tolist()
     assert sum(s[3] for s in streamed.spans if s[0] == "judge") == 4 + 2  # samples + both preliminary images
     assert sum(s[3] for s in streamed_again.spans if s[0] == "judge") == 4 + 1  # r1's preliminary is cached
+
+
+def test_a_batch_dependent_judge_is_called_as_staged():
+    from easyr1.sandbox.controls import ShufflingJudge
+
+    cfg = load_config(None, CONFIGS["improvement_skip_edit"])
+    rows = sandbox_rows(4)
+    outputs = sandbox_outputs(rows)
+    staged = RewardPipeline(cfg, SandboxEditor(), ShufflingJudge(SandboxJudge(), 3)).score(rows, outputs)
+    judge = ShufflingJudge(SandboxJudge(), 3)
+    streamed = RewardPipeline(cfg, SandboxEditor(), judge).score_stream(rows, shards(outputs, [[2, 3], [0, 1]]))
+    assert_same(staged, streamed)
+    assert judge.shuffled_batches == 2  # the samples' call, then the preliminary images'

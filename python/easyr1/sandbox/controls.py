@@ -49,6 +49,9 @@ def shuffle_seed_from_env() -> int | None:
 class ShufflingJudge:
     """Wraps a judge: training requests' results are permuted within each ``score_batch`` call."""
 
+    batch_dependent = True
+    """Results depend on the other requests of a call: the streaming scorer calls it as the staged path does."""
+
     def __init__(self, inner, seed: int):
         self.inner = inner
         self.rng = random.Random(seed)

@@ -4,9 +4,10 @@ edited image is sent to the judge as soon as it exists, and the rewards are comb
 The result equals :meth:`RewardPipeline.score` of the outputs in prompt order (rows' order, then ``sample_index``):
 the same requests are built by the same helpers, each sample's edit and judge results are stored at its place, and
 the counts, masks and combination are computed once everything has arrived — only *when* the calls run differs.
-Two caveats: identical edit requests in different chunks name the first *submitted* one in ``duplicate_of``; and a
-judge whose results depend on the other requests of its call (the sandbox's shuffled-judge control) is called per
-sample here, so it is not comparable with the staged path.
+One caveat: identical edit requests in different chunks name the first *submitted* one in ``duplicate_of``. A judge
+whose results depend on the other requests of its call declares ``batch_dependent = True`` (the sandbox's
+shuffled-judge control): it is then called as in the staged path — once for every sample in prompt order after the
+last edit, then for the preliminary images — so only the edits stream.
 
 Threads: the editor stream's dispatcher (the pool) or one edit worker (an in-process editor) resolves edit futures;
 their callbacks build judge requests and hand them to the judge — the HTTP judge's own event loop when it has
@@ -171,6 +172,8 @@ def score_stream(
     judge = JudgeCalls(pipeline.judge, max(1, min(MAX_JUDGE_THREADS, cfg.judge.max_concurrency)), stall_s)
     parse_s = 0.0
     preliminary: dict[str, Any] = {}
+    batch_dependent = bool(getattr(pipeline.judge, "batch_dependent", False))
+    deferred: dict[tuple[int, int], JudgeRequest] = {}
 
     def judged(keys: list[tuple[int, int]]) -> Callable[[list[JudgeResult] | None, BaseException | None], None]:
         def done(results: list[JudgeResult] | None, error: BaseException | None) -> None:
@@ -192,7 +195,12 @@ def score_stream(
             st.reasons[key] = reason
             if request is not None:
                 st.final_images[key] = request.edited_image
-        if request is not None and st.error is None:
+        if request is None or st.error is not None:
+            return
+        if batch_dependent:
+            with st.lock:
+                deferred[key] = request
+        else:
             judge.submit([request], judged([key]))
 
     def edited(key: tuple[int, int]) -> Callable[[concurrent.futures.Future], None]:
@@ -213,20 +221,23 @@ def score_stream(
 
         return done
 
+    def judge_preliminary() -> None:
+        todo, requests = pipeline.preliminary_requests(rows)
+
+        def done(results: list[JudgeResult] | None, error: BaseException | None) -> None:
+            if error is not None or results is None:
+                st.fail(error or RuntimeError("preliminary judge call ended without results"))
+            else:
+                preliminary["results"] = results
+
+        preliminary["todo"] = todo
+        if requests:
+            judge.submit(requests, done)
+
     edits = open_edit_stream(pipeline.editor)
     try:
-        if pipeline.reward_cfg.improvement:
-            todo, requests = pipeline.preliminary_requests(rows)
-
-            def preliminary_done(results: list[JudgeResult] | None, error: BaseException | None) -> None:
-                if error is not None or results is None:
-                    st.fail(error or RuntimeError("preliminary judge call ended without results"))
-                else:
-                    preliminary["results"] = results
-
-            preliminary["todo"] = todo
-            if requests:
-                judge.submit(requests, preliminary_done)
+        if pipeline.reward_cfg.improvement and not batch_dependent:
+            judge_preliminary()  # at once: it does not wait for any response
         for chunk in chunks:
             t0 = time.perf_counter()
             keys, requests = [], []
@@ -251,14 +262,21 @@ def score_stream(
         _close_chunks(chunks)
         edits.close(cancel=st.error is not None)
         judge.wait()
+        if batch_dependent and st.error is None:  # the staged order of judge calls
+            keys = sorted(deferred)
+            if keys:
+                judge.submit([deferred[k] for k in keys], judged(keys))
+                judge.wait()
+            if pipeline.reward_cfg.improvement and st.error is None:
+                judge_preliminary()
+                judge.wait()
     except BaseException as exc:
         st.fail(exc)
-        _close_chunks(chunks)
-        edits.close(cancel=True)
-        try:
-            judge.wait()
-        except TimeoutError as timeout:
-            logger.error("streaming scoring: %s", timeout)
+        for clean_up in (lambda: _close_chunks(chunks), lambda: edits.close(cancel=True), judge.wait):
+            try:
+                clean_up()
+            except Exception as also:  # the first failure is the one raised
+                logger.error("streaming scoring: while stopping: %s: %s", type(also).__name__, also)
         judge.close(cancel=True)
         raise
     judge.close()
