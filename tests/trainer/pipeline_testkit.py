@@ -96,6 +96,15 @@ class RecordingRollout:
         return {"rollout/sync_s": 0.0}
 
 
+class StreamingRollout(RecordingRollout):
+    """:class:`RecordingRollout` with ``generate_stream``: one chunk per prompt, last prompt first."""
+
+    def generate_stream(self, prompts, sampling):
+        out = self.generate(prompts, sampling)
+        for i in reversed(range(len(prompts))):
+            yield out[i * sampling.n : (i + 1) * sampling.n]
+
+
 class SlowJudge(SandboxJudge):
     """The sandbox judge, ``delay_s`` per batch; raises at batch ``fail_on_call`` (1-based) when set."""
 
@@ -113,7 +122,7 @@ class SlowJudge(SandboxJudge):
         return super().score_batch(requests)
 
 
-def make(data_dir: Path, out: Path, *overrides: str, actor=None, rollout_kw=None, judge=None):
+def make(data_dir: Path, out: Path, *overrides: str, actor=None, rollout_kw=None, judge=None, streams=False):
     cfg = load_config(
         None,
         [
@@ -138,7 +147,7 @@ def make(data_dir: Path, out: Path, *overrides: str, actor=None, rollout_kw=None
     rows_by_id = {}
     for batch in build_dataloader(cfg.data, "train"):
         rows_by_id.update({r.id: r.metadata["demonstration"] for r in batch})
-    rollout = RecordingRollout(rows_by_id, **(rollout_kw or {}))
+    rollout = (StreamingRollout if streams else RecordingRollout)(rows_by_id, **(rollout_kw or {}))
     comps = Components(
         cfg,
         actor or VersionedActor(),

@@ -193,6 +193,28 @@ def test_streaming_without_a_streaming_rollout_runs_staged_with_a_warning(data_d
     assert row["pipeline/staleness_max"] == 0.0
 
 
+def test_streaming_gives_the_staged_rows(data_dir, tmp_path):
+    """With a rollout that streams (chunks out of prompt order) and the reward pipeline's ``score_stream``, the
+    driver's rows equal the staged ones: data, rewards, masks, advantages' inputs."""
+    from easyr1.trainer.scoring import RewardPipeline
+
+    if not hasattr(RewardPipeline, "score_stream"):
+        pytest.skip("this checkout's reward pipeline has no score_stream")
+    staged, comps_s = make(data_dir, tmp_path / "staged")
+    a = run(staged, comps_s, 3)
+    streaming, comps = make(data_dir, tmp_path / "streaming", "trainer.pipeline=streaming", streams=True)
+    assert streaming.pipe.streaming
+    b = run(streaming, comps, 3)
+    keys = [k for k in a[0] if k.startswith(("data/", "reward/", "samples/"))]
+    for x, y in zip(a, b, strict=True):
+        assert {k: x[k] for k in keys} == pytest.approx({k: y[k] for k in keys}, nan_ok=True)
+        assert y["pipeline/staleness_max"] == 0.0
+    for (_, old_a), (_, old_b) in zip(comps_s.actor.updates, comps.actor.updates, strict=True):
+        assert torch.equal(old_a, old_b)
+    lines = [json.loads(x) for x in (tmp_path / "streaming" / "stage_spans.jsonl").read_text().splitlines()]
+    assert all({"rollout", "edit", "judge"} <= {s["stage"] for s in x["spans"]} for x in lines)
+
+
 def test_versions_survive_select_and_concat(data_dir, tmp_path):
     trainer, comps = make(data_dir, tmp_path, OFF)
     timings: dict[str, float] = {}
