@@ -106,18 +106,18 @@ class StreamingRollout(RecordingRollout):
 
 
 class SlowJudge(SandboxJudge):
-    """The sandbox judge, ``delay_s`` per batch; raises at batch ``fail_on_call`` (1-based) when set."""
+    """The sandbox judge, ``delay_s`` per call; raises once ``armed`` (a test arms it between steps)."""
 
-    def __init__(self, delay_s: float = 0.0, fail_on_call: int | None = None):
+    def __init__(self, delay_s: float = 0.0):
         super().__init__()
         self.delay_s = delay_s
-        self.fail_on_call = fail_on_call
-        self.batches = 0
+        self.armed = False
+        self.calls = 0
 
     def score_batch(self, requests):
-        self.batches += 1
+        self.calls += 1
         time.sleep(self.delay_s)
-        if self.fail_on_call == self.batches:
+        if self.armed:
             raise RuntimeError("judge endpoint crashed")
         return super().score_batch(requests)
 

@@ -95,8 +95,9 @@ def test_no_prefetch_past_the_last_step(data_dir, tmp_path):
 def test_a_stage_failure_while_the_rollout_is_in_flight_ends_cleanly(data_dir, tmp_path):
     """The judge raises at step 2 while step 3's rollout runs (0.5 s): the step fails with the judge's error, the
     background thread is joined, makes no actor call after the cancel, and the loader is rewound to before it."""
-    trainer, comps = make(data_dir, tmp_path, OFF, judge=SlowJudge(fail_on_call=2), rollout_kw={"delay_s": 0.5})
+    trainer, comps = make(data_dir, tmp_path, OFF, judge=SlowJudge(), rollout_kw={"delay_s": 0.5})
     trainer.train_step()
+    comps.judge.armed = True
     position = comps.train_loader.state_dict()  # after rows 2 (prefetched during step 1)
     lp_before = list(comps.actor.lp_calls)
     t0 = time.monotonic()
@@ -126,17 +127,17 @@ def test_all_failed_judge_with_a_batch_in_flight_checkpoints_it_and_resumes_the_
     digests = [r["data/digest"] for r in run(clean, comps, 3)]
     olds = [old for _, old in comps.actor.updates]
 
-    class OutAtSecond(SlowJudge):
+    class OutWhenArmed(SlowJudge):
         def score_batch(self, requests):
-            self.batches += 1
-            if self.batches == 2:
+            if self.armed:
                 from easyr1.reward.judge.protocol import JudgeResult
 
                 return [JudgeResult.failure("timeout") for _ in requests]
-            return super(SlowJudge, self).score_batch(requests)
+            return super().score_batch(requests)
 
-    trainer, comps = make(data_dir, tmp_path / "run", OFF, "trainer.save_freq=-1", judge=OutAtSecond())
+    trainer, comps = make(data_dir, tmp_path / "run", OFF, "trainer.save_freq=-1", judge=OutWhenArmed())
     trainer.train_step()
+    comps.judge.armed = True
     with pytest.raises(StageFailure, match="checkpoint of step 1"):
         trainer.train_step()
     comps.telemetry.close()

@@ -19,6 +19,8 @@ calls release the GIL) while step t's batch is edited and judged:
    PPO ratio's ``old_log_probs`` are exactly the behaviour policy's, with the training forward's numerics (the
    engines' own log-probs differ from the actor's in kernels and precision, which would bias the ratio). They are
    computed for every sample (masks are known only after scoring) and selected at update time;
+   Meanwhile step t's batch is scored with ``RewardPipeline.score_stream`` (one chunk: every edit submitted at
+   once, each edited image judged as soon as it exists — the same result as ``score``);
 4. step t's update waits for the thread (the actor and the engines are then free), trains with the stored
    behaviour log-probs (the reference log-probs of the KL term are computed at update time: the reference never
    changes) and syncs weights v(t) into the engines.
@@ -184,7 +186,10 @@ class StepPipeline:
             self._launch(step + 1)  # the engines are free now: step t+1's rollout runs while this batch is scored
         assert outputs is not None
         start = time.time()
-        scored = self.trainer.scorer.score(rows, outputs)
+        if self.off_policy and isinstance(self.trainer.scorer, ScoresStream):  # each image judged once edited
+            scored = self.trainer.scorer.score_stream(rows, iter([outputs]))
+        else:
+            scored = self.trainer.scorer.score(rows, outputs)
         self._score_spans(scored, step, start)
         _add(timings, scored.timings)
         batch = StepBatch.from_pass(rows, prompts, outputs, scored, version=version, old_log_probs=old_lp)
