@@ -8,6 +8,10 @@ Typical GRPO step (driver)::
     batch.ref_log_probs = pool.compute_ref_log_probs(batch)    # (B, T), KL on
     batch.advantages, batch.valid = adv, sample_mask           # from easyr1.algorithms
     metrics = pool.update_policy(batch)
+
+Every call waits by ``worker.actor.call_timeout_s``: a rank still in a call past it (alive but hung) is killed and
+the call raises :class:`ActorCallTimeout`; the driver then rebuilds the pool like after a lost worker
+(``easyr1.trainer.recovery``).
 """
 
 from __future__ import annotations

@@ -193,8 +193,9 @@ class ActorConfig:
     """Times the actor pool is rebuilt over the run (-1: no limit) after one of its workers died during a step
     (SIGKILL, OOM kill, node loss): every rank is started again (FSDP state is sharded), model and optimizer are
     restored from the newest complete checkpoint, the driver rewinds its data position and RNG to it, re-syncs the
-    rollout engines and trains the steps after it again (counted as ``actor/restarts``). Beyond it, or without a
-    checkpoint to restore (``trainer.save_freq``), the run stops with one line naming the worker and the cause."""
+    rollout engines and trains the steps after it again (counted as ``actor/restarts``); before the first
+    checkpoint the ranks start again from ``model.model_path`` and the run from step 1. Beyond it, or in a resumed
+    run without a checkpoint left to restore, the run stops with one line naming the worker and the cause."""
     call_timeout_s: float = 3600.0
     """Deadline of one actor pool call over all ranks (``update_policy`` of a whole rollout batch, log-probs, a
     checkpoint save or load, the model set-up of a restart). A rank still in the call past it counts as hung: it is

@@ -98,6 +98,55 @@ def use_own_temp_dir(engine_index: int) -> str:
     return folder
 
 
+REAPER_TAG = "easyr1-vllm-reaper"
+"""In the command line of an engine's reaper process (:func:`start_reaper`)."""
+
+_REAPER = r"""
+import os, select, signal, sys
+engine, pids = int(sys.argv[2]), [int(p) for p in sys.argv[3:]]
+handles = []
+for pid in pids:  # pidfds: a pid reused after the process ended is never signalled
+    try:
+        handles.append(os.pidfd_open(pid))
+    except ProcessLookupError:
+        pass
+try:
+    select.select([os.pidfd_open(engine)], [], [])  # readable once the engine's process has ended
+except ProcessLookupError:
+    pass
+for fd in handles:
+    try:
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+"""
+
+
+def start_reaper(children: Sequence[int]) -> int | None:
+    """Start a process that waits for this (the engine's) process to end and then SIGKILLs ``children`` (vLLM's
+    engine core and its workers); returns its pid, ``None`` where Linux pidfds are missing.
+
+    vLLM's engine core does not watch its parent, so an engine actor killed from outside (SIGKILL, the OOM killer)
+    would leave it running with its memory (GPU memory on a GPU node) until the Ray session ends — unless Ray's
+    per-worker process-group cleanup (``RAY_process_group_cleanup_enabled``, default on in recent Ray) kills the
+    actor's process group. The reaper runs on the engine's own node, in a session of its own (a process-group kill
+    does not end it first), and holds a pidfd of each child, so a reused pid is never hit."""
+    import subprocess
+
+    if not hasattr(os, "pidfd_open") or not children:
+        return None
+    args = [sys.executable, "-c", _REAPER, REAPER_TAG, str(os.getpid()), *map(str, children)]
+    reaper = subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
+    return reaper.pid
+
+
 def _vllm_lora_rank(rank: int) -> int:
     """The smallest LoRA rank vLLM accepts for ``max_lora_rank`` that holds ``rank``."""
     for allowed in VLLM_LORA_RANKS:
@@ -191,6 +240,9 @@ class VLLMRolloutEngine:
             raise
         self._stop_ids = stop_token_ids(self.tokenizer)
         self._banned = vision_token_ids(self.tokenizer)
+        self.child_pids = self._children()
+        """vLLM's processes under this engine (engine core, workers), taken once the engine is ready."""
+        self.reaper_pid = start_reaper(self.child_pids)
         logger.info(
             "vLLM engine %d: %s, %s, tp=%d, %s backend",
             engine_index,
@@ -362,6 +414,12 @@ class VLLMRolloutEngine:
         self.llm.reset_prefix_cache()
         self.llm.reset_mm_cache()
         self.llm.llm_engine.reset_encoder_cache()
+
+    @staticmethod
+    def _children() -> list[int]:
+        import psutil  # a vLLM dependency
+
+        return [p.pid for p in psutil.Process().children(recursive=True)]
 
     def ping(self) -> int:
         return self.engine_index
