@@ -52,6 +52,7 @@ import functools
 import json
 import logging
 import math
+import re
 import shutil
 import statistics
 import sys
@@ -196,8 +197,13 @@ def mode_unavailable(mode: str, overrides: list[str], rollout: Any) -> str | Non
     try:
         load_config(None, [*overrides, f"trainer.pipeline={mode}"])
     except Exception as exc:  # the config refuses the value: the mode is not there
-        return f"trainer.pipeline={mode} refused: {exc}".splitlines()[0][:300]
+        return _one_line(f"trainer.pipeline={mode} refused: {exc}")
     return None
+
+
+def _one_line(text: str) -> str:
+    """An error's first line without terminal colour codes (Ray colours its task errors), at most 300 chars."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines()[0][:300]
 
 
 def pipeline_override(mode: str) -> list[str]:
@@ -437,7 +443,7 @@ def run_setting(setting: Setting, modes: list[str], steps: int, warmup: int, out
                     runs[mode] = run_mode(mode, setting, pools, overrides, out, warmup)
                 except Exception as exc:  # recorded, never estimated
                     logger.exception("%s / %s failed", setting.name, mode)
-                    unavailable[mode] = f"failed: {type(exc).__name__}: {exc}".splitlines()[0][:300]
+                    unavailable[mode] = _one_line(f"failed: {type(exc).__name__}: {exc}")
         finally:
             pools.close()
     finally:

@@ -188,14 +188,18 @@ def test_actor_pool_and_rollout_pool_on_ray(tmp_path: Path) -> None:
         metrics = actor.update_policy(batch.with_fields(advantages=torch.arange(8.0), old_log_probs=old))
         assert time.monotonic() - start >= 0.3
         assert metrics["actor/version"] == 1.0 and metrics["actor/pg_loss"] < 0
+        assert metrics["actor/ratio_mean"] == pytest.approx(1.0)  # old log-probs from the same weights
+        stale = actor.update_policy(batch.with_fields(advantages=torch.ones(8), old_log_probs=old))
+        assert stale["actor/ratio_mean"] != pytest.approx(1.0)  # old log-probs of version 0, weights now 1
+        assert stale["actor/version"] == 2.0
         sync = pool.sync_weights(actor)
         assert sync["rollout/sync_time_s"] >= 0.2
         after = pool.generate(prompts[:2], SamplingParams(n=1, seed=3))
-        assert {o.extra["weights_version"] for o in after} == {1}
+        assert {o.extra["weights_version"] for o in after} == {2}
         actor.save_checkpoint(str(tmp_path / "ckpt"))
         actor.update_policy(batch.with_fields(advantages=torch.ones(8), old_log_probs=old))
         actor.load_checkpoint(str(tmp_path / "ckpt"))
-        assert int(ray.get(actor.full_state_dict_ref())["version"]) == 1
+        assert int(ray.get(actor.full_state_dict_ref())["version"]) == 2
         intervals = read_intervals(tmp_path)
         kinds = {(iv.pool, iv.kind) for iv in intervals}
         assert {("rollout", "generate"), ("rollout", "sync"), ("actor", "update"), ("actor", "old_logprob")} <= kinds

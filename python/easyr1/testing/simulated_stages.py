@@ -323,18 +323,36 @@ class SimulatedActorWorker:
             return token_log_probs(responses, width, self.version)
 
     def update(
-        self, prompt_ids: list[str], advantages: torch.Tensor, old_log_probs: torch.Tensor | None, valid: torch.Tensor
+        self,
+        prompt_ids: list[str],
+        responses: list[list[int]],
+        advantages: torch.Tensor,
+        old_log_probs: torch.Tensor | None,
+        valid: torch.Tensor,
     ) -> dict[str, float]:
-        """One update over this rank's rows: sleeps ``update_s``, bumps the version; a real pg-loss value of the
-        rows (ratio 1 at the first micro-step: −mean advantage over valid rows)."""
+        """One update over this rank's rows: sleeps ``update_s``, bumps the version. The loss is real arithmetic
+        of the rows: −mean over valid rows of advantage × mean token ratio exp(log-prob now − old log-prob), so
+        it moves off −mean(advantage) when the old log-probs come from older weights (off-policy)."""
         with self.log.busy("update", version=self.version, prompt_ids=prompt_ids):
             if self.update_s > 0:
                 time.sleep(self.update_s)
-            adv = advantages if advantages.dim() == 1 else advantages.mean(dim=1)
+            width = max((len(r) for r in responses), default=0)
+            now = token_log_probs(responses, width, self.version)
+            old = now if old_log_probs is None else old_log_probs[:, :width]
+            if old.shape != now.shape:
+                raise ValueError(f"old log-probs of shape {tuple(old.shape)} for responses of {tuple(now.shape)}")
+            mask = torch.arange(width)[None, :] < torch.tensor([len(r) for r in responses])[:, None]
+            ratio = ((torch.exp(now - old) * mask).sum(1) / mask.sum(1).clamp(min=1)).float()
+            adv = (advantages if advantages.dim() == 1 else advantages.mean(dim=1)).float()
             rows = valid.bool()
-            loss = float(-adv[rows].mean()) if bool(rows.any()) else 0.0
+            loss = float(-(adv * ratio)[rows].mean()) if bool(rows.any()) else 0.0
             self.version += 1
-            return {"actor/pg_loss": loss, "actor/rows": float(rows.sum()), "actor/version": float(self.version)}
+            return {
+                "actor/pg_loss": loss,
+                "actor/ratio_mean": float(ratio[rows].mean()) if bool(rows.any()) else 1.0,
+                "actor/rows": float(rows.sum()),
+                "actor/version": float(self.version),
+            }
 
     def state(self) -> dict[str, Any]:
         return {"version": torch.tensor(self.version)}
@@ -408,7 +426,8 @@ class SimulatedActorPool:
         for w, s in zip(self.workers, self._shares(len(batch)), strict=False):
             old = None if batch.old_log_probs is None else batch.old_log_probs[s]
             ids = [p.id for p in batch.prompts[s]]
-            refs.append(w.update.remote(ids, batch.advantages[s], old, valid[s]))
+            responses = [list(r) for r in batch.responses[s]]
+            refs.append(w.update.remote(ids, responses, batch.advantages[s], old, valid[s]))
         parts = ray.get(refs)
         return {k: float(np.mean([p[k] for p in parts])) for k in parts[0]}
 
