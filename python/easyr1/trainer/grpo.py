@@ -221,8 +221,9 @@ class GRPOTrainer:
         self, step: int, timings: dict[str, float], t_step: float, window: float, before: DriverState
     ) -> dict[str, float]:
         batch, consumed_ids, filter_counts, attempts, failed = self._collect(step, timings)
-        with self.pipe.spans.span("await_prefetch", step + 1):
-            self.pipe.settle()  # the actor and the engines are free from here on
+        if self.pipe.in_flight:  # the actor and the engines are free once it is settled
+            with self.pipe.spans.span("await_prefetch", step + 1):
+                self.pipe.settle()
         if not len(batch):
             raise StageFailure(
                 f"step {step}: online filtering kept no group after {self.cfg.algorithm.max_try_make_batch} refills"

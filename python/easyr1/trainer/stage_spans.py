@@ -8,9 +8,12 @@ drawn from that file):
 
 * ``pipeline/busy/<pool>`` — the union of the pool's spans within the window / the window (``rollout``, ``editor``,
   ``judge``, ``actor``; the weight sync keeps both the actor and the rollout pool busy);
-* ``pipeline/overlap_s`` — Σ span lengths − the length of their union: seconds saved by stages running at once;
-* ``pipeline/critical_path_s`` — the chain of spans that ends the step, followed backwards (each link: the span
-  that ended last before the current one started); the stages on it are named in the JSON line
+* ``pipeline/overlap_s`` — Σ over stages of the length of the stage's union − the length of the union of every
+  span: seconds saved by *different* stages running at once (concurrent calls of one stage — judge calls, editor
+  replicas — are not overlap, they are that stage's own parallelism);
+* ``pipeline/critical_path_s`` — the time covered by the chain of spans that ends the step, followed backwards
+  (each link: the span that ended last before the current one started, or, when none had, the earliest-started one
+  still running); the stages on it are named in the JSON line
   (``critical_path``), with ``critical_stage`` the one that holds the most of it.
 
 A stage that started in an earlier window (none does today: an in-flight rollout is always awaited within its
@@ -134,19 +137,24 @@ def union_length(intervals: Sequence[tuple[float, float]]) -> float:
 
 
 def critical_chain(spans: Sequence[Span], start: float, end: float) -> list[Span]:
-    """Backwards from ``end``: the span that ended last, then the one that ended last before it started, …"""
+    """Backwards from ``end``: the span that ended last, then the one that ended last before it started (when none
+    had ended by then — a stage fed while it ran, as in streaming — the earliest-started one still running, of the
+    same batch when there is one), …"""
     chain: list[Span] = []
     cursor = end + 1e-6
     candidates = [s for s in spans if min(s.end, end) > max(s.start, start)]
-    while True:
-        before = [s for s in candidates if s.end <= cursor and s not in chain]
-        if not before:
+    while cursor > start:
+        left = [s for s in candidates if s not in chain and s.start < cursor]
+        ended = [s for s in left if s.end <= cursor]
+        if ended:
+            last = max(ended, key=lambda s: (s.end, s.end - s.start))
+        elif left:  # prefer a stage of the same batch (what fed the current one), else any
+            same = [s for s in left if chain and s.for_step == chain[-1].for_step]
+            last = min(same or left, key=lambda s: s.start)
+        else:
             break
-        last = max(before, key=lambda s: (s.end, s.end - s.start))
         chain.append(last)
         cursor = last.start
-        if cursor <= start:
-            break
     return chain[::-1]
 
 
@@ -165,8 +173,10 @@ def pipeline_metrics(spans: Sequence[Span], start: float, end: float) -> tuple[d
     for pool in POOLS:
         mine = [s for s in spans if pool in STAGE_POOLS.get(s.stage, ())]
         metrics[f"pipeline/busy/{pool}"] = union_length(_clip(mine, start, end)) / wall
-    clipped = _clip(spans, start, end)
-    metrics["pipeline/overlap_s"] = sum(b - a for a, b in clipped) - union_length(clipped)
+    per_stage = sum(
+        union_length(_clip([s for s in spans if s.stage == st], start, end)) for st in {s.stage for s in spans}
+    )
+    metrics["pipeline/overlap_s"] = per_stage - union_length(_clip(spans, start, end))
     chain = critical_chain(spans, start, end)
-    metrics["pipeline/critical_path_s"] = sum(b - a for a, b in _clip(chain, start, end))
+    metrics["pipeline/critical_path_s"] = union_length(_clip(chain, start, end))
     return metrics, chain
