@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -106,9 +107,14 @@ def test_a_hung_rank_misses_the_call_deadline_and_the_pool_is_restored(pool, tmp
     os.kill(pid, signal.SIGSTOP)  # alive but silent: only the deadline can tell
     try:
         started = time.monotonic()
+        results: list = []
         with caplog.at_level("WARNING"):
-            assert recovery.run(step) is None  # rewound to the checkpoint
+            runner = threading.Thread(target=lambda: results.append(recovery.run(step)), daemon=True)
+            runner.start()
+            runner.join(DEADLINE_S + 240)  # without a deadline the call never returns
         elapsed = time.monotonic() - started
+        assert not runner.is_alive(), f"the call on the hung rank did not end within {elapsed:.0f}s"
+        assert results == [None]  # rewound to the checkpoint
     finally:
         with contextlib.suppress(psutil.Error):  # never leave a stopped worker behind
             if psutil.Process(pid).status() == psutil.STATUS_STOPPED:
