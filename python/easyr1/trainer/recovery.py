@@ -107,7 +107,8 @@ class ActorRecovery:
         return self.trainer.c.actor
 
     def metrics(self) -> dict[str, float]:
-        """``actor/restarts`` since the previous call (0 when the actor pool does not restart)."""
+        """``actor/restarts`` (and the pool's ``actor/call_timeouts``) since the previous call (0 when the actor pool
+        does not restart); ``rollout/restarts_in_recovery`` when the re-sync of the start weights replaced engines."""
         metrics = self.actor.drain_metrics() if isinstance(self.actor, RestartsWorkers) else {"actor/restarts": 0.0}
         metrics.update(self._carried)
         self._carried = {}
