@@ -61,7 +61,8 @@ class TrainerConfig:
     rollout of step t+1 runs while step t is edited, judged and trained, with the weights after update t-1
     (staleness 1, ``pipeline/staleness_*``); the PPO ratio uses the behaviour policy's log-probs, computed by the
     actor before update t; the in-flight batch is saved with each checkpoint. Not with
-    ``algorithm.online_filtering`` (its refills would reorder the data)."""
+    ``algorithm.online_filtering`` (its refills would reorder the data). Every mode logs ``pipeline/*`` (pool busy
+    shares, overlap, critical path) and writes each step's stage spans to ``output_dir/stage_spans.jsonl``."""
     stop_grace_s: float = 600.0
     """After SIGTERM/SIGINT the step in flight finishes and the last completed step is checkpointed; if that takes
     longer than this many seconds the run is abandoned (Ray shut down, exit 143/130, the previous checkpoint kept).
