@@ -130,6 +130,11 @@ def synthetic_step(step: int, rng: random.Random, *, samples: int = 16) -> dict[
         "actor/lr": 1e-6,
         "actor/pg_loss": rng.uniform(-0.05, 0.05),
         "actor/pg_clipfrac": rng.uniform(0.0, 0.02),
+        **{f"pipeline/busy/{pool}": rng.uniform(0.2, 0.9) for pool in ("rollout", "editor", "judge", "actor")},
+        "pipeline/staleness_mean": 1.0 if step > 1 else 0.0,
+        "pipeline/staleness_max": 1.0 if step > 1 else 0.0,
+        "pipeline/critical_path_s": stages["step"] * 0.9,
+        "pipeline/overlap_s": rng.uniform(0, 10),
         "val/reward_mean": overall - 0.3,  # a key without a Prometheus series: file/trackers only
     }
     return metrics

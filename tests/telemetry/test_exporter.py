@@ -97,6 +97,11 @@ def test_step_metrics_map_to_series(exporter: PrometheusExporter) -> None:
     assert value(exporter, "easyr1_actor_kl") == pytest.approx(second["actor/kl"])
     assert value(exporter, "easyr1_actor_learning_rate") == pytest.approx(1e-6)
     assert value(exporter, "easyr1_actor_pg_clip_ratio") == pytest.approx(second["actor/pg_clipfrac"])
+    for pool in ("rollout", "editor", "judge", "actor"):  # measured busy shares: the last step's value per pool
+        assert value(exporter, "easyr1_pool_busy_ratio", pool=pool) == pytest.approx(second[f"pipeline/busy/{pool}"])
+    assert value(exporter, "easyr1_policy_staleness_mean") == 1.0
+    assert value(exporter, "easyr1_step_critical_path_seconds") == pytest.approx(second["pipeline/critical_path_s"])
+    assert value(exporter, "easyr1_step_stage_overlap_seconds") == pytest.approx(second["pipeline/overlap_s"])
     # unknown keys (val/reward_mean) do not become series; every exported series is documented
     assert exported_names(exporter) <= documented_names()
 

@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from easyr1.config import EasyR1Config
 
 from .keys import (
+    BUSY_PREFIX,
     COUNTER_KEYS,
     GAUGE_KEYS,
     MAX_LABEL_VALUES,
@@ -158,6 +159,12 @@ class PrometheusExporter:
             "Seconds the training waited for the judge to come back from an outage (judge.outage_budget_s).",
             registry=r,
         )
+        self.pool_busy = Gauge(
+            "easyr1_pool_busy_ratio",
+            "Share of the last step's wall time in which the pool worked (union of its stage spans / step wall).",
+            ["pool"],
+            registry=r,
+        )
         self.edit_latency = Histogram(
             "easyr1_edit_latency_seconds", "Latency of one re-edit by the editor pool.", buckets=EDIT_LATENCY_BUCKETS,
             registry=r,
@@ -165,6 +172,7 @@ class PrometheusExporter:
         self._reasons = _LabelGuard("reason")
         self._outcomes = _LabelGuard("outcome")
         self._retry_causes = _LabelGuard("reason")
+        self._pools = _LabelGuard("pool")
         self._stages_observed: set[str] = set()
         # Pre-create the fixed label values so dashboards show zeros rather than gaps.
         for dim in REWARD_KEYS:
@@ -201,6 +209,8 @@ class PrometheusExporter:
                 _add(self.samples_masked.labels(reason=self._reasons(key[len("samples/masked/") :])), raw, key)
             elif key.startswith("judge/requests/"):
                 _add(self.judge_requests.labels(outcome=self._outcomes(key[len("judge/requests/") :])), raw, key)
+            elif key.startswith(BUSY_PREFIX) and (busy := _number(raw)) is not None:
+                self.pool_busy.labels(pool=self._pools(key[len(BUSY_PREFIX) :])).set(busy)
             elif key.startswith("judge/retries/"):
                 _add(self.judge_retries.labels(reason=self._retry_causes(key[len("judge/retries/") :])), raw, key)
         self.last_step_ts.set(time.time())

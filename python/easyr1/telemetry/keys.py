@@ -38,7 +38,11 @@ POOL_STAGES: dict[str, tuple[str, ...]] = {
     "rollout": ("rollout",),
     "editor": ("edit",),
 }
-"""Which stages keep which Ray pool busy (the pools dashboard's busy ratio)."""
+"""Which stages keep which Ray pool busy (the pools dashboard's busy ratio when a run reports no
+``pipeline/busy/<pool>``)."""
+
+BUSY_PREFIX = "pipeline/busy/"
+"""Step-row keys ``pipeline/busy/<pool>``: the pool's measured busy share of the step (from the stage spans)."""
 
 MAX_LABEL_VALUES = 32
 """Distinct values a free-form label (mask reason, judge outcome) may take; later ones are folded into ``other``."""
@@ -95,6 +99,11 @@ SERIES: tuple[SeriesSpec, ...] = (
     SeriesSpec("judge/cache_hits", "easyr1_judge_cache_hits_total", "counter", "lookups"),
     SeriesSpec("judge/cache_misses", "easyr1_judge_cache_misses_total", "counter", "lookups"),
     SeriesSpec("judge/waiting_s", "easyr1_judge_waiting_seconds_total", "counter", "seconds"),
+    SeriesSpec("pipeline/busy/<pool>", 'easyr1_pool_busy_ratio{pool="<pool>"}', "gauge", "share of the step's wall"),
+    SeriesSpec("pipeline/staleness_mean", "easyr1_policy_staleness_mean", "gauge", "policy versions"),
+    SeriesSpec("pipeline/staleness_max", "easyr1_policy_staleness_max", "gauge", "policy versions"),
+    SeriesSpec("pipeline/critical_path_s", "easyr1_step_critical_path_seconds", "gauge", "seconds"),
+    SeriesSpec("pipeline/overlap_s", "easyr1_step_stage_overlap_seconds", "gauge", "seconds"),
     SeriesSpec("actor/kl", "easyr1_actor_kl", "gauge", "nats per token"),
     SeriesSpec("actor/entropy", "easyr1_actor_entropy", "gauge", "nats per token"),
     SeriesSpec("actor/grad_norm", "easyr1_actor_grad_norm", "gauge", "L2 norm"),
@@ -145,6 +154,19 @@ GAUGE_KEYS: dict[str, tuple[str, str]] = {
     ),
     "judge/latency_p50_s": ("easyr1_judge_latency_p50_seconds", "Median judge latency in the last step."),
     "judge/latency_p95_s": ("easyr1_judge_latency_p95_seconds", "95th percentile judge latency in the last step."),
+    "pipeline/staleness_mean": (
+        "easyr1_policy_staleness_mean",
+        "Mean policy versions between the weights that generated the last update's samples and the updated weights.",
+    ),
+    "pipeline/staleness_max": ("easyr1_policy_staleness_max", "Largest staleness among the last update's samples."),
+    "pipeline/critical_path_s": (
+        "easyr1_step_critical_path_seconds",
+        "Length of the chain of stage spans that ended the last step (what bounds its wall time).",
+    ),
+    "pipeline/overlap_s": (
+        "easyr1_step_stage_overlap_seconds",
+        "Seconds of stage time that ran beside another stage in the last step (0 for the staged pipeline).",
+    ),
     "actor/kl": ("easyr1_actor_kl", "KL divergence to the reference policy (per token) in the last update."),
     "actor/entropy": ("easyr1_actor_entropy", "Policy entropy (per token) in the last update."),
     "actor/grad_norm": ("easyr1_actor_grad_norm", "Gradient norm before clipping in the last update."),

@@ -317,11 +317,20 @@ def pools() -> dict[str, Any]:
             [
                 [
                     timeseries(
-                        "Busy ratio per pool (share of step time)",
+                        "Busy ratio per pool (measured)",
+                        [target(f"max by (job, pool) (easyr1_pool_busy_ratio{S})", "{{pool}} {{job}}")],
+                        unit="percentunit",
+                        min_zero=True,
+                        description="Union of each pool's stage spans in the last step / the step's wall time "
+                        "(trainer.pipeline overlaps stages, so the shares can add up to more than 1).",
+                    ),
+                    timeseries(
+                        "Stage share per pool (sum of stage times / step)",
                         busy,
                         unit="percentunit",
                         min_zero=True,
-                        description="actor: old/ref log-probs and update; rollout: generation; editor: re-edits.",
+                        description="actor: old/ref log-probs and update; rollout: generation; editor: re-edits. "
+                        "Equal to the measured busy ratio for the staged pipeline only.",
                     ),
                     timeseries(
                         "Rollout tokens per second per engine",
@@ -352,6 +361,37 @@ def pools() -> dict[str, Any]:
                         unit="s",
                     ),
                 ],
+            ],
+        ),
+        (
+            "Pipeline (trainer.pipeline)",
+            [
+                [
+                    timeseries(
+                        "Step wall vs critical path",
+                        [
+                            target(
+                                f"max by (job) (easyr1_stage_last_duration_seconds{sel(stage='step')})",
+                                "{{job}} step wall",
+                            ),
+                            target(f"max by (job) (easyr1_step_critical_path_seconds{S})", "{{job}} critical path"),
+                            target(f"max by (job) (easyr1_step_stage_overlap_seconds{S})", "{{job}} stage overlap"),
+                        ],
+                        unit="s",
+                        description="Critical path: the chain of stage spans that ended the step. Overlap: stage time "
+                        "that ran beside another stage (0 when staged).",
+                    ),
+                    timeseries(
+                        "Policy staleness (off_policy_1)",
+                        [
+                            target(f"max by (job) (easyr1_policy_staleness_mean{S})", "{{job}} mean"),
+                            target(f"max by (job) (easyr1_policy_staleness_max{S})", "{{job}} max"),
+                        ],
+                        min_zero=True,
+                        description="Policy versions between the weights that generated a step's samples and the "
+                        "weights they trained: 0 on-policy, 1 for off_policy_1 from step 2.",
+                    ),
+                ]
             ],
         ),
         (
