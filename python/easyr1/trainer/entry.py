@@ -140,6 +140,7 @@ def train_command(args: argparse.Namespace) -> int:
     )  # one line each
     if failed:  # before Ray starts or a model loads
         return failed
+    from easyr1.actor.pool import ActorCallTimeout
     from easyr1.pools import WorkerLost, describe, is_lost
 
     from .checkpoint import CheckpointWriteError
@@ -154,6 +155,7 @@ def train_command(args: argparse.Namespace) -> int:
             StageFailure,
             CheckpointWriteError,
             WorkerLost,
+            ActorCallTimeout,  # a hang outside a step (resume's checkpoint load, the final save)
         ) as exc:  # one line each; Ray is shut down on the way out
             console.print(f"easyr1 train stopped: {exc}", style="red", markup=False)
             return 1
