@@ -68,8 +68,12 @@ from easyr1.testing.simulated_stages import (
     RecordingEditor,
     SimulatedActorPool,
     SimulatedRolloutEngine,
+)
+from easyr1.testing.stage_records import (
+    StepClock,
     busy_fraction,
     judge_intervals,
+    measured_staleness,
     overlap_seconds,
     read_intervals,
 )
@@ -80,6 +84,8 @@ KEY = {"staged": "staged", "streaming": "streaming", "off_policy_1": "off_policy
 POOLS = ("rollout", "editor", "judge", "actor")
 PAIRS = (("rollout", "editor"), ("rollout", "judge"), ("editor", "judge"), ("editor", "actor"), ("judge", "actor"))
 """Pools whose working at the same time is reported (``overlap_s``, seconds per step)."""
+RUN_FIELDS = ("busy", "overlap_s", "staleness", "step_s_each", "samples_valid", "driver_pipeline", "driver_timings")
+"""What each mode's run reports, as ``<field>_<mode>`` in the JSON."""
 GOAL_STREAMING = 1.10
 GOAL_OFF_POLICY = 1.15
 GOAL_THROUGHPUT = 1.8
@@ -184,14 +190,8 @@ def mode_unavailable(mode: str, overrides: list[str], rollout: Any) -> str | Non
     if not any(f.name == "pipeline" for f in dataclasses.fields(TrainerConfig)):
         return None if mode == "staged" else "this checkout has no trainer.pipeline setting"
     if mode == "streaming":
-        missing = [
-            name
-            for name, ok in (
-                ("RolloutPool.generate_stream", hasattr(rollout, "generate_stream")),
-                ("RewardPipeline.score_stream", hasattr(RewardPipeline, "score_stream")),
-            )
-            if not ok
-        ]
+        missing = ["RolloutPool.generate_stream"] if not hasattr(rollout, "generate_stream") else []
+        missing += [] if hasattr(RewardPipeline, "score_stream") else ["RewardPipeline.score_stream"]
         if missing:
             return f"no {', '.join(missing)} in this checkout (the driver would run the steps staged)"
     try:
@@ -210,23 +210,6 @@ def pipeline_override(mode: str) -> list[str]:
     from easyr1.config.trainer import TrainerConfig
 
     return [f"trainer.pipeline={mode}"] if any(f.name == "pipeline" for f in dataclasses.fields(TrainerConfig)) else []
-
-
-class StepClock:
-    """The run's telemetry, plus the ``time.monotonic()`` at which each step's row was logged."""
-
-    def __init__(self, inner: Any):
-        self._inner = inner
-        self.ends: list[tuple[int, float]] = []
-        self.rows: list[dict[str, float]] = []
-
-    def log_step(self, step: int, metrics: Any) -> None:
-        self.ends.append((int(step), time.monotonic()))
-        self.rows.append(dict(metrics))
-        self._inner.log_step(step, metrics)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
 
 # ------------------------------------------------------------------------------------------------------- pools
@@ -255,41 +238,33 @@ class Pools:
                 logger.warning("closing %s: %s", name, exc)
 
 
+FIXED = """
+    worker.rollout.weight_sync=object_store worker.rollout.check_sync_logprobs=false worker.image_edit.backend=sandbox
+    judge.backend=openai judge.model=judge-benchmark judge.max_retries=0 judge.timeout_s=60
+    worker.reward.strategy=weighted_sum cluster.num_cpus=8 cluster.rollout.num_cpus_per_worker=0.25
+    cluster.editor.num_cpus_per_worker=0.25 cluster.actor.num_cpus_per_worker=0.25 trainer.total_epochs=1
+    trainer.logger=[file] trainer.save_freq=-1 trainer.save_limit=1 trainer.resume=disable trainer.val_freq=-1
+    telemetry.prometheus.enabled=false telemetry.images_per_table=0
+""".split()  # noqa: SIM905 (one list, readable)
+"""Config of every run (sample tables off: their PNG grids are driver I/O, not a pool stage)."""
+
+
 def overrides_for(setting: Setting, data_dir: Path, out: Path, steps: int, base_url: str) -> list[str]:
     return [
+        *FIXED,
         f"data.train_files={data_dir}",
         f"data.rollout_batch_size={setting.prompts}",
         f"worker.rollout.n={setting.n}",
         f"worker.actor.global_batch_size={setting.prompts}",
         f"worker.rollout.name={ENGINE_NAME}",
         f"worker.rollout.num_engines={setting.engines}",
-        "worker.rollout.weight_sync=object_store",
-        "worker.rollout.check_sync_logprobs=false",
-        "worker.image_edit.backend=sandbox",
         f"worker.image_edit.num_replicas={setting.replicas}",
         f"worker.image_edit.batch_size={setting.editor_batch}",
-        "judge.backend=openai",
         f"judge.base_url={base_url}",
-        "judge.model=judge-benchmark",
         f"judge.mode={setting.judge_mode}",
         f"judge.max_concurrency={setting.concurrency}",
-        "judge.max_retries=0",
-        "judge.timeout_s=60",
-        "worker.reward.strategy=weighted_sum",
-        "cluster.num_cpus=8",
-        "cluster.rollout.num_cpus_per_worker=0.25",
-        "cluster.editor.num_cpus_per_worker=0.25",
-        "cluster.actor.num_cpus_per_worker=0.25",
         f"trainer.output_dir={out}",
         f"trainer.max_steps={steps}",
-        "trainer.total_epochs=1",
-        "trainer.logger=[file]",
-        "trainer.save_freq=-1",
-        "trainer.save_limit=1",
-        "trainer.resume=disable",
-        "trainer.val_freq=-1",
-        "telemetry.prometheus.enabled=false",
-        "telemetry.images_per_table=0",  # sample tables (PNG grids) are driver I/O, not a pool stage
     ]
 
 
@@ -348,7 +323,7 @@ def run_mode(mode: str, setting: Setting, pools: Pools, overrides: list[str], ou
     try:
         history = GRPOTrainer(cfg, run_dir, components=comps).fit()
     finally:
-        clock._inner.close()
+        clock.inner.close()
     finished = time.monotonic()
     steps = len(history)
     ends = [t for _, t in clock.ends]
@@ -372,38 +347,16 @@ def run_mode(mode: str, setting: Setting, pools: Pools, overrides: list[str], ou
     }
     result["staleness"] = measured_staleness(intervals)
     result["samples_valid"] = sum(row.get("samples/valid", 0) for row in clock.rows)
-    result["samples_total"] = sum(row.get("samples/total", 0) for row in clock.rows)
-    result["edits"] = sum(1 for iv in intervals if iv.pool == "editor" for _ in range(iv.info.get("images", 0)))
-    result["judge_calls"] = sum(1 for iv in intervals if iv.pool == "judge")
-    driver = {}
-    for key in sorted({k for row in clock.rows[warmup:] for k in row if k.startswith("pipeline/")}):
-        values = [row[key] for row in clock.rows[warmup:] if key in row and math.isfinite(row[key])]
-        if values:
-            driver[key] = statistics.fmean(values)
-    result["driver_pipeline_metrics"] = driver
-    timing_keys = sorted({k for row in clock.rows[warmup:] for k in row if k.startswith("timing/")})
-    result["driver_timings"] = {
-        k.removeprefix("timing/"): statistics.fmean(row.get(k, 0.0) for row in clock.rows[warmup:]) for k in timing_keys
-    }
+    result["driver_pipeline"] = _means(clock.rows[warmup:], "pipeline/")
+    result["driver_timings"] = _means(clock.rows[warmup:], "timing/")
     return result
 
 
-def measured_staleness(intervals: list[Any]) -> dict[str, int]:
-    """Per trained sample: the actor's weights version at its update minus the version the engine generated it
-    with (0 on-policy, 1 one-step off-policy), counted by value."""
-    generated: dict[str, list[tuple[float, int]]] = {}
-    for iv in intervals:
-        if iv.pool == "rollout" and iv.kind == "generate":
-            for pid in iv.info.get("prompt_ids", []):
-                generated.setdefault(pid, []).append((iv.start, int(iv.info["version"])))
-    counts: dict[str, int] = {}
-    for iv in intervals:
-        if iv.pool == "actor" and iv.kind == "update":
-            for pid in iv.info.get("prompt_ids", []):
-                before = [v for t, v in generated.get(pid, []) if t < iv.start]
-                key = str(int(iv.info["version"]) - before[-1]) if before else "unknown"
-                counts[key] = counts.get(key, 0) + 1
-    return dict(sorted(counts.items()))
+def _means(rows: list[dict[str, float]], prefix: str) -> dict[str, float]:
+    """Mean of each finite ``prefix*`` metric over the rows that have it (the prefix dropped)."""
+    keys = sorted({k for row in rows for k in row if k.startswith(prefix)})
+    values = {k: [row[k] for row in rows if k in row and math.isfinite(row[k])] for k in keys}
+    return {k.removeprefix(prefix): statistics.fmean(v) for k, v in values.items() if v}
 
 
 # ------------------------------------------------------------------------------------------------- one setting
@@ -418,6 +371,8 @@ def run_setting(setting: Setting, modes: list[str], steps: int, warmup: int, out
     from easyr1.sandbox.generator import write_sandbox_dataset
     from easyr1.testing.judge_server import ServerBehaviour, SubprocessJudgeServer
 
+    for old in ("data", "busy", *MODES):  # a folder kept from an earlier run (--out) starts empty
+        shutil.rmtree(out / old, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     data_dir = out / "data"
     write_sandbox_dataset(data_dir, rows=setting.prompts * (steps + 1), seed=0, image_size=32)
@@ -454,65 +409,44 @@ def run_setting(setting: Setting, modes: list[str], steps: int, warmup: int, out
     return summarise(setting, runs, unavailable, steps, warmup)
 
 
+def _rounded(x: Any, digits: int = 3) -> Any:
+    if isinstance(x, float):
+        return round(x, digits)
+    if isinstance(x, dict):
+        return {k: _rounded(v, digits) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_rounded(v, digits) for v in x]
+    return x
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(a / b, 3)
+
+
 def summarise(
     setting: Setting, runs: dict[str, Any], unavailable: dict[str, str], steps: int, warmup: int
 ) -> dict[str, Any]:
-    def r(x: float | None, digits: int = 3) -> float | None:
-        return None if x is None else round(x, digits)
-
+    """The setting's JSON: its stages and bounds, then per mode the measurements (``None`` for a mode not run)."""
     step = {mode: runs[mode]["step_s"] if mode in runs else None for mode in MODES}
-    s: dict[str, Any] = {
-        "setting": setting.name,
-        "stages": {
-            "R_s": setting.rollout_s,
-            "E_per_image_s": setting.edit_s,
-            "k": setting.replicas,
-            "J_per_call_s": setting.judge_s,
-            "judge_concurrency": setting.concurrency,
-            "U_s": setting.update_s,
-            "S_s": setting.sync_s,
-            "prompts": setting.prompts,
-            "n": setting.n,
-            "edits": setting.edits,
-            "judge_calls": setting.calls,
-            "judge_mode": setting.judge_mode,
-            "engines": setting.engines,
-            "E_total_s": r(setting.edit_total_s),
-            "J_total_s": r(setting.judge_total_s),
-        },
-        "steps": steps,
-        "warmup_steps_excluded": warmup,
-    }
-    for mode in MODES:
-        s[f"step_s_{KEY[mode]}"] = r(step[mode])
-    s["staged_sum_s"] = r(setting.staged_sum_s)
-    s["bound_streaming_s"] = r(setting.bound_streaming_s)
-    s["bound_off_policy_s"] = r(setting.bound_off_policy_s)
-    s["ratio_staged_to_sum"] = r(step["staged"] / setting.staged_sum_s) if step["staged"] else None
-    s["ratio_streaming_to_bound"] = r(step["streaming"] / setting.bound_streaming_s) if step["streaming"] else None
-    s["ratio_off_policy_to_bound"] = (
-        r(step["off_policy_1"] / setting.bound_off_policy_s) if step["off_policy_1"] else None
-    )
-    s["throughput_ratio_streaming_vs_staged"] = (
-        r(step["staged"] / step["streaming"]) if step["staged"] and step["streaming"] else None
-    )
-    s["throughput_ratio_off_policy_vs_staged"] = (
-        r(step["staged"] / step["off_policy_1"]) if step["staged"] and step["off_policy_1"] else None
-    )
+    stages = {k: v for k, v in dataclasses.asdict(setting).items() if k != "name"}
+    stages.update(edits=setting.edits, judge_calls=setting.calls)
+    stages.update(edit_total_s=setting.edit_total_s, judge_total_s=setting.judge_total_s)
+    s: dict[str, Any] = {"setting": setting.name, "stages": _rounded(stages), "steps": steps}
+    s["warmup_steps_excluded"] = warmup
+    s.update({f"step_s_{KEY[mode]}": _rounded(step[mode]) for mode in MODES})
+    s["staged_sum_s"] = _rounded(setting.staged_sum_s)
+    s["bound_streaming_s"] = _rounded(setting.bound_streaming_s)
+    s["bound_off_policy_s"] = _rounded(setting.bound_off_policy_s)
+    s["ratio_staged_to_sum"] = _ratio(step["staged"], setting.staged_sum_s)
+    s["ratio_streaming_to_bound"] = _ratio(step["streaming"], setting.bound_streaming_s)
+    s["ratio_off_policy_to_bound"] = _ratio(step["off_policy_1"], setting.bound_off_policy_s)
+    s["throughput_ratio_streaming_vs_staged"] = _ratio(step["staged"], step["streaming"])
+    s["throughput_ratio_off_policy_vs_staged"] = _ratio(step["staged"], step["off_policy_1"])
     for mode in MODES:
         run = runs.get(mode)
-        s[f"busy_{KEY[mode]}"] = None if run is None else {p: r(v) for p, v in run["busy"].items()}
-        s[f"staleness_{KEY[mode]}"] = None if run is None else run["staleness"]
-        s[f"overlap_s_{KEY[mode]}"] = None if run is None else {k: r(v) for k, v in run["overlap_s"].items()}
-        s[f"driver_pipeline_{KEY[mode]}"] = (
-            None if run is None else {k: r(v) for k, v in run["driver_pipeline_metrics"].items()}
-        )
-        s[f"step_s_each_{KEY[mode]}"] = None if run is None else [r(x, 2) for x in run["step_s_each"]]
-        s[f"driver_timings_{KEY[mode]}"] = (
-            None if run is None else {k: r(v, 2) for k, v in run.get("driver_timings", {}).items()}
-        )
-        s[f"samples_valid_{KEY[mode]}"] = None if run is None else run["samples_valid"]
-    s["busy_ideal_off_policy"] = {p: r(v) for p, v in setting.ideal_busy_off_policy().items()}
+        for field in RUN_FIELDS:
+            s[f"{field}_{KEY[mode]}"] = None if run is None else _rounded(run[field])
+    s["busy_ideal_off_policy"] = _rounded(setting.ideal_busy_off_policy())
     s["unavailable"] = unavailable
     s["goal_values"] = goal_values(setting, s)
     s["goals"] = goals(setting, s)
@@ -555,9 +489,9 @@ def print_table(summaries: list[dict[str, Any]]) -> None:
     for s in summaries:
         st = s["stages"]
         print(
-            f"{s['setting']:<14} R {st['R_s']:g}  E {st['E_per_image_s']:g}×{st['edits']}/k{st['k']}={st['E_total_s']:g}  "
-            f"J {st['J_per_call_s']:g}×{st['judge_calls']}/{st['judge_concurrency']}={st['J_total_s']:g}  "
-            f"U {st['U_s']:g}  S {st['S_s']:g}   staged sum {s['staged_sum_s']:g}"
+            f"{s['setting']:<14} R {st['rollout_s']:g}  E {st['edit_s']:g}×{st['edits']}/k{st['replicas']}="
+            f"{st['edit_total_s']:g}  J {st['judge_s']:g}×{st['judge_calls']}/{st['concurrency']}="
+            f"{st['judge_total_s']:g}  U {st['update_s']:g}  S {st['sync_s']:g}   staged sum {s['staged_sum_s']:g}"
         )
         bounds = {
             "staged": s["staged_sum_s"],

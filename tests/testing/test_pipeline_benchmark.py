@@ -47,7 +47,8 @@ def test_an_unavailable_mode_is_null_and_its_goals_unmeasured() -> None:
         "overlap_s": {f"{a}+{b}": 0.0 for a, b in bench.PAIRS},
         "staleness": {"0": 192},
         "samples_valid": 192,
-        "driver_pipeline_metrics": {},
+        "driver_pipeline": {},
+        "driver_timings": {},
     }
     s = bench.summarise(setting, {"staged": run}, {"streaming": "no generate_stream"}, 3, 1)
     assert s["step_s_staged"] == 8.0

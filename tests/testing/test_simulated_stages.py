@@ -18,26 +18,16 @@ from easyr1.rollout.protocol import RolloutEngine
 from easyr1.testing.simulated_stages import (
     ENGINE_NAME,
     TOKEN_OFFSET,
-    BusyLog,
-    Interval,
     RecordingEditor,
     SimulatedRolloutEngine,
-    busy_fraction,
-    judge_intervals,
-    merged,
-    overlap_seconds,
-    read_intervals,
     simulated_output,
     token_log_probs,
 )
+from easyr1.testing.stage_records import measured_staleness, read_intervals
 
 
 def _prompts(n: int) -> list[PolicyPrompt]:
     return [PolicyPrompt(f"row-{i}", [{"role": "user", "content": "fix it"}], []) for i in range(n)]
-
-
-def _iv(pool: str, start: float, end: float, member: str = "m") -> Interval:
-    return Interval(pool, member, "work", start, end)
 
 
 def test_outputs_are_valid_answers_deterministic_and_distinct() -> None:
@@ -107,34 +97,6 @@ def test_recording_editor_latency_per_image_and_intervals(tmp_path: Path) -> Non
     (iv,) = read_intervals(tmp_path)
     assert (iv.pool, iv.member, iv.kind, iv.info["images"]) == ("editor", "r0", "edit", 4)
     assert iv.end - iv.start >= 0.2
-
-
-def test_busy_fraction_merging_and_overlap() -> None:
-    a = [_iv("editor", 0, 2, "r0"), _iv("editor", 1, 3, "r1"), _iv("editor", 9, 12, "r0")]
-    # two replicas over [0, 10]: 2 + 2 + 1 busy seconds of 20
-    assert busy_fraction(a, 0, 10, capacity=2) == pytest.approx(0.25)
-    assert merged(a, 0, 10) == [(0, 3), (9, 10)]
-    b = [_iv("judge", 2.5, 9.5)]
-    assert overlap_seconds(a, b, 0, 10) == pytest.approx(0.5 + 0.5)
-    assert overlap_seconds(a, [], 0, 10) == 0.0
-    with pytest.raises(ValueError):
-        busy_fraction(a, 5, 5, capacity=1)
-
-
-def test_judge_intervals_from_server_records() -> None:
-    stats = {"records": [{"t": 10.0, "dimension": "lighting", "mode": "per_dimension"}, {"t": 11.0, "mode": "x"}]}
-    ivs = judge_intervals(stats, 0.5)
-    assert [(iv.pool, iv.kind, iv.start, iv.end) for iv in ivs] == [
-        ("judge", "lighting", 10.0, 10.5),
-        ("judge", "x", 11.0, 11.5),
-    ]
-
-
-def test_busy_log_without_folder_records_nothing(tmp_path: Path) -> None:
-    log = BusyLog(None, "actor", "rank0")
-    with log.busy("update"):
-        pass
-    assert log.path is None and read_intervals(tmp_path) == []
 
 
 def test_token_log_probs_shape_and_padding() -> None:
@@ -207,6 +169,9 @@ def test_actor_pool_and_rollout_pool_on_ray(tmp_path: Path) -> None:
         assert {iv.member for iv in updates} == {"rank0", "rank1"}  # both ranks took their share
         assert all(iv.end - iv.start >= 0.3 for iv in updates)
         assert sorted(p for iv in updates[:2] for p in iv.info["prompt_ids"]) == sorted(p.id for p in batch.prompts)
+        # all 8 generated at version 0 and updated at 0 and at 1; after the sync rows 0-1 regenerated at 2, so the
+        # third update (at 2) trains rows 0-1 fresh and rows 2-3 from version 0
+        assert measured_staleness(intervals) == {"0": 8 + 4, "1": 8, "2": 4}
     finally:
         SimulatedRolloutEngine.settings = saved
         if pool is not None:

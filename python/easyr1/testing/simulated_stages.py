@@ -15,11 +15,9 @@ a configured sleep, for the pipeline benchmark (``benchmarks/pipeline.py``) and 
 * :class:`RecordingEditor` — :class:`~easyr1.testing.simulated_editor.SimulatedEditor` (``latency_s`` per image)
   that also records its busy intervals; run it in the real :class:`~easyr1.editing.pool.EditorPool`.
 
-Every component appends its busy intervals (``time.monotonic()``, one clock for every process of the machine) to
-``<record_dir>/<pool>-<member>-<pid>.jsonl``; :func:`read_intervals` and :func:`busy_fraction` turn them into
-per-pool busy fractions over a window, independent of the driver's own telemetry. The judge is not simulated
-here: the benchmark runs the real HTTP judge against the loopback test server (``easyr1.testing.judge_server``),
-whose request records give :func:`judge_intervals`.
+Every component records its busy intervals with :class:`~easyr1.testing.stage_records.BusyLog` (see
+``easyr1.testing.stage_records`` for what is measured from them). The judge is not simulated here: the benchmark
+runs the real HTTP judge against the loopback test server (``easyr1.testing.judge_server``).
 
 None of this is a production backend: nothing builds it from a config except a caller that imported this module.
 """
@@ -30,9 +28,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -44,6 +41,7 @@ from easyr1.core.seeds import derive_seed
 from easyr1.core.types import EditRequest, EditResult, PolicyPrompt, RolloutOutput, SamplingParams
 
 from .simulated_editor import SimulatedEditor
+from .stage_records import BusyLog
 
 if TYPE_CHECKING:
     from easyr1.actor.batch import PolicyBatch
@@ -58,105 +56,6 @@ TOKEN_OFFSET = 3
 
 _COT = ("The shadows fall the wrong way.", "The cup floats above the table.", "The window light is too warm.")
 _EDITS = ("Cast the shadows to the right", "Put the cup on the table", "Cool the light from the window")
-
-
-# ---------------------------------------------------------------------------------------------- busy intervals
-
-
-@dataclass(frozen=True)
-class Interval:
-    """One stretch of work of one pool member."""
-
-    pool: str
-    member: str
-    kind: str
-    start: float
-    """``time.monotonic()`` at the start."""
-    end: float
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-class BusyLog:
-    """Appends this member's busy intervals to ``<record_dir>/<pool>-<member>-<pid>.jsonl`` (no-op without a
-    folder). One line per interval, written when it ends, so a reader sees only complete intervals."""
-
-    def __init__(self, record_dir: str | Path | None, pool: str, member: str):
-        self.pool, self.member = pool, member
-        self.path = None if record_dir is None else Path(record_dir) / f"{pool}-{member}-{os.getpid()}.jsonl"
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    @contextmanager
-    def busy(self, kind: str, **info: Any) -> Iterator[dict[str, Any]]:
-        """Time the block; ``info`` (and what the block adds to the yielded dict) is stored with the interval."""
-        start = time.monotonic()
-        try:
-            yield info
-        finally:
-            self.record(kind, start, time.monotonic(), **info)
-
-    def record(self, kind: str, start: float, end: float, **info: Any) -> None:
-        if self.path is None:
-            return
-        line = {"pool": self.pool, "member": self.member, "kind": kind, "start": start, "end": end, "info": info}
-        with self.path.open("a") as f:
-            f.write(json.dumps(line) + "\n")
-
-
-def read_intervals(record_dir: str | Path) -> list[Interval]:
-    """Every interval recorded under ``record_dir``, ordered by start."""
-    out = []
-    for path in sorted(Path(record_dir).glob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            if line.strip():
-                d = json.loads(line)
-                out.append(Interval(d["pool"], d["member"], d["kind"], d["start"], d["end"], d.get("info", {})))
-    return sorted(out, key=lambda iv: iv.start)
-
-
-def judge_intervals(server_stats: Mapping[str, Any], latency_s: float) -> list[Interval]:
-    """The judge server's calls as intervals: arrival (the server's ``time.monotonic()``) to arrival + latency."""
-    return [
-        Interval("judge", "server", str(r.get("dimension") or r.get("mode")), r["t"], r["t"] + latency_s)
-        for r in server_stats.get("records", [])
-    ]
-
-
-def busy_fraction(intervals: Sequence[Interval], start: float, end: float, capacity: int) -> float:
-    """Busy time of ``intervals`` clipped to [start, end], over ``capacity`` × the window: the mean busy fraction
-    of ``capacity`` members (engines, replicas, or the judge's concurrency slots) that each do one thing at a
-    time."""
-    if end <= start or capacity < 1:
-        raise ValueError(f"busy_fraction needs end > start and capacity >= 1 (got {start}, {end}, {capacity})")
-    busy = sum(max(0.0, min(iv.end, end) - max(iv.start, start)) for iv in intervals)
-    return busy / (capacity * (end - start))
-
-
-def merged(intervals: Sequence[Interval], start: float, end: float) -> list[tuple[float, float]]:
-    """The union of ``intervals`` clipped to [start, end], as sorted disjoint (begin, end) pairs."""
-    spans = sorted((max(iv.start, start), min(iv.end, end)) for iv in intervals if iv.end > start and iv.start < end)
-    out: list[tuple[float, float]] = []
-    for a, b in spans:
-        if out and a <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], b))
-        else:
-            out.append((a, b))
-    return out
-
-
-def overlap_seconds(a: Sequence[Interval], b: Sequence[Interval], start: float, end: float) -> float:
-    """Seconds within [start, end] in which something of ``a`` and something of ``b`` both ran (two pools
-    working at the same time)."""
-    total, ua, ub = 0.0, merged(a, start, end), merged(b, start, end)
-    i = j = 0
-    while i < len(ua) and j < len(ub):
-        lo, hi = max(ua[i][0], ub[j][0]), min(ua[i][1], ub[j][1])
-        total += max(0.0, hi - lo)
-        if ua[i][1] < ub[j][1]:
-            i += 1
-        else:
-            j += 1
-    return total
 
 
 # ---------------------------------------------------------------------------------------------- rollout engine
