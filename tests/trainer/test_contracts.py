@@ -1,4 +1,5 @@
-"""The driver's contracts are real: the pools satisfy them, and ``trainer/grpo.py`` calls nothing else on them."""
+"""The driver's contracts are real: the pools satisfy them, and the driver (``trainer/grpo.py`` and its step pipeline
+``trainer/pipeline.py``) calls nothing else on them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from easyr1.reward.judge.protocol import Judge
 from easyr1.rollout.protocol import Rollout
 from easyr1.trainer.contracts import TrainingActor
 
-GRPO = Path(__file__).resolve().parents[2] / "python" / "easyr1" / "trainer" / "grpo.py"
+TRAINER = Path(__file__).resolve().parents[2] / "python" / "easyr1" / "trainer"
+GRPO = TRAINER / "grpo.py"
+DRIVER_FILES = (GRPO, TRAINER / "pipeline.py")
 CONTRACTS = {
     "actor": [TrainingActor],
     "rollout": [Rollout],
@@ -33,9 +36,10 @@ def test_the_pools_satisfy_the_driver_contracts():
 
 
 def _component_calls() -> dict[str, set[str]]:
-    """``self.c.<component>.<member>`` uses in grpo.py, by component."""
+    """``self.c.<component>.<member>`` uses in the driver's files, by component."""
     used: dict[str, set[str]] = {}
-    for node in ast.walk(ast.parse(GRPO.read_text())):
+    nodes = [node for path in DRIVER_FILES for node in ast.walk(ast.parse(path.read_text()))]
+    for node in nodes:
         if not isinstance(node, ast.Attribute) or not isinstance(node.value, ast.Attribute):
             continue
         inner = node.value
@@ -54,7 +58,8 @@ def test_the_driver_calls_only_what_the_contracts_declare():
 
 @pytest.mark.parametrize("component", ["editor", "judge"])
 def test_no_getattr_probe_of_the_editor_or_judge(component):
-    assert f"getattr(self.c.{component}," not in GRPO.read_text()
+    for path in DRIVER_FILES:
+        assert f"getattr(self.c.{component}," not in path.read_text(), path.name
 
 
 def test_the_http_judge_drains_its_metrics_through_the_protocol():

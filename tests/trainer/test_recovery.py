@@ -14,6 +14,7 @@ import pytest
 from easyr1.pools import WorkerLost
 from easyr1.trainer.checkpoint import DriverState
 from easyr1.trainer.recovery import ActorRecovery, RebuildsWeightSync, RestartsWorkers
+from easyr1.trainer.rng import restore_rng
 
 
 class Actor:
@@ -78,12 +79,12 @@ class Trainer:
         self.best_val = -math.inf
         self.kl_ctrl = SimpleNamespace(value=0.1)
         self.checkpoint = checkpoint
-        self.restored: list[tuple[Path, DriverState]] = []
+        self.restored: list[tuple[Path | None, DriverState]] = []
 
     def newest_resumable(self) -> Path | None:
         return self.checkpoint
 
-    def restore(self, path: Path, state: DriverState) -> None:
+    def restore(self, path: Path | None, state: DriverState) -> None:
         self.restored.append((path, state))
         self.step = state.step
 
@@ -175,15 +176,18 @@ def test_before_the_first_checkpoint_the_pool_restarts_from_the_start_weights_an
 
     assert recovery.run(step_one) is None
     assert actor.calls == [("lost_workers",), ("restart_workers", 1, "ActorDiedError: pid 9")]
-    assert trainer.step == 0 and trainer.c.train_loader.loaded == [{"position": 0}]
-    assert trainer.kl_ctrl.value == 0.1 and trainer.best_val == -math.inf
-    assert torch.equal(torch.rand(3), expected_draw)  # the driver's RNG is back at step 1's start
-    assert trainer.c.rollout.resets == 1 and trainer.c.rollout.synced == [actor]  # the start weights re-synced
+    # the driver goes back to its state before step 1 through GRPOTrainer.restore(None, ...): no checkpoint to load
+    [(path, start)] = trainer.restored
+    assert path is None and trainer.step == 0 and start.step == 0
+    assert start.loader == {"position": 0} and start.kl_coef == 0.1 and start.best_val is None
+    restore_rng(start.rng)
+    assert torch.equal(torch.rand(3), expected_draw)  # the saved RNG is step 1's start
+    assert trainer.c.rollout.resets == 1  # a new weight-sync group: the sender is a new process
     assert recovery.metrics() == {"actor/restarts": 1.0}
     # a second loss before any checkpoint goes back to the same start
     trainer.c.train_loader.position = 5
     assert recovery.run(failing(RuntimeError("again"))) is None
-    assert trainer.c.train_loader.loaded[-1] == {"position": 0}
+    assert [p for p, _ in trainer.restored] == [None, None] and trainer.restored[-1][1] is start
 
 
 def test_once_a_checkpoint_exists_it_is_preferred_over_the_start(tmp_path):

@@ -131,12 +131,14 @@ class GRPOTrainer:
             full.pop()
         return full[-1].path if full else None
 
-    def restore(self, path: Path, state: DriverState) -> None:
+    def restore(self, path: Path | None, state: DriverState) -> None:
         """Load checkpoint ``path`` into the actor and rewind the driver to ``state`` (step, data position, best
         validation mean, KL coefficient, RNG, an off-policy in-flight batch); then sync the weights into the rollout
-        engines. Used by :meth:`resume` and by the restart of a lost actor pool (``trainer/recovery.py``)."""
+        engines. Used by :meth:`resume` and by the restart of a lost actor pool (``trainer/recovery.py``); ``path``
+        is ``None`` for the run's start (a restart before the first checkpoint: the fresh ranks hold the start)."""
         self.pipe.abandon()
-        self.c.actor.load_checkpoint(str(path))
+        if path is not None:
+            self.c.actor.load_checkpoint(str(path))
         self.pipe.restore(path, state)
         self.step = state.step
         self.best_val = -math.inf if state.best_val is None else state.best_val

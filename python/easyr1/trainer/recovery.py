@@ -41,7 +41,7 @@ from typing import Any, Protocol, runtime_checkable
 from easyr1.pools import WorkerLost, describe
 
 from .checkpoint import DriverState
-from .rng import capture_rng, restore_rng
+from .rng import capture_rng
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class Restorable(Protocol):
 
     def newest_resumable(self) -> Path | None: ...
 
-    def restore(self, path: Path, state: DriverState) -> None: ...
+    def restore(self, path: Path | None, state: DriverState) -> None: ...
 
 
 class ActorRecovery:
@@ -100,7 +100,6 @@ class ActorRecovery:
         """The driver's state before step 1 of a run that started from the start weights (``None`` for a resumed
         run): the restore point before the first checkpoint."""
         self._first_step_seen = False
-        self._carried: dict[str, float] = {}  # engine restarts of a start-state re-sync, for the next row
 
     @property
     def actor(self) -> Any:
@@ -108,11 +107,8 @@ class ActorRecovery:
 
     def metrics(self) -> dict[str, float]:
         """``actor/restarts`` (and the pool's ``actor/call_timeouts``) since the previous call (0 when the actor pool
-        does not restart); ``rollout/restarts_in_recovery`` when the re-sync of the start weights replaced engines."""
-        metrics = self.actor.drain_metrics() if isinstance(self.actor, RestartsWorkers) else {"actor/restarts": 0.0}
-        metrics.update(self._carried)
-        self._carried = {}
-        return metrics
+        does not restart). Engines replaced by the re-sync of a restore count in the trainer's ``rollout/restarts``."""
+        return self.actor.drain_metrics() if isinstance(self.actor, RestartsWorkers) else {"actor/restarts": 0.0}
 
     def capture_start(self) -> None:
         """Keep the driver's state as the restore point before the first checkpoint, when the run starts at step
@@ -203,22 +199,7 @@ class ActorRecovery:
         self.restarts += 1
         if isinstance(trainer.c.rollout, RebuildsWeightSync):
             trainer.c.rollout.reset_weight_sync()
-        # What GRPOTrainer.restore does after loading a checkpoint (the fresh workers already hold the start).
-        pipe = getattr(trainer, "pipe", None)  # the step pipeline (off-policy prefetch), where the trainer has one
-        if pipe is not None:
-            pipe.restore(None, state)  # drops in-flight work, rewinds the loader (the start has no in-flight batch)
-        else:
-            trainer.c.train_loader.load_state_dict(state.loader)
-        trainer.step = state.step
-        trainer.best_val = -math.inf if state.best_val is None else state.best_val
-        if state.kl_coef is not None:
-            trainer.kl_ctrl.value = state.kl_coef
-        restore_rng(state.rng)
-        for key, value in (trainer.c.rollout.sync_weights(trainer.c.actor) or {}).items():
-            if key == "rollout/restarts" and value:  # engines replaced by this sync: reported in the next row
-                self._carried["rollout/restarts_in_recovery"] = (
-                    self._carried.get("rollout/restarts_in_recovery", 0.0) + value
-                )
+        trainer.restore(None, state)
         logger.warning(
             "actor pool restarted (restart %d) from the start weights (%s; no checkpoint yet): steps 1..%d are "
             "trained again",
