@@ -17,6 +17,9 @@ one JSON line with ``judge_gain_vs_sft``, ``judge_gain_shuffled``, ``judge_gain_
 step (the trainer's own validation) of every seed and arm.
 
     python benchmarks/learning.py --seeds 0 1 2 [--out runs/learning] [--plot docs/images/learning_curve.png]
+
+``--spec key=value`` (repeatable) and ``--family`` build the tiny policy from ``SANDBOX_POLICY_SPEC`` with those
+changes (``benchmarks/vision_probe.py`` is the cheaper check of a policy change before a run like this).
 """
 
 from __future__ import annotations
@@ -152,11 +155,52 @@ def evaluate(model: Path, run_dir: Path) -> dict:
     return summary
 
 
-def run_seed(seed: int, out: Path, extra: list[str], arms: list[str]) -> dict:
+def parse_spec(items: list[str]) -> dict:
+    """``key=value`` changes of :class:`~easyr1.models.tiny.TinyPolicySpec`: integers, floats, ``a,b,c`` tuples."""
+    from dataclasses import fields
+
+    from easyr1.models.tiny import TinyPolicySpec
+
+    names = {f.name for f in fields(TinyPolicySpec)}
+    out: dict = {}
+    for item in items:
+        key, _, raw = item.partition("=")
+        if key not in names:
+            raise SystemExit(
+                f"--spec {item!r}: TinyPolicySpec has no field {key!r} (fields: {', '.join(sorted(names))})"
+            )
+        if "," in raw:
+            out[key] = tuple(json.loads(v) for v in raw.split(","))
+        else:
+            out[key] = None if raw.lower() in ("none", "null") else json.loads(raw)
+    return out
+
+
+def prebuild_policy(run_dir: Path, seed: int, spec_changes: dict, family: str | None) -> None:
+    """Build the arm's tiny policy from ``SANDBOX_POLICY_SPEC`` with ``spec_changes`` before ``easyr1 demo`` runs
+    (the demo keeps a policy that is already there)."""
+    from dataclasses import replace
+
+    from easyr1.models.families import DEFAULT_TINY_FAMILY
+    from easyr1.models.tiny import SANDBOX_POLICY_SPEC, build_tiny_policy
+
+    policy = run_dir / "tiny" / "policy"
+    if (policy / "config.json").is_file():
+        return
+    spec = replace(SANDBOX_POLICY_SPEC, **spec_changes)
+    logging.info("tiny policy %s %s in %s", family or DEFAULT_TINY_FAMILY, spec_changes, policy)
+    build_tiny_policy(policy, seed=seed, spec=spec, family=family or DEFAULT_TINY_FAMILY)
+
+
+def run_seed(
+    seed: int, out: Path, extra: list[str], arms: list[str], spec_changes: dict | None = None, family: str | None = None
+) -> dict:
     base = out / f"seed{seed}"
     base.mkdir(parents=True, exist_ok=True)
     result: dict = {"seed": seed, "arms": {}}
     first = base / "grpo"
+    if spec_changes or family:
+        prebuild_policy(first, seed, spec_changes or {}, family)
     for arm in arms:
         run_dir = base / arm
         env: dict[str, str] = {}
@@ -238,6 +282,13 @@ def main() -> int:
     parser.add_argument("--config", default=None, help="YAML instead of the packaged sandbox preset")
     parser.add_argument("--plot", default=None, help="write the learning-curve PNG here")
     parser.add_argument(
+        "--spec",
+        action="append",
+        default=[],
+        help="a TinyPolicySpec change over SANDBOX_POLICY_SPEC for the tiny policy the first arm builds (repeatable)",
+    )
+    parser.add_argument("--family", default=None, help="tiny policy family (qwen2_5_vl, qwen3_vl)")
+    parser.add_argument(
         "--from-results",
         action="store_true",
         help="run nothing: print the table, JSON line and plot from OUT/results.json (the seeds that finished)",
@@ -251,8 +302,10 @@ def main() -> int:
         args.arms.insert(0, "grpo")
     extra = (["--config", args.config] if args.config else []) + [
         "trainer.logger=[console,file]",
+        *([f"worker.actor.model.model_family={args.family}"] if args.family else []),
         *args.overrides,
     ]
+    spec_changes = parse_spec(args.spec)
     results_path = out / "results.json"
     if args.from_results:
         results = [r for r in json.loads(results_path.read_text()) if r["seed"] in args.seeds]
@@ -260,7 +313,7 @@ def main() -> int:
     else:
         results = []
         for seed in args.seeds:
-            results.append(run_seed(seed, out, extra, args.arms))
+            results.append(run_seed(seed, out, extra, args.arms, spec_changes, args.family))
             results_path.write_text(json.dumps(results, indent=1))
     print(
         f"{'seed':>4} {'arm':>9} {'rc':>3} {'wall s':>7} {'RSS MB':>7} {'judge':>6} {'Δ vs sft':>8} {'format':>6} "

@@ -15,7 +15,9 @@ teach the policy to read the object's side from its preliminary image, no GRPO s
 
 Prints the tables, then one JSON line: ``side_right`` (share of held-out ``misplaced_object`` rows whose answer
 names exactly the needed side), ``said_right_share`` (share of them that say "right": 1.0 or 0.0 is a policy that
-ignores the image), ``exposure_right``, ``side_right_train``, ``judge_mean``, ``sft_s``, ``params``.
+ignores the image), ``exposure_right``, ``side_right_train``, ``twin_sensitivity`` (per kind: how much the last
+hidden state at the direction word moves when the preliminary image is swapped for its twin's, or blanked),
+``judge_mean``, ``sft_s``, ``params``. Existing ``OUT/sft`` is reused (delete it to retrain).
 
     python benchmarks/vision_probe.py --out /tmp/probe --seed 2 [--spec mrope_section=1,1,14 ...] [--steps 300]
 """
@@ -32,31 +34,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning import NEEDED, direction_table  # the benchmark's own side counter
+from learning import NEEDED, direction_table, parse_spec  # the benchmark's own side counter and --spec
 
 SIDE_KIND = "misplaced_object"
 EXPOSURE_KIND = "wrong_exposure"
-
-
-def parse_spec(items: list[str]) -> dict:
-    """``key=value`` pairs for :class:`~easyr1.models.tiny.TinyPolicySpec`: integers, floats, ``a,b,c`` tuples."""
-    from easyr1.models.tiny import TinyPolicySpec
-
-    names = {f.name for f in dataclasses.fields(TinyPolicySpec)}
-    out = {}
-    for item in items:
-        key, _, raw = item.partition("=")
-        if key not in names:
-            raise SystemExit(
-                f"--spec {item!r}: TinyPolicySpec has no field {key!r} (fields: {', '.join(sorted(names))})"
-            )
-        if "," in raw:
-            out[key] = tuple(json.loads(v) for v in raw.split(","))
-        elif raw.lower() in ("none", "null"):
-            out[key] = None
-        else:
-            out[key] = json.loads(raw)
-    return out
 
 
 def oracle_check(rows: list) -> int:
@@ -79,6 +60,65 @@ def oracle_check(rows: list) -> int:
                 raise RuntimeError(f"row {row.id}: oracle demonstration says {sorted(said)}, the repair needs {needed}")
             checked += 1
     return checked
+
+
+def twin_sensitivity(model_dir: Path, cfg, rows: list, per_kind: int = 12) -> dict[str, dict[str, float]]:
+    """Per image-only kind: how much the policy's last hidden state at the direction word (teacher-forced on the
+    row's demonstration) changes, relative to its norm, when the row's preliminary image is replaced by its twin's
+    (same scene and text, the other direction) and when it is blanked. A policy that reads the direction changes a
+    lot under the twin swap; one that ignores the image changes little under either. Needs twin rows
+    (ids ``…-2k`` / ``…-2k+1``); mean over the first ``per_kind`` pairs of each kind."""
+    import torch
+
+    from easyr1.actor.batch import encode_responses
+    from easyr1.data import build_policy_prompt
+    from easyr1.models.families import family_of
+    from easyr1.models.inputs import collate, encode_prompt
+    from easyr1.models.loading import load_policy
+    from easyr1.sandbox.evaluate import blank_like
+
+    loaded = load_policy(model_dir, dtype="float32", attn_implementation="sdpa")
+    model, tok = loaded.model.eval(), loaded.processor.tokenizer
+    side_ids = {tok.convert_tokens_to_ids("Ġleft"), tok.convert_tokens_to_ids("Ġright")}
+    edit_id = tok.convert_tokens_to_ids("_edit")
+
+    def last_hidden(row, images) -> torch.Tensor:
+        prompt = build_policy_prompt(row, cfg.data.system_prompt, cfg.data.prompt_layout)
+        prompt.images = images
+        response = encode_responses(tok, [row.metadata["demonstration"]])[0]
+        # the direction word: "left"/"right", or the verb right after the opening <Re_edit> (Brighten, Dim, …)
+        side = [k for k, t in enumerate(response) if t in side_ids]
+        j = side[0] if side else response.index(edit_id) + 1
+        inputs = collate([encode_prompt(loaded.processor, prompt)], [response], pad_token_id=tok.pad_token_id)
+        with torch.no_grad():
+            out = model(**family_of(model).forward_kwargs(inputs.model_inputs), output_hidden_states=True)
+        return out.hidden_states[-1][0, inputs.prompt_length + j - 1]
+
+    by_id = {r.id: r for r in rows}
+    result: dict[str, dict[str, float]] = {}
+    for kind in (SIDE_KIND, EXPOSURE_KIND):
+        twin_rel, blank_rel = [], []
+        for row in sorted(rows, key=lambda r: r.id):
+            head, _, index = row.id.rpartition("-")
+            twin = by_id.get(f"{head}-{int(index) + 1:0{len(index)}d}")
+            if int(index) % 2 or twin is None or kind not in (row.metadata.get("defects") or []):
+                continue
+            own = build_policy_prompt(row, cfg.data.system_prompt, cfg.data.prompt_layout).images
+            other = build_policy_prompt(twin, cfg.data.system_prompt, cfg.data.prompt_layout).images
+            base = last_hidden(row, own)
+            swapped = last_hidden(row, [own[0], other[-1]])
+            blanked = last_hidden(row, [own[0], blank_like(own[-1])])
+            twin_rel.append(float((base - swapped).norm() / base.norm()))
+            blank_rel.append(float((base - blanked).norm() / base.norm()))
+            if len(twin_rel) >= per_kind:
+                break
+        if twin_rel:
+            result[kind] = {
+                "twin_swap": round(sum(twin_rel) / len(twin_rel), 5),
+                "blank": round(sum(blank_rel) / len(blank_rel), 5),
+                "pairs": len(twin_rel),
+            }
+    return result
 
 
 def side_stats(table: dict[str, dict[str, int]]) -> dict[str, float | int | None]:
@@ -175,10 +215,16 @@ def main() -> int:
     from easyr1.models.loading import load_policy
 
     params = sum(p.numel() for p in load_policy(sft_dir, dtype="float32").model.parameters())
+    sensitivity = twin_sensitivity(sft_dir, cfg, train_rows) if not args.no_twins and not args.data else {}
     print(f"oracle SFT probe: {args.family} {spec_changes or 'SANDBOX_POLICY_SPEC'} {args.steps} steps lr {args.lr}")
     for name, table in (("held-out", val_table), (f"training (first {len(fit_rows)})", fit_table)):
         for kind, counts in table.items():
             print(f"  {name:>22} {kind:>16}: " + " ".join(f"{k}={n}" for k, n in counts.items()))
+    for kind, v in sensitivity.items():
+        print(
+            f"  {'twin sensitivity':>22} {kind:>16}: last hidden state at the direction word changes "
+            f"{v['twin_swap']:.4f} (twin's image) / {v['blank']:.4f} (blank image) of its norm, {v['pairs']} pairs"
+        )
     summary = val.summary()
     result = {
         "benchmark": "vision_probe",
@@ -188,11 +234,13 @@ def main() -> int:
         "steps": args.steps,
         "lr": args.lr,
         "twins": not args.no_twins and not args.data,
+        "overrides": args.overrides,
         "side_right": vs["right"],
         "said_right_share": vs["said_right_share"],
         "side_rows": vs["rows"],
         "exposure_right": vs["exposure_right"],
         "side_right_train": ts["right"],
+        "twin_sensitivity": sensitivity,
         "judge_mean": round(summary["judge_mean"], 4),
         "format": round(summary["format"], 4),
         "sft_s": sft_s,

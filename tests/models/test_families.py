@@ -144,3 +144,19 @@ def test_mrope_section_knob(family):
         assert _width_step_angle(wide) > 0.3
     with pytest.raises(ValueError, match="adding up to 16"):
         tiny_policy_config(tok, dataclasses.replace(SANDBOX_POLICY_SPEC, mrope_section=(2, 2, 2)), family)
+
+
+def test_vision_pos_embed_std_knob(tmp_path):
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from easyr1.models.tiny import SANDBOX_POLICY_SPEC, build_tiny_policy
+
+    spec = dataclasses.replace(SANDBOX_POLICY_SPEC, vision_pos_embed_std=0.7)
+    out = build_tiny_policy(tmp_path / "q3", seed=0, spec=spec, family="qwen3_vl")
+    weights = load_file(str(out / "model.safetensors"))
+    pos = next(v for k, v in weights.items() if k.endswith("visual.pos_embed.weight"))
+    assert 0.6 < float(pos.std()) < 0.8  # transformers' own init draws it with std 0.02
+    with pytest.raises(ValueError, match="no learned position embedding"):
+        build_tiny_policy(tmp_path / "q25", seed=0, spec=spec, family="qwen2_5_vl")

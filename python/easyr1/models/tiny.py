@@ -51,6 +51,10 @@ class TinyPolicySpec:
     only image tokens see a difference. With Qwen2.5-VL's blocks and a small head the width block gets only the
     lowest frequencies (head 32: at most 0.003 rad per token), so the language model cannot tell an image's left
     tokens from its right ones by position; ``(1, 1, 14)`` gives width frequencies up to 0.32 rad per token."""
+    vision_pos_embed_std: float | None = None
+    """Qwen3-VL only: standard deviation of the vision tower's learned absolute position embedding at
+    initialisation; ``None``: transformers' own (0.02, about 3 % of a 64 px patch embedding's norm, so a merged
+    vision token says little about where in the image it lies until training grows it)."""
 
 
 SANDBOX_POLICY_SPEC = TinyPolicySpec(
@@ -144,6 +148,12 @@ def build_tiny_policy(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = adapter.model_class()(config).to(torch.float32)
+        if spec.vision_pos_embed_std is not None:
+            pos_embed = getattr(getattr(model.model, "visual", None), "pos_embed", None)
+            if pos_embed is None:
+                raise ValueError(f"vision_pos_embed_std: the {family} vision tower has no learned position embedding")
+            with torch.no_grad():
+                pos_embed.weight.normal_(0.0, spec.vision_pos_embed_std)
     model.generation_config = policy_generation_config(model.config, processor.tokenizer)
     model.save_pretrained(out)
     processor.save_pretrained(out)
