@@ -146,17 +146,27 @@ def test_mrope_section_knob(family):
         tiny_policy_config(tok, dataclasses.replace(SANDBOX_POLICY_SPEC, mrope_section=(2, 2, 2)), family)
 
 
-def test_vision_pos_embed_std_knob(tmp_path):
+def test_vision_init_knobs(tmp_path):
     import dataclasses
 
+    import torch
     from safetensors.torch import load_file
 
     from easyr1.models.tiny import SANDBOX_POLICY_SPEC, build_tiny_policy
 
-    spec = dataclasses.replace(SANDBOX_POLICY_SPEC, vision_pos_embed_std=0.7)
+    spec = dataclasses.replace(SANDBOX_POLICY_SPEC, vision_pos_embed_std=0.7, vision_merger_scale=0.05)
     out = build_tiny_policy(tmp_path / "q3", seed=0, spec=spec, family="qwen3_vl")
+    plain_dir = build_tiny_policy(tmp_path / "plain", seed=0, spec=SANDBOX_POLICY_SPEC, family="qwen3_vl")
+    plain = load_file(str(plain_dir / "model.safetensors"))
     weights = load_file(str(out / "model.safetensors"))
     pos = next(v for k, v in weights.items() if k.endswith("visual.pos_embed.weight"))
     assert 0.6 < float(pos.std()) < 0.8  # transformers' own init draws it with std 0.02
+    # every merger's output layer (the main one and DeepStack's) is scaled, nothing else in the tower
+    scaled = [k for k in weights if "merger" in k and k.endswith("linear_fc2.weight")]
+    assert len(scaled) == 2
+    for key in scaled:
+        assert torch.allclose(weights[key], plain[key] * 0.05)
+    block = next(k for k in weights if "blocks.0.mlp.linear_fc2.weight" in k)
+    assert torch.equal(weights[block], plain[block])
     with pytest.raises(ValueError, match="no learned position embedding"):
         build_tiny_policy(tmp_path / "q25", seed=0, spec=spec, family="qwen2_5_vl")

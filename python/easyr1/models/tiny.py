@@ -26,6 +26,11 @@ PATCH = 28
 """One merged Qwen2.5-VL vision token covers 28×28 pixels (patch 14, spatial merge 2; Qwen3-VL: 32×32)."""
 
 
+MERGER_OUTPUT_PARAMS = ("mlp.2.weight", "mlp.2.bias", "linear_fc2.weight", "linear_fc2.bias")
+"""Name endings of the vision mergers' output layers (Qwen2.5-VL ``merger.mlp.2``; Qwen3-VL ``merger.linear_fc2``
+and ``deepstack_merger_list.<i>.linear_fc2``), among the vision tower's parameters whose name has ``merger``."""
+
+
 @dataclass(frozen=True)
 class TinyPolicySpec:
     """Sizes of the tiny policy. The defaults give ~0.3 M parameters; a 64×64 image becomes 4 vision tokens."""
@@ -51,6 +56,11 @@ class TinyPolicySpec:
     only image tokens see a difference. With Qwen2.5-VL's blocks and a small head the width block gets only the
     lowest frequencies (head 32: at most 0.003 rad per token), so the language model cannot tell an image's left
     tokens from its right ones by position; ``(1, 1, 14)`` gives width frequencies up to 0.32 rad per token."""
+    vision_merger_scale: float | None = None
+    """Multiply the vision merger's output layer (weight and bias; Qwen3-VL: the DeepStack mergers' too) by this at
+    initialisation; ``None``: unchanged. Random merged vision tokens have a norm of ~10, about 40× the text
+    embeddings', so what the language model's layers add to an image token barely changes it; 0.05 brings them to
+    the text's scale."""
     vision_pos_embed_std: float | None = None
     """Qwen3-VL only: standard deviation of the vision tower's learned absolute position embedding at
     initialisation; ``None``: transformers' own (0.02, about 3 % of a 64 px patch embedding's norm, so a merged
@@ -148,6 +158,14 @@ def build_tiny_policy(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = adapter.model_class()(config).to(torch.float32)
+        if spec.vision_merger_scale is not None:
+            visual = model.model.visual.named_parameters()
+            scaled = [p for n, p in visual if "merger" in n and n.endswith(MERGER_OUTPUT_PARAMS)]
+            if not scaled:
+                raise ValueError(f"vision_merger_scale: no merger output layer found in the {family} vision tower")
+            with torch.no_grad():
+                for param in scaled:
+                    param.mul_(spec.vision_merger_scale)
         if spec.vision_pos_embed_std is not None:
             pos_embed = getattr(getattr(model.model, "visual", None), "pos_embed", None)
             if pos_embed is None:
