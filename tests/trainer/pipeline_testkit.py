@@ -31,8 +31,9 @@ def lp_value(version: int) -> float:
 class VersionedActor:
     """Weights are a version number (updates applied); log-probs are :func:`lp_value` of it."""
 
-    def __init__(self, version: int = 0):
+    def __init__(self, version: int = 0, update_delay_s: float = 0.0):
         self.version = version
+        self.update_delay_s = update_delay_s
         self.lp_calls: list[tuple[int, str]] = []  # (version, thread name)
         self.updates: list[tuple[int, torch.Tensor]] = []  # (version before the update, old_log_probs)
         self.saved: list[str] = []
@@ -49,6 +50,7 @@ class VersionedActor:
         if self.fail_update_at is not None and self.version + 1 == self.fail_update_at:
             self.fail_update_at = None
             raise RuntimeError("actor worker died")
+        time.sleep(self.update_delay_s)
         self.updates.append((self.version, batch.old_log_probs.clone()))
         self.version += 1
         return {"actor/pg_loss": 0.1}
@@ -120,6 +122,37 @@ class SlowJudge(SandboxJudge):
         if self.armed:
             raise RuntimeError("judge endpoint crashed")
         return super().score_batch(requests)
+
+
+class CountingJudge(SlowJudge):
+    """:class:`SlowJudge` that keeps per-step counters like the HTTP judge (``drain_metrics``): requests judged since
+    the previous drain; raises for the rows in ``fail_ids`` (request keys are ``<row id>/<sample>``)."""
+
+    def __init__(self, delay_s: float = 0.0):
+        super().__init__(delay_s)
+        self.fail_ids: set[str] = set()
+        self.requests = 0
+        self._lock = threading.Lock()
+
+    def score_batch(self, requests):
+        if any(r.key.split("/")[0] in self.fail_ids for r in requests):
+            raise RuntimeError("judge endpoint crashed")
+        with self._lock:
+            self.requests += len(requests)
+        return super().score_batch(requests)
+
+    def drain_metrics(self):
+        with self._lock:
+            n, self.requests = self.requests, 0
+        return {"judge/requests_drained": float(n)}
+
+
+def peek_batches(loader, count: int) -> list[list[str]]:
+    """The row ids of the loader's next ``count`` batches, without moving it."""
+    state = loader.state_dict()
+    ids = [[r.id for r in loader.next_batch()] for _ in range(count)]
+    loader.load_state_dict(state)
+    return ids
 
 
 def make(data_dir: Path, out: Path, *overrides: str, actor=None, rollout_kw=None, judge=None, streams=False):

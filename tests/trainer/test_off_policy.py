@@ -11,7 +11,15 @@ import time
 
 import pytest
 import torch
-from pipeline_testkit import SlowJudge, VersionedActor, lp_value, make, prefetch_threads
+from pipeline_testkit import (
+    CountingJudge,
+    SlowJudge,
+    VersionedActor,
+    lp_value,
+    make,
+    peek_batches,
+    prefetch_threads,
+)
 
 from easyr1.config import ConfigValidationError, load_config
 from easyr1.sandbox.generator import write_sandbox_dataset
@@ -29,6 +37,7 @@ def data_dir(tmp_path_factory):
 
 def run(trainer, comps, steps):
     rows = [trainer.train_step() for _ in range(steps)]
+    trainer.pipe.close()  # the next step's batch may still be scored in the background
     comps.telemetry.close()
     return rows
 
@@ -92,12 +101,15 @@ def test_no_prefetch_past_the_last_step(data_dir, tmp_path):
     assert trainer.pipe.pending is None and prefetch_threads() == []
 
 
-def test_a_stage_failure_while_the_rollout_is_in_flight_ends_cleanly(data_dir, tmp_path):
-    """The judge raises at step 2 while step 3's rollout runs (0.5 s): the step fails with the judge's error, the
-    background thread is joined, makes no actor call after the cancel, and the loader is rewound to before it."""
-    trainer, comps = make(data_dir, tmp_path, OFF, judge=SlowJudge(), rollout_kw={"delay_s": 0.5})
-    trainer.train_step()
-    comps.judge.armed = True
+def test_a_background_scoring_failure_is_raised_once_by_its_step_and_ends_cleanly(data_dir, tmp_path):
+    """The judge raises for batch 2, scored in the background during step 1: step 1 still trains (its update waits
+    for batch 2's log-probs, not its scores); step 2 raises the judge's error once, while step 3's rollout (0.5 s)
+    runs: that job is cancelled and joined, makes no actor call after the cancel, and the loader is rewound."""
+    judge = CountingJudge()
+    trainer, comps = make(data_dir, tmp_path, OFF, judge=judge, rollout_kw={"delay_s": 0.5})
+    judge.fail_ids = set(peek_batches(comps.train_loader, 2)[1])
+    first = trainer.train_step()
+    assert first["step"] == 1 and trainer.step == 1
     position = comps.train_loader.state_dict()  # after rows 2 (prefetched during step 1)
     lp_before = list(comps.actor.lp_calls)
     t0 = time.monotonic()
@@ -108,9 +120,32 @@ def test_a_stage_failure_while_the_rollout_is_in_flight_ends_cleanly(data_dir, t
     assert prefetch_threads() == []
     assert comps.actor.lp_calls == lp_before  # step 3's behaviour log-probs were never computed
     assert len(comps.rollout.calls) == 3  # step 3's rollout had started
+    assert trainer.step == 1 and trainer.pipe.pending is None and not trainer.pipe.in_flight
+    assert comps.train_loader.state_dict()["position"] == position["position"]  # rows 3 back in the loader
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1]
+
+
+def test_an_update_failure_while_the_next_batch_is_scored_ends_cleanly(data_dir, tmp_path):
+    """Update 2 dies while batch 3 is edited and judged in the background (judge 0.3 s a call): the step raises the
+    actor's error, the scoring thread is joined, batch 3 dropped and the loader rewound to before it."""
+    actor = VersionedActor(update_delay_s=0.2)
+    actor.fail_update_at = 2
+    trainer, comps = make(data_dir, tmp_path, OFF, actor=actor, judge=SlowJudge(0.3))
+    trainer.train_step()
+    before_rows_3 = comps.train_loader.state_dict()
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="actor worker died"):
+        trainer.train_step()
+    assert time.monotonic() - t0 < 10
+    assert prefetch_threads() == []
     assert trainer.step == 1 and trainer.pipe.pending is None
-    after = comps.train_loader.state_dict()
-    assert after["position"] == position["position"]  # rows 3 back in the loader
+    assert comps.train_loader.state_dict()["position"] == before_rows_3["position"]
+    # The run goes on with batch 3 regenerated (the failed step's batch 2 was consumed).
+    row = trainer.train_step()
+    trainer.pipe.close()
+    comps.telemetry.close()
+    assert row["step"] == 2 and prefetch_threads() == []
 
 
 def test_a_background_rollout_failure_is_raised_once_by_its_step(data_dir, tmp_path):
@@ -124,20 +159,23 @@ def test_a_background_rollout_failure_is_raised_once_by_its_step(data_dir, tmp_p
 
 def test_all_failed_judge_with_a_batch_in_flight_checkpoints_it_and_resumes_the_same_data(data_dir, tmp_path):
     clean, comps = make(data_dir, tmp_path / "clean", OFF)
-    digests = [r["data/digest"] for r in run(clean, comps, 3)]
+    clean_rows = run(clean, comps, 3)
+    digests = [r["data/digest"] for r in clean_rows]
     olds = [old for _, old in comps.actor.updates]
 
-    class OutWhenArmed(SlowJudge):
+    class OutForBatch2(SlowJudge):  # every judge call of batch 2 (scored in the background in step 1) times out
+        fail_ids: set[str] = set()
+
         def score_batch(self, requests):
-            if self.armed:
+            if any(r.key.split("/")[0] in self.fail_ids for r in requests):
                 from easyr1.reward.judge.protocol import JudgeResult
 
                 return [JudgeResult.failure("timeout") for _ in requests]
             return super().score_batch(requests)
 
-    trainer, comps = make(data_dir, tmp_path / "run", OFF, "trainer.save_freq=-1", judge=OutWhenArmed())
+    trainer, comps = make(data_dir, tmp_path / "run", OFF, "trainer.save_freq=-1", judge=OutForBatch2())
+    comps.judge.fail_ids = set(peek_batches(comps.train_loader, 2)[1])
     trainer.train_step()
-    comps.judge.armed = True
     with pytest.raises(StageFailure, match="checkpoint of step 1"):
         trainer.train_step()
     comps.telemetry.close()
@@ -150,6 +188,9 @@ def test_all_failed_judge_with_a_batch_in_flight_checkpoints_it_and_resumes_the_
     resumed.resume()
     later = run(resumed, comps, 2)
     assert [r["data/digest"] for r in later] == digests[1:]
+    # The saved batch holds no scores: re-scored on restore, the same rewards and masks on the sandbox.
+    for key in ("reward/mean", "samples/valid"):
+        assert [r[key] for r in later] == [r[key] for r in clean_rows[1:]]
     assert [r["pipeline/staleness_max"] for r in later] == [1.0, 1.0]
     for mine, theirs in zip([old for _, old in comps.actor.updates], olds[1:], strict=True):
         assert torch.equal(mine, theirs)
@@ -173,9 +214,46 @@ def test_stage_spans_file_and_overlap(data_dir, tmp_path):
     assert [x["step"] for x in lines] == [1, 2, 3] and all(x["pipeline"] == "off_policy_1" for x in lines)
     stages = {(s["stage"], s["for_step"]) for s in lines[1]["spans"]}
     assert {("rollout", 3), ("old_logprob", 3), ("edit", 2), ("judge", 2), ("update", 2), ("sync", 2)} <= stages
-    for x in lines:
-        assert all(x["start"] - 1e-3 <= s["start"] <= s["end"] <= x["end"] + 1e-3 for s in x["spans"])
+    for x in lines:  # a background scoring hands its spans over when it ends: they may start before the window
+        assert all(s["start"] <= s["end"] <= x["end"] + 1e-3 for s in x["spans"])
+        assert all(x["start"] - 1e-3 <= s["start"] for s in x["spans"] if s["stage"] not in ("edit", "judge"))
         assert x["critical_stage"] in {s["stage"] for s in x["spans"]}
+
+
+def test_scoring_of_the_next_batch_starts_before_the_update_ends(data_dir, tmp_path):
+    """From ``stage_spans.jsonl``: batch t+1's first edit and judge call start before update t ends (they overlap
+    the update and the sync), and step t+1 waits for them; every step's spans carry the right ``for_step``."""
+    actor = VersionedActor(update_delay_s=0.4)
+    trainer, comps = make(data_dir, tmp_path, OFF, actor=actor, judge=SlowJudge(0.1), rollout_kw={"delay_s": 0.1})
+    rows = run(trainer, comps, 4)
+    spans = [s for x in (tmp_path / "stage_spans.jsonl").read_text().splitlines() for s in json.loads(x)["spans"]]
+
+    def of(stage, step):
+        return [s for s in spans if s["stage"] == stage and s["for_step"] == step]
+
+    for t in (2, 3):
+        (update,) = of("update", t)
+        (rollout,) = of("rollout", t + 1)
+        for stage in ("edit", "judge"):
+            assert of(stage, t + 1), (stage, t + 1)
+            first = min(s["start"] for s in of(stage, t + 1))
+            assert rollout["end"] - 1e-3 <= first < update["end"], (stage, t)
+        assert min(s["start"] for s in of("edit", t + 1)) < update["start"] + 0.1  # not after the update
+        assert max(s["end"] for s in of("judge", t)) <= update["start"] + 1e-3  # step t trains on scored batch t
+    assert [r["pipeline/staleness_max"] for r in rows] == [0.0, 1.0, 1.0, 1.0]
+
+
+def test_pool_counters_go_to_the_step_that_trains_on_the_batch(data_dir, tmp_path):
+    """The judge's per-step counters (``drain_metrics``) of batch t+1, scored during step t, are in step t+1's row:
+    the same per-step counts as staged, although the scorings run a step early."""
+    staged, comps_s = make(data_dir, tmp_path / "staged", "trainer.pipeline=staged", judge=CountingJudge())
+    a = run(staged, comps_s, 4)
+    actor = VersionedActor(update_delay_s=0.2)
+    off, comps = make(data_dir, tmp_path / "off", OFF, actor=actor, judge=CountingJudge(0.05))
+    b = run(off, comps, 4)
+    key = "judge/requests_drained"
+    assert [r[key] for r in a] == [r[key] for r in b]
+    assert all(r[key] > 0 for r in b)
 
 
 def test_config_rules(data_dir, tmp_path):
@@ -183,7 +261,7 @@ def test_config_rules(data_dir, tmp_path):
         load_config(None, [OFF, "algorithm.online_filtering=true"])
     with pytest.raises(ConfigValidationError, match="pipeline"):
         load_config(None, ["trainer.pipeline=async"])
-    assert load_config(None, []).trainer.pipeline == "staged"
+    assert load_config(None, []).trainer.pipeline in {"staged", "streaming"}  # on-policy unless asked
 
 
 def test_streaming_without_a_streaming_rollout_runs_staged_with_a_warning(data_dir, tmp_path, caplog):
@@ -226,4 +304,6 @@ def test_versions_survive_select_and_concat(data_dir, tmp_path):
     assert both.versions.tolist() == [0] * (len(batch) + 4)
     assert both.staleness(2).tolist() == [2] * len(both)
     assert trainer.pipe.pending is not None and trainer.pipe.pending.old_log_probs.shape[0] == len(batch)
+    trainer.pipe.close()
+    assert prefetch_threads() == []
     assert isinstance(comps.actor, VersionedActor)

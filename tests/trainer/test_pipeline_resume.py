@@ -25,6 +25,7 @@ def data_dir(tmp_path_factory):
 
 def steps(trainer, comps, count):
     rows = [trainer.train_step() for _ in range(count)]
+    trainer.pipe.close()  # the next step's batch may still be scored in the background
     comps.telemetry.close()
     return rows
 

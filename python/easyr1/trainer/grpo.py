@@ -350,12 +350,8 @@ class GRPOTrainer:
 
     def _drain_pool_metrics(self, judged: list[JudgeResult]) -> dict[str, float]:
         """The editor pool's and the judge's counters since the last call (per step, not running totals)."""
-        metrics: dict[str, float] = {}
-        if isinstance(self.c.editor, DrainsMetrics):  # the pool; an in-process editor keeps no counters
-            metrics.update(self.c.editor.drain_metrics())
-        if isinstance(self.c.judge, DrainsMetrics):  # the HTTP judge counts its calls, retries and waits itself
-            metrics.update(self.c.judge.drain_metrics())
-        elif judged:
+        metrics = self.pipe.drain_pools()  # off_policy_1: drained when this step's batch was scored
+        if not isinstance(self.c.judge, DrainsMetrics) and judged:
             j = self.cfg.judge
             stats = JudgeStats.from_results(judged, j.price_per_1k_prompt_tokens, j.price_per_1k_completion_tokens)
             metrics.update(stats.to_metrics())
@@ -468,6 +464,7 @@ class GRPOTrainer:
                 self.validate()
             if progress is not None:
                 progress.update(task, completed=self.step, description=f"GRPO reward {metrics['reward/mean']:.2f}")
+        self.pipe.close()  # a stop leaves the prefetched batch's scoring in flight: joined (the batch is kept)
         latest = self.checkpoints.latest()
         if self.step > 0 and (latest is None or latest.step != self.step):
             self._maybe_save(self.step, force=True)

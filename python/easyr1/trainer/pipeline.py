@@ -7,38 +7,60 @@
 (``RewardPipeline.score_stream``); same rows, rewards, masks and digests as ``staged``. When the rollout pool or the
 reward pipeline has no streaming entry point, the step runs ``staged`` (one warning at start).
 
-**off_policy_1** — one-step off-policy. During step t the rollout of step t+1 runs in a background thread (Ray
-calls release the GIL) while step t's batch is edited and judged:
+**off_policy_1** — one-step off-policy; batch t+1 is generated, given its behaviour log-probs *and scored* while
+step t runs:
 
-1. step t takes its batch: the one prefetched during step t−1 (step 1, or after a resume without an in-flight
-   batch: generated now, on-policy);
-2. the rows of step t+1 are read from the loader (on the driver thread: the data order is the staged order) and
-   the thread generates their responses with the engines' weights, i.e. those after update t−1;
-3. then, in the same thread, the actor computes the **behaviour log-probs** of that batch: the actor still holds the
-   weights after update t−1 — the ones that generated it — and is idle while step t is edited and judged. So the
-   PPO ratio's ``old_log_probs`` are exactly the behaviour policy's, with the training forward's numerics (the
-   engines' own log-probs differ from the actor's in kernels and precision, which would bias the ratio). They are
-   computed for every sample (masks are known only after scoring) and selected at update time;
-   Meanwhile step t's batch is scored with ``RewardPipeline.score_stream`` (one chunk: every edit submitted at
-   once, each edited image judged as soon as it exists — the same result as ``score``);
-4. step t's update waits for the thread (the actor and the engines are then free), trains with the stored
-   behaviour log-probs (the reference log-probs of the KL term are computed at update time: the reference never
-   changes) and syncs weights v(t) into the engines.
+1. step t takes the batch prefetched during step t−1 (step 1, or after a resume without an in-flight batch:
+   generated now, on-policy, scored on the driver thread) and at once launches the background job of batch t+1:
+   its rows are read from the loader on the driver thread (the staged data order), then a thread generates their
+   responses with the engines' weights (those after update t−1), starts a second thread that scores them
+   (``RewardPipeline.score_stream``: every edit submitted at once, each edited image judged as soon as it exists —
+   the same result as ``score``) and computes the **behaviour log-probs** on the actor, which still holds the
+   weights that generated them: the PPO ratio's ``old_log_probs`` are exactly the behaviour policy's, with the
+   training forward's numerics (the engines' own log-probs differ in kernels and precision). They are computed for
+   every sample (masks are known only after scoring) and selected at update time;
+2. step t waits for its own batch's scores (scored during step t−1), then for batch t+1's rollout and log-probs
+   (``settle``) — not for its scores, which overlap update t and the sync; update t trains with the stored
+   behaviour log-probs (reference log-probs are computed at update time) and syncs v(t) into the engines.
+
+Per step: R + L + U + S (rollout, log-probs, update, sync) while scoring a batch takes at most R + 2L + U + S.
+
+**The actor is never called from two threads at once**: between a job's launch and ``settle`` (which joins its
+rollout/log-prob thread) that thread is the actor's only user; the driver calls the actor (update, reference
+log-probs, checkpoint, restore) only after ``settle`` or after ``abandon`` cancelled and joined it; the scoring
+thread never calls it. **Scorings take turns** (:class:`ScoringTurns`): tickets are taken on the driver thread in
+data order (a driver-side scoring takes its ticket before launching the next job; validation when it scores) and a
+scoring starts when every earlier ticket is done. The editor pool holds its lock for a whole stream
+(``EditorPool.open_stream``: a second stream waits for the first), and the pool counters of two scorings could not
+be told apart, so two scorings never overlap.
+
+**Counters**: an off-policy training scoring drains the editor pool's and the HTTP judge's ``drain_metrics`` inside
+its turn, when it ends (that scoring's work, plus anything outside any scoring since the previous drain, e.g.
+replica restarts); the step that trains on the batch logs them (:meth:`StepPipeline.drain_pools`): batch t+1's
+scoring, done during step t, is in step t+1's row. A cancelled scoring drains nothing (its counters go to the next
+drain). Validation and the other modes drain at the end of the step/validation. **Spans**: the job's spans carry
+``for_step`` t+1; the scorer hands its spans over when it returns, so an edit/judge span of batch t+1 that ended
+during step t is written with step t+1's record when its scoring ended then (``start`` before that window; the
+``pipeline/*`` metrics clip spans to the window, so step t's editor/judge busy share misses it).
 
 Staleness (the actor's version at the update minus the version that generated the sample) is 1 from step 2 on and
-0 for a batch generated on the spot; it is kept per sample (``StepBatch.versions``) and logged as
-``pipeline/staleness_mean`` and ``pipeline/staleness_max``. ``algorithm.online_filtering`` is refused with
-``off_policy_1`` (a config error): its refills would read rows after the prefetched ones and change the data order.
+0 for a batch generated on the spot; kept per sample (``StepBatch.versions``), logged as ``pipeline/staleness_mean``
+and ``pipeline/staleness_max``. ``algorithm.online_filtering`` is refused with ``off_policy_1`` (a config error): its
+refills would read rows after the prefetched ones and change the data order.
 
-The thread never outlives its step: the step awaits it before the update, and a step that fails (an exception, a
-:class:`~easyr1.trainer.grpo.StageFailure`) cancels it (no actor call is made after the cancel) and joins it within
-``trainer.stop_grace_s``; the prefetched batch is then dropped and the loader rewound to before it.
+Failures: a rollout or log-prob failure is raised by ``settle`` (step t); a scoring failure once, by step t+1 when
+it takes the batch. A step that fails cancels every job in flight (no actor call and no new scoring turn after the
+cancel), joins its threads within ``trainer.stop_grace_s`` (a scoring already in the editor is waited for, up to
+that grace), drops the prefetched batch and rewinds the loader to before it. :meth:`StepPipeline.close` joins what
+is in flight and keeps the prefetched batch.
 
-Checkpoints save the in-flight batch (``DriverState.inflight``: its step, version, row ids and the loader position
-before it; ``inflight.pt``: responses with token ids and behaviour log-probs), so a resumed run trains on the same
-data with the same behaviour log-probs as one that was never stopped. A restore (resume, or an actor restart by
-``trainer/recovery.py``) re-reads the rows from the loader position saved before them; restoring an off-policy
-checkpoint into ``staged``/``streaming`` drops the batch and rewinds the loader (it is regenerated on-policy).
+Checkpoints save the in-flight batch (``DriverState.inflight``: step, version, row ids, the loader position before
+it; ``inflight.pt``: responses with token ids and behaviour log-probs) — **not its scores**, which may be incomplete
+at save time: a restored batch is re-scored when the step that trains on it begins (deterministic with the sandbox
+editor and judge: a resumed run logs the same rewards, masks and digests as one never stopped; a real editor/judge
+may score differently). A restore (resume, or an actor restart by ``trainer/recovery.py``) re-reads the rows from
+the saved loader position; restoring an off-policy checkpoint into ``staged``/``streaming`` drops the batch and
+rewinds the loader (it is regenerated on-policy).
 """
 
 from __future__ import annotations
@@ -54,6 +76,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import torch
 
 from easyr1.core.types import EditSample, PolicyPrompt, RolloutOutput, SamplingParams
+from easyr1.editing.protocol import DrainsMetrics
 
 from .checkpoint import DriverState, read_inflight
 from .stage_spans import StageSpans
@@ -81,6 +104,45 @@ class ScoresStream(Protocol):
     def score_stream(self, rows: Sequence[EditSample], chunks: Iterator[list[RolloutOutput]]) -> ScoredBatch: ...
 
 
+class _Cancelled(Exception):
+    """A scoring whose job was cancelled before its turn came."""
+
+
+class ScoringTurns:
+    """Scorings run one at a time, in the order their tickets were taken; a ticket released before its turn (a
+    cancelled job) is skipped. :meth:`release` is idempotent."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._next = 0
+        self._serving = 0
+        self._done: set[int] = set()
+
+    def take(self) -> int:
+        with self._cv:
+            ticket, self._next = self._next, self._next + 1
+            return ticket
+
+    def wait(self, ticket: int, cancel: threading.Event | None = None) -> bool:
+        """Block until ``ticket``'s turn; ``False`` when ``cancel`` is set (or the ticket released) first."""
+        with self._cv:
+            while self._serving != ticket:
+                if ticket in self._done or ticket < self._serving or (cancel is not None and cancel.is_set()):
+                    return False
+                self._cv.wait(0.05)
+            return not (cancel is not None and cancel.is_set())
+
+    def release(self, ticket: int) -> None:
+        with self._cv:
+            if ticket < self._serving:
+                return
+            self._done.add(ticket)
+            while self._serving in self._done:
+                self._done.discard(self._serving)
+                self._serving += 1
+            self._cv.notify_all()
+
+
 @dataclass
 class InFlight:
     """A batch generated for ``step`` ahead of it (off_policy_1), with what the update needs of it."""
@@ -97,6 +159,18 @@ class InFlight:
     """(N, T) behaviour log-probs (the actor before the update that follows the rollout)."""
     timings: dict[str, float] = field(default_factory=dict)
     error: BaseException | None = None
+    """A failure of the rollout or the behaviour log-probs (raised by ``settle``)."""
+    ticket: int | None = None
+    """Its scoring turn (:class:`ScoringTurns`)."""
+    cancel: threading.Event = field(default_factory=threading.Event)
+    scorer: threading.Thread | None = None
+    """The thread scoring it (started by the background thread once the responses exist)."""
+    scored: ScoredBatch | None = None
+    """Its scores; ``None`` until the scoring ends, and after a restore (re-scored when a step takes it)."""
+    score_error: BaseException | None = None
+    """A failure of the scoring (raised once, by the step that takes the batch)."""
+    pool_metrics: dict[str, float] | None = None
+    """The editor pool's / judge's counters drained at the end of its scoring."""
 
     def meta(self) -> dict[str, Any]:
         ids = [r.id for r in self.rows]
@@ -119,7 +193,8 @@ class InFlight:
 
 class StepPipeline:
     """The trainer's rollout side for one pipeline mode: where a step's responses come from, the background rollout
-    of ``off_policy_1``, and the stage spans (``trainer/stage_spans.py``)."""
+    and scoring of ``off_policy_1``, the pool counters of each step, and the stage spans
+    (``trainer/stage_spans.py``)."""
 
     def __init__(self, trainer: Any, run_dir: Path):
         self.trainer = trainer
@@ -128,10 +203,12 @@ class StepPipeline:
         self.grace_s = trainer.cfg.trainer.stop_grace_s
         self.spans = StageSpans(run_dir / "stage_spans.jsonl")
         self.pending: InFlight | None = None
-        """The batch prefetched for the next step (off_policy_1)."""
+        """The batch prefetched for the next step (off_policy_1); its scoring may still run."""
+        self.turns = ScoringTurns()
         self._job: InFlight | None = None
         self._thread: threading.Thread | None = None
-        self._cancel = threading.Event()
+        self._bucket: dict[str, float] | None = None
+        """Pool counters of the scoring of the batch the current step trains on (off_policy_1)."""
         self.streaming = (
             self.mode == "streaming"
             and isinstance(self.c.rollout, StreamsRollout)
@@ -154,46 +231,100 @@ class StepPipeline:
     ) -> tuple[StepBatch, ScoredBatch, list[str]]:
         """Responses for ``rows`` (``None``: the step's first batch — the prefetched one, or the loader's next rows)
         scored; returns the step batch, the scored batch and the ids of the rows used."""
-        prefetched = None
         if rows is None:
             if self.pending is not None and self.pending.step == step:
-                prefetched, self.pending = self.pending, None
-                rows = prefetched.rows
-            else:
-                if self.pending is not None:  # the driver was rewound without restore(): never train on it
-                    logger.warning("dropping the batch prefetched for step %d (step %d runs)", self.pending.step, step)
-                    self.pending = None
-                rows = self.c.train_loader.next_batch()
-        if prefetched is not None:
-            prompts, outputs = prefetched.prompts, prefetched.outputs
-            version, old_lp = prefetched.version, prefetched.old_log_probs
-            for name, seconds in prefetched.timings.items():  # this batch's work, done during the previous step
-                timings[name] = timings.get(name, 0.0) + seconds
-        else:
-            prompts = [self.c.build_prompt(row) for row in rows]
-            version, old_lp = self.trainer.step, None
-            sampling = self.trainer._sampling(step, attempt, validation)
-            if self.streaming:
-                batch, scored = self._stream(rows, prompts, sampling, step, timings)
-                if not validation and attempt == 0:
-                    self._launch(step + 1)
-                return batch, scored, [row.id for row in rows]
-            t0 = time.perf_counter()
-            with self.spans.span("rollout", step, len(prompts) * sampling.n):
-                outputs = self.c.rollout.generate(prompts, sampling)
-            timings["rollout"] = timings.get("rollout", 0.0) + time.perf_counter() - t0
-        if not validation and attempt == 0:
-            self._launch(step + 1)  # the engines are free now: step t+1's rollout runs while this batch is scored
-        assert outputs is not None
+                job, self.pending = self.pending, None
+                unscored = job.scorer is None and job.scored is None and job.score_error is None
+                ticket = self.turns.take() if unscored else None  # restored: re-scored before the next batch
+                try:
+                    if not validation and attempt == 0:
+                        self._launch(step + 1)  # the engines hold v(step-1): step+1's rollout runs from now on
+                    scored = self._scored(job, timings, ticket)
+                finally:
+                    if ticket is not None:
+                        self.turns.release(ticket)
+                batch = StepBatch.from_pass(
+                    job.rows, job.prompts, job.outputs, scored, version=job.version, old_log_probs=job.old_log_probs
+                )
+                return batch, scored, [row.id for row in job.rows]
+            if self.pending is not None:  # the driver was rewound without restore(): never train on it
+                logger.warning("dropping the batch prefetched for step %d (step %d runs)", self.pending.step, step)
+                self._stop(self.pending, None)
+                self.pending = None
+            rows = self.c.train_loader.next_batch()
+        prompts = [self.c.build_prompt(row) for row in rows]
+        sampling = self.trainer._sampling(step, attempt, validation)
+        if self.streaming:
+            batch, scored = self._stream(rows, prompts, sampling, step, timings)
+            return batch, scored, [row.id for row in rows]
+        version = self.trainer.step
+        t0 = time.perf_counter()
+        with self.spans.span("rollout", step, len(prompts) * sampling.n):
+            outputs = self.c.rollout.generate(prompts, sampling)
+        timings["rollout"] = timings.get("rollout", 0.0) + time.perf_counter() - t0
+        ticket = self.turns.take()  # before the launch: this batch is scored before the next one
+        try:
+            if not validation and attempt == 0:
+                self._launch(step + 1)  # the engines are free now: step t+1's rollout runs while this one is scored
+            scored, pools = self._score_turn(
+                ticket, rows, outputs, step, None, drain=self.off_policy and not validation
+            )
+        finally:
+            self.turns.release(ticket)
+        if pools is not None:
+            self._bucket = pools
+        _add(timings, scored.timings)
+        batch = StepBatch.from_pass(rows, prompts, outputs, scored, version=version)
+        return batch, scored, [row.id for row in rows]
+
+    def _scored(self, job: InFlight, timings: dict[str, float], ticket: int | None) -> ScoredBatch:
+        """The prefetched batch's scores: awaited from its scoring thread, or computed now in ``ticket``'s turn (a
+        restored batch, or one whose scoring was cancelled). Its work done during the previous step goes into this
+        step's timings."""
+        if job.scorer is not None:
+            job.scorer.join()
+            job.scorer = None
+        if job.ticket is not None:
+            self.turns.release(job.ticket)
+        _add(timings, job.timings)
+        if job.score_error is not None:
+            error, job.score_error = job.score_error, None
+            raise error
+        scored, pools = job.scored, job.pool_metrics
+        if scored is None:
+            assert job.outputs is not None
+            turn = self.turns.take() if ticket is None else ticket
+            try:
+                scored, pools = self._score_turn(turn, job.rows, job.outputs, job.step, None, drain=True)
+            finally:
+                self.turns.release(turn)  # idempotent: the caller's ticket too
+        _add(timings, scored.timings)
+        self._bucket = pools
+        return scored
+
+    def _score_turn(
+        self,
+        ticket: int,
+        rows: list[EditSample],
+        outputs: list[RolloutOutput],
+        step: int,
+        cancel: threading.Event | None,
+        *,
+        drain: bool,
+    ) -> tuple[ScoredBatch, dict[str, float] | None]:
+        """Score ``outputs`` in ``ticket``'s turn (the caller releases it); with ``drain``, the pool counters are
+        drained before the turn ends (that scoring's work). Raises :class:`_Cancelled` when cancelled first."""
+        if not self.turns.wait(ticket, cancel):
+            raise _Cancelled
         start = time.time()
         if self.off_policy and isinstance(self.trainer.scorer, ScoresStream):  # each image judged once edited
             scored = self.trainer.scorer.score_stream(rows, iter([outputs]))
         else:
             scored = self.trainer.scorer.score(rows, outputs)
         self._score_spans(scored, step, start)
-        _add(timings, scored.timings)
-        batch = StepBatch.from_pass(rows, prompts, outputs, scored, version=version, old_log_probs=old_lp)
-        return batch, scored, [row.id for row in rows]
+        if cancel is not None and cancel.is_set():  # dropped: its counters go to the next drain
+            raise _Cancelled
+        return scored, (self._drain_now() if drain else None)
 
     def _stream(
         self,
@@ -239,7 +370,25 @@ class StepPipeline:
             self.spans.add(stage, cursor, cursor + seconds, step, items)
             cursor += seconds
 
-    # ------------------------------------------------------------------ off_policy_1: the background rollout
+    # ------------------------------------------------------------------ pool counters
+    def _drain_now(self) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        if isinstance(self.c.editor, DrainsMetrics):  # the pool; an in-process editor keeps no counters
+            metrics.update(self.c.editor.drain_metrics())
+        if isinstance(self.c.judge, DrainsMetrics):  # the HTTP judge counts its calls, retries and waits itself
+            metrics.update(self.c.judge.drain_metrics())
+        return metrics
+
+    def drain_pools(self) -> dict[str, float]:
+        """The editor pool's and the judge's counters for the step (or validation) that ends: those drained at the
+        end of the scoring of the batch it trained on (off_policy_1: that scoring may have run during the previous
+        step, while another batch's scoring may run now), else drained now."""
+        if self._bucket is not None:
+            metrics, self._bucket = self._bucket, None
+            return metrics
+        return self._drain_now()
+
+    # ------------------------------------------------------------------ off_policy_1: the background job
     def _launch(self, step: int) -> None:
         if not self.off_policy or step > self.trainer.total_steps() or self._thread is not None:
             return
@@ -247,14 +396,16 @@ class StepPipeline:
         before = loader.state_dict()
         rows = loader.next_batch()
         job = InFlight(step, self.trainer.step, rows, [self.c.build_prompt(r) for r in rows], before)
-        self._cancel = threading.Event()
+        job.ticket = self.turns.take()
         self._job = job
         self._thread = threading.Thread(
-            target=self._produce, args=(job, self._cancel), name=f"easyr1-prefetch-step-{step}", daemon=True
+            target=self._produce, args=(job,), name=f"easyr1-prefetch-step-{step}", daemon=True
         )
         self._thread.start()
 
-    def _produce(self, job: InFlight, cancel: threading.Event) -> None:
+    def _produce(self, job: InFlight) -> None:
+        """Rollout, then (the scoring started in its own thread) the behaviour log-probs. The only actor call
+        between the launch and ``settle``."""
         try:
             sampling = self.trainer._sampling(job.step, 0, False)
             t0 = time.perf_counter()
@@ -262,72 +413,128 @@ class StepPipeline:
                 outputs = self.c.rollout.generate(job.prompts, sampling)
             job.timings["rollout"] = time.perf_counter() - t0
             job.outputs = outputs
-            if cancel.is_set():
+            if job.cancel.is_set():
                 return
+            job.scorer = threading.Thread(
+                target=self._score_job, args=(job,), name=f"easyr1-prefetch-score-step-{job.step}", daemon=True
+            )
+            job.scorer.start()
             n = len(outputs) // max(len(job.prompts), 1)
             per_sample = [job.prompts[i // n] for i in range(len(outputs))]
             batch = self.c.make_actor_batch(per_sample, outputs, torch.ones(len(outputs), dtype=torch.bool))
+            if job.cancel.is_set():
+                return
             t0 = time.perf_counter()
             with self.spans.span("old_logprob", job.step, len(outputs)):
                 job.old_log_probs = self.c.actor.compute_log_probs(batch)
             job.timings["old_logprob"] = time.perf_counter() - t0
         except BaseException as exc:  # handed to the driver thread by settle()
             job.error = exc
+        finally:
+            if job.scorer is None and job.ticket is not None:  # no scoring will take its turn
+                self.turns.release(job.ticket)
+
+    def _score_job(self, job: InFlight) -> None:
+        assert job.ticket is not None and job.outputs is not None
+        try:
+            job.scored, job.pool_metrics = self._score_turn(
+                job.ticket, job.rows, job.outputs, job.step, job.cancel, drain=True
+            )
+        except _Cancelled:
+            pass
+        except BaseException as exc:  # raised by the step that takes the batch
+            job.score_error = exc
+        finally:
+            self.turns.release(job.ticket)
 
     def settle(self) -> None:
-        """Wait for the background rollout (before the update: the actor and the engines must be free); its
-        batch becomes :attr:`pending`. An error of the background work is raised here, once."""
+        """Wait for the background rollout and behaviour log-probs (before the update: the actor and the engines
+        must be free) — not for the scoring; its batch becomes :attr:`pending`. An error of the rollout or the
+        log-probs is raised here, once (the scoring, if started, is cancelled and joined)."""
         if self._thread is None:
             return
         self._thread.join()
         job, self._thread, self._job = self._job, None, None
         assert job is not None
         if job.error is not None:
+            self._stop(job, None)
             self.c.train_loader.load_state_dict(job.loader_before)
             raise job.error
         self.pending = job
 
+    def _stop(self, job: InFlight, thread: threading.Thread | None) -> None:
+        """Cancel ``job`` and join its threads (``trainer.stop_grace_s`` in all); a thread still running then is
+        left behind (daemon) and its scoring turn released, so later scorings do not wait for it."""
+        job.cancel.set()
+        deadline = time.monotonic() + self.grace_s
+        if thread is not None:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        scorer = job.scorer
+        if scorer is not None:
+            scorer.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in (thread, scorer) if t is not None and t.is_alive()]
+        if alive:
+            logger.error(
+                "the background work of step %d (%s) did not end within %.0f s of the cancel; left behind (daemon)",
+                job.step,
+                ", ".join(alive),
+                self.grace_s,
+            )
+        else:
+            job.scorer = None
+        if job.ticket is not None:
+            self.turns.release(job.ticket)
+        if job.score_error is not None:
+            logger.warning("the background scoring of step %d failed too: %s", job.step, job.score_error)
+            job.score_error = None
+
     def abandon(self) -> None:
-        """After a failed step: cancel and join the background work (at most ``trainer.stop_grace_s``), drop its
+        """After a failed step: cancel and join the background job (at most ``trainer.stop_grace_s``), drop its
         batch and rewind the loader to before it."""
         if self._thread is None:
             return
-        self._cancel.set()
-        self._thread.join(self.grace_s)
-        if self._thread.is_alive():
-            logger.error(
-                "the background rollout of step %d did not end within %.0f s of the failure; left behind (daemon)",
-                self._job.step if self._job else -1,
-                self.grace_s,
-            )
-        job, self._thread, self._job = self._job, None, None
-        if job is not None:
-            if job.error is not None:
-                logger.warning("the background rollout of step %d failed too: %s", job.step, job.error)
-            self.c.train_loader.load_state_dict(job.loader_before)
+        job, thread, self._thread, self._job = self._job, self._thread, None, None
+        assert job is not None
+        self._stop(job, thread)
+        if job.error is not None:
+            logger.warning("the background rollout of step %d failed too: %s", job.step, job.error)
+        self.c.train_loader.load_state_dict(job.loader_before)
 
     def drop_later(self) -> None:
         """After a failed step: drop a batch prefetched for a step after it (loader rewound to before it)."""
         self.abandon()
         if self.pending is not None and self.pending.step > self.trainer.step + 1:
+            self._stop(self.pending, None)
             self.c.train_loader.load_state_dict(self.pending.loader_before)
             self.pending = None
 
+    def close(self) -> None:
+        """Cancel and join what is in flight (between steps: the prefetched batch's scoring); the prefetched batch
+        is kept (it is in the checkpoint) and re-scored by the step that takes it if its scoring did not end."""
+        self.abandon()
+        if self.pending is not None and self.pending.scorer is not None:
+            self._stop(self.pending, None)
+
     @property
     def in_flight(self) -> bool:
+        """The background rollout/log-probs run (the scoring of :attr:`pending` may run after it)."""
         return self._thread is not None
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_state(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """The in-flight batch's JSON part and payload for :class:`DriverState` (``None`` when there is none)."""
+        """The in-flight batch's JSON part and payload for :class:`DriverState` (``None`` when there is none): its
+        responses and behaviour log-probs, not its scores (re-scored on restore)."""
         if self.pending is None:
             return None, None
         return self.pending.meta(), self.pending.payload()
 
-    def restore(self, path: Path, state: DriverState) -> None:
+    def restore(self, path: Path | None, state: DriverState) -> None:
         """Rewind the loader to ``state`` and take back its in-flight batch (off_policy_1) or drop it."""
         self.abandon()
+        if self.pending is not None:
+            self._stop(self.pending, None)
         self.pending = None
+        self._bucket = None
         loader = self.c.train_loader
         meta = state.inflight
         if meta is None:
@@ -354,7 +561,7 @@ class StepPipeline:
             outputs=outputs,
             old_log_probs=payload["old_log_probs"],
             timings=dict(payload.get("timings") or {}),  # logged with the step that trains on it
-        )
+        )  # not scored: the step that takes it scores it (the scores were not saved)
 
 
 def _add(timings: dict[str, float], more: dict[str, float]) -> None:
