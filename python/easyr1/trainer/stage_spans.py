@@ -16,8 +16,10 @@ drawn from that file):
   still running); the stages on it are named in the JSON line
   (``critical_path``), with ``critical_stage`` the one that holds the most of it.
 
-A stage that started in an earlier window (none does today: an in-flight rollout is always awaited within its
-step) is clipped to the window.
+A span is written with the first step whose window ends after it was added, and the metrics clip every span to the
+window. ``off_policy_1`` scores batch t+1 in the background across the end of step t: the scorer hands its edit and
+judge spans over when the scoring returns, so those that ended during step t but were added during step t+1 are in
+step t+1's record (starting before its window) and count for neither step's busy shares.
 """
 
 from __future__ import annotations
