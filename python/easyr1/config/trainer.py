@@ -53,16 +53,18 @@ class TrainerConfig:
     """Driver seed (editor seeds, filtering order)."""
     abort_on_all_failed: bool = True
     """Stop the run (after logging) when every sample of a step is masked by judge/editor failures."""
-    pipeline: str = "staged"
-    """How the pools of one step overlap. ``staged``: rollout, then every edit, every judge call, the update and
-    the weight sync, in turn. ``streaming``: on-policy, each response goes to the editor and each edited image to
-    the judge as soon as it exists (same rewards and data as ``staged``); a rollout pool without ``generate_stream``
-    or a reward pipeline without ``score_stream`` runs ``staged`` instead, with a warning. ``off_policy_1``: the
-    rollout of step t+1 runs while step t is edited, judged and trained, with the weights after update t-1
-    (staleness 1, ``pipeline/staleness_*``); the PPO ratio uses the behaviour policy's log-probs, computed by the
-    actor before update t; the in-flight batch is saved with each checkpoint. Not with
-    ``algorithm.online_filtering`` (its refills would reorder the data). Every mode logs ``pipeline/*`` (pool busy
-    shares, overlap, critical path) and writes each step's stage spans to ``output_dir/stage_spans.jsonl``."""
+    pipeline: str = "streaming"
+    """How the pools of one step overlap. ``streaming`` (default): on-policy, each rollout shard goes to the editor
+    as soon as its engine finishes it and each edited image to the judge as soon as it exists (the same rewards,
+    masks and data as ``staged``). ``staged``: rollout, then every edit, every judge call, the update and the weight
+    sync, in turn. A rollout pool without ``generate_stream`` or a reward pipeline without ``score_stream`` runs
+    ``staged`` instead, with a warning. ``off_policy_1``: the rollout of step t+1 runs, and its edits and judge
+    calls start, while step t is trained, with the weights after update t-1 (staleness 1,
+    ``pipeline/staleness_*``); the PPO ratio uses the behaviour policy's log-probs, computed by the actor before
+    update t; the in-flight batch (responses and behaviour log-probs) is saved with each checkpoint and re-scored
+    on restore. Not with ``algorithm.online_filtering`` (its refills would reorder the data). Every mode logs
+    ``pipeline/*`` (pool busy shares, overlap, critical path) and writes each step's stage spans to
+    ``output_dir/stage_spans.jsonl``."""
     stop_grace_s: float = 600.0
     """After SIGTERM/SIGINT the step in flight finishes and the last completed step is checkpointed; if that takes
     longer than this many seconds the run is abandoned (Ray shut down, exit 143/130, the previous checkpoint kept).
