@@ -199,10 +199,11 @@ def main() -> int:
     logging.info("oracle teacher: %d training rows' image-only repairs name the needed direction", checked)
 
     sft_dir = Path(cfg.sft.output_dir)
-    t0 = time.perf_counter()
+    sft_s = None  # an existing OUT/sft is reused, not timed
     if not (sft_dir / "config.json").is_file():
+        t0 = time.perf_counter()
         run_sft(cfg)
-    sft_s = round(time.perf_counter() - t0, 1)
+        sft_s = round(time.perf_counter() - t0, 1)
 
     val_rows = load_rows(cfg, "val")
     val = evaluate_policy(sft_dir, cfg, val_rows)
