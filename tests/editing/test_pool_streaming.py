@@ -114,6 +114,38 @@ def test_in_process_editor_streams_through_one_worker(make_image):
     assert [items for *_, items in stream.spans] == [2, 1] and editor.calls == 2
 
 
+def test_in_process_stream_reports_each_call_on_its_worker(make_image):
+    got = []
+    stream = open_edit_stream(
+        SimulatedEditor(0.0), on_span=lambda *span: got.append((span, threading.current_thread()))
+    )
+    futures = stream.submit(requests_for(make_image, 2))
+    futures[0].result(timeout=30)
+    deadline = time.monotonic() + 5
+    while not got and time.monotonic() < deadline:  # reported from the worker's finally, around the results
+        time.sleep(0.01)
+    assert len(got) == 1  # before close: as the call ended
+    stream.submit(requests_for(make_image, 1, tag=" b"))
+    stream.close()
+    assert [span for span, _ in got] == stream.spans
+    assert all(thread is not threading.main_thread() for _, thread in got)
+
+
+def test_pool_stream_reports_each_replica_call_as_it_ends(pool, make_image):
+    got = []
+    stream = open_edit_stream(pool, on_span=lambda *span: got.append((span, threading.current_thread().name)))
+    futures = stream.submit(requests_for(make_image, 5, tag=" s"))
+    for f in futures:
+        assert f.result(timeout=60).ok
+    deadline = time.monotonic() + 5
+    while sum(span[3] for span, _ in got) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sum(span[3] for span, _ in got) == 5  # every call reported while the stream is still open
+    stream.close()
+    assert [span for span, _ in got] == stream.spans
+    assert {name for _, name in got} == {f"{pool.name}-dispatch"}
+
+
 def test_cancelled_stream_counts_exactly_the_edits_made(pool, make_image):
     pool.drain_metrics()
     stream = pool.open_stream()

@@ -9,6 +9,7 @@ import json
 import logging
 import time
 
+import pipeline_testkit
 import pytest
 import torch
 from pipeline_testkit import (
@@ -22,8 +23,10 @@ from pipeline_testkit import (
 )
 
 from easyr1.config import ConfigValidationError, load_config
+from easyr1.sandbox.editor import SandboxEditor
 from easyr1.sandbox.generator import write_sandbox_dataset
 from easyr1.trainer.grpo import StageFailure
+from easyr1.trainer.stage_spans import union_length
 
 OFF = "trainer.pipeline=off_policy_1"
 
@@ -214,7 +217,7 @@ def test_stage_spans_file_and_overlap(data_dir, tmp_path):
     assert [x["step"] for x in lines] == [1, 2, 3] and all(x["pipeline"] == "off_policy_1" for x in lines)
     stages = {(s["stage"], s["for_step"]) for s in lines[1]["spans"]}
     assert {("rollout", 3), ("old_logprob", 3), ("edit", 2), ("judge", 2), ("update", 2), ("sync", 2)} <= stages
-    for x in lines:  # a background scoring hands its spans over when it ends: they may start before the window
+    for x in lines:  # a call still running at the end of a step is written with the next: it may start before
         assert all(s["start"] <= s["end"] <= x["end"] + 1e-3 for s in x["spans"])
         assert all(x["start"] - 1e-3 <= s["start"] for s in x["spans"] if s["stage"] not in ("edit", "judge"))
         assert x["critical_stage"] in {s["stage"] for s in x["spans"]}
@@ -292,6 +295,68 @@ def test_streaming_gives_the_staged_rows(data_dir, tmp_path):
         assert torch.equal(old_a, old_b)
     lines = [json.loads(x) for x in (tmp_path / "streaming" / "stage_spans.jsonl").read_text().splitlines()]
     assert all({"rollout", "edit", "judge"} <= {s["stage"] for s in x["spans"]} for x in lines)
+    spans = [(s["stage"], s["start"], s["end"]) for x in lines for s in x["spans"]]
+    assert len(spans) == len(set(spans))  # reported as they ended and not again from the scored batch
+
+
+class SlowEditor(SandboxEditor):
+    """The sandbox editor, ``DELAY_S`` per ``edit`` call (one call per batch through the in-process stream)."""
+
+    DELAY_S = 0.25
+
+    def edit(self, requests):
+        time.sleep(self.DELAY_S)
+        return super().edit(requests)
+
+
+def _busy(spans, pool_stage, start, end):
+    return union_length(
+        [
+            (max(s["start"], start), min(s["end"], end))
+            for s in spans
+            if s["stage"] == pool_stage and min(s["end"], end) > max(s["start"], start)
+        ]
+    ) / (end - start)
+
+
+def test_background_scoring_spans_count_for_the_step_they_ran_in(data_dir, tmp_path, monkeypatch):
+    """Batch t+1 is edited (0.25 s) during update t (0.6 s) and judged one call at a time (8 × 0.1 s) past the end of
+    step t. Its edit call and the judge calls that ended during step t are in step t's record (reported as each
+    ended, not when the scoring returned during step t+1), so step t's ``pipeline/busy/editor`` and ``judge`` are
+    what every recorded span says about that window; no span is recorded twice."""
+    monkeypatch.setattr(pipeline_testkit, "SandboxEditor", SlowEditor)
+    actor = VersionedActor(update_delay_s=0.6)
+    trainer, comps = make(
+        data_dir,
+        tmp_path,
+        OFF,
+        "judge.max_concurrency=1",
+        actor=actor,
+        judge=SlowJudge(0.1),
+        rollout_kw={"delay_s": 0.1},
+    )
+    rows = run(trainer, comps, 4)
+    lines = [json.loads(x) for x in (tmp_path / "stage_spans.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3, 4]
+    every = [s for x in lines for s in x["spans"]]
+    keys = [(s["stage"], s["start"], s["end"]) for s in every]
+    assert len(keys) == len(set(keys))  # not added again from ScoredBatch.spans
+    for step in (2, 3, 4):  # one edit call per batch (the in-process stream, one submit)
+        assert len([s for s in every if s["stage"] == "edit" and s["for_step"] == step]) == 1, step
+    for k in (2, 3, 4):
+        row, x = rows[k - 1], lines[k - 1]
+        start, end = x["start"], x["end"]
+        background = {s["stage"] for s in x["spans"] if s["for_step"] == k + 1}
+        assert {"rollout", "old_logprob", "edit", "judge"} <= background, (k, background)
+        if k < 4:  # batch k+1's scoring returned during step k+1 (batch 5's was cancelled by close())
+            assert max(s["end"] for s in every if s["for_step"] == k + 1 and s["stage"] == "judge") > end
+        for pool, stage in (("editor", "edit"), ("judge", "judge")):
+            assert row[f"pipeline/busy/{pool}"] == pytest.approx(x[f"pipeline/busy/{pool}"])
+            ended = [s for s in every if s["stage"] == stage and s["end"] <= end]  # in any step's record
+            assert row[f"pipeline/busy/{pool}"] == pytest.approx(_busy(ended, stage, start, end), abs=0.02), (k, pool)
+        # The edit call of batch k+1 ended well inside step k: the editor's share is the whole truth, and large.
+        assert row["pipeline/busy/editor"] == pytest.approx(_busy(every, "edit", start, end), abs=0.02), k
+        assert row["pipeline/busy/editor"] > 0.1 and row["pipeline/busy/judge"] > 0.1, (k, row)
 
 
 def test_versions_survive_select_and_concat(data_dir, tmp_path):

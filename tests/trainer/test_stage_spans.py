@@ -4,11 +4,19 @@ stages at once, the critical chain follows the spans that end the step, and the 
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
 
-from easyr1.trainer.stage_spans import Span, StageSpans, critical_chain, pipeline_metrics, union_length
+from easyr1.trainer.stage_spans import (
+    Span,
+    StageSpans,
+    critical_chain,
+    perf_to_wall,
+    pipeline_metrics,
+    union_length,
+)
 
 
 def test_union_length_merges_overlaps_and_gaps():
@@ -84,3 +92,33 @@ def test_perf_counter_spans_are_moved_onto_the_wall_clock(tmp_path):
     spans.add("judge", now_perf - 1.0, now_perf, 1)
     m = spans.close_step(1, now_wall - 2.0, now_wall + 0.1, mode="streaming")
     assert m["pipeline/busy/judge"] == pytest.approx(1.0 / 2.1, rel=0.05)
+
+
+def test_perf_to_wall_matches_the_wall_clock():
+    assert perf_to_wall(time.perf_counter()) == pytest.approx(time.time(), abs=0.05)
+
+
+def test_spans_added_from_many_threads_while_steps_close_are_each_written_once(tmp_path):
+    """A scorer's workers add spans as their calls end while the driver closes steps: every span lands in exactly one
+    record — the first whose window ends after it ended and was added."""
+    spans = StageSpans(tmp_path / "stage_spans.jsonl")
+    t0 = time.time()
+
+    def worker(k):
+        for i in range(200):
+            start = t0 + k + i * 1e-4
+            spans.add("edit" if k % 2 else "judge", start, start + 1e-4, 2, i)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for step, end in enumerate((t0 + 1.5, t0 + 2.5, t0 + 10), start=1):
+        if step == 3:
+            for t in threads:
+                t.join()
+        spans.close_step(step, end - 1.0, end, mode="off_policy_1")
+    lines = [json.loads(x) for x in (tmp_path / "stage_spans.jsonl").read_text().splitlines()]
+    written = [(s["stage"], s["start"]) for x in lines for s in x["spans"]]
+    assert len(written) == len(set(written)) == 800
+    for x in lines:
+        assert all(s["end"] <= x["end"] + 1e-6 for s in x["spans"])

@@ -353,3 +353,45 @@ def test_a_batch_dependent_judge_is_called_as_staged():
     streamed = RewardPipeline(cfg, SandboxEditor(), judge).score_stream(rows, shards(outputs, [[2, 3], [0, 1]]))
     assert_same(staged, streamed)
     assert judge.shuffled_batches == 2  # the samples' call, then the preliminary images'
+
+
+def test_on_span_reports_each_call_as_it_ends_from_the_worker_threads():
+    """``on_span`` gets every edit and judge call's span once, on the thread that ended it, as the call ends (the
+    first edit call's span arrives while the rollout iterator still holds later chunks back); the same spans as
+    ``ScoredBatch.spans``."""
+    rows = _rows(3)
+    outputs = _outs(rows)
+    got: list[tuple[tuple[str, float, float, int], str, float]] = []
+    lock = threading.Lock()
+    first_edit = threading.Event()
+
+    def on_span(stage, start, end, items):
+        with lock:
+            got.append(((stage, start, end, items), threading.current_thread().name, time.perf_counter()))
+        if stage == "edit":
+            first_edit.set()
+
+    def chunks():
+        yield outputs[:2]
+        assert first_edit.wait(10), "the first edit call's span was not reported before the pass ended"
+        yield outputs[2:]
+
+    streamed = RewardPipeline(_cfg(), SlowEditor(0.05), Judge8(delay_s=0.02)).score_stream(
+        rows, chunks(), on_span=on_span
+    )
+    assert sorted(span for span, _, _ in got) == sorted(streamed.spans)
+    assert [s for s, *_ in streamed.spans].count("edit") == 2 and [s for s, *_ in streamed.spans].count("judge") == 6
+    assert all(name != threading.main_thread().name for _, name, _ in got)
+    assert all(span[2] <= at for span, _, at in got)
+
+
+def test_a_failing_on_span_does_not_break_the_scoring():
+    rows = _rows(2)
+    outputs = _outs(rows)
+
+    def on_span(*_):
+        raise RuntimeError("telemetry broke")
+
+    staged = RewardPipeline(_cfg(), SlowEditor(0), Judge8()).score(rows, outputs)
+    streamed = RewardPipeline(_cfg(), SlowEditor(0), Judge8()).score_stream(rows, [outputs], on_span=on_span)
+    assert streamed.reasons == staged.reasons and streamed.counts == staged.counts

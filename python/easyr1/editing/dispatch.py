@@ -11,6 +11,10 @@ replica call returns. Identical requests across all ``submit`` calls of one stre
 a copy naming the first *submitted* one in ``info["duplicate_of"]``); the pool's counters see one ``edit`` call per
 stream, counted when it closes. :class:`InProcessEditStream` gives an editor that only has ``edit`` the same
 interface (one ``edit`` per ``submit``, on one worker thread).
+
+Both streams keep their spans (``spans``: one per replica call or ``edit`` call) and, given ``on_span``, also report
+each one as soon as it ends, from the thread that ended it (the dispatcher, or the edit worker): a caller that keeps
+a timeline (``trainer/pipeline.py``) sees an edit call when it happened, not when the stream closes.
 """
 
 from __future__ import annotations
@@ -43,6 +47,21 @@ POLL_S = 0.02
 Span = tuple[str, float, float, int]
 """``(stage, start, end, items)``, times from ``time.perf_counter()``: when one replica call (or edit call) ran."""
 
+SpanCallback = Callable[[str, float, float, int], None]
+"""``on_span(stage, start, end, items)`` (``time.perf_counter()`` times): called once per span as it ends, on the
+thread that ended it; it must be thread-safe and quick."""
+
+
+def report_span(on_span: SpanCallback | None, span: Span) -> None:
+    """Hand ``span`` to ``on_span``; a failing callback is logged, never raised into the worker that ended the span
+    (telemetry must not stop an edit or a judge call)."""
+    if on_span is None:
+        return
+    try:
+        on_span(*span)
+    except Exception as exc:
+        logger.warning("span callback failed for %s: %s: %s", span[0], type(exc).__name__, exc)
+
 
 @dataclass
 class _Replica:
@@ -65,11 +84,18 @@ class _Call:
 
 class Dispatch:
     """The work queue of one ``edit`` call or one stream over the pool's live replicas; not thread-safe (one thread
-    pumps it). ``on_done(index, result)`` is called once per request as its result is known."""
+    pumps it). ``on_done(index, result)`` is called once per request as its result is known, ``on_span`` once per
+    replica call as it ends (answered, lost or timed out)."""
 
-    def __init__(self, pool: EditorPool, on_done: Callable[[int, EditResult], None] | None = None):
+    def __init__(
+        self,
+        pool: EditorPool,
+        on_done: Callable[[int, EditResult], None] | None = None,
+        on_span: SpanCallback | None = None,
+    ):
         self.pool = pool
         self.on_done = on_done
+        self.on_span = on_span
         self.requests: list[EditRequest] = []
         self.results: list[EditResult | None] = []
         self.attempts: list[int] = []
@@ -118,7 +144,9 @@ class Dispatch:
 
     def _ended(self, call: _Call, now: float) -> None:
         call.replica.busy_s += now - call.started
-        self.spans.append(("edit", call.started_perf, time.perf_counter(), len(call.indices)))
+        span = ("edit", call.started_perf, time.perf_counter(), len(call.indices))
+        self.spans.append(span)
+        report_span(self.on_span, span)
 
     def pump(self, max_wait_s: float | None = None) -> None:
         """Send what idle replicas can take, then wait (at most ``max_wait_s``) for one answer, deadline or probe.
@@ -218,10 +246,11 @@ class PoolEditStream:
     scheduler; :meth:`close` waits for every submitted request (``cancel=True``: drops the chunks not sent yet,
     whose futures are cancelled, and waits for the calls under way, each bounded by ``request_timeout_s``) and
     joins the thread. A scheduler error (e.g. :class:`~easyr1.pools.WorkerLost`: no replica left) is set on every
-    unresolved future and raised by later ``submit`` calls.
+    unresolved future and raised by later ``submit`` calls. ``on_span`` gets each replica call's span as it ends, on
+    the dispatcher thread.
     """
 
-    def __init__(self, pool: EditorPool):
+    def __init__(self, pool: EditorPool, on_span: SpanCallback | None = None):
         self.pool = pool
         self._cond = threading.Condition()
         self._inbox: list[EditRequest] = []
@@ -240,7 +269,7 @@ class PoolEditStream:
         try:
             if pool._lost is not None and not pool.live_replicas():
                 raise pool._lost
-            self._dispatch = Dispatch(pool, on_done=self._resolve)
+            self._dispatch = Dispatch(pool, on_done=self._resolve, on_span=on_span)
             self._thread = threading.Thread(target=self._serve, name=f"{pool.name}-dispatch", daemon=True)
             self._thread.start()
         except BaseException:
@@ -356,10 +385,12 @@ class PoolEditStream:
 
 class InProcessEditStream:
     """The stream interface over an editor that only has ``edit``: each ``submit`` is one ``edit`` call on one
-    worker thread (in submit order). An exception of ``edit`` is set on that call's futures."""
+    worker thread (in submit order). An exception of ``edit`` is set on that call's futures. ``on_span`` gets each
+    ``edit`` call's span as it ends, on the worker thread."""
 
-    def __init__(self, editor: Editor):
+    def __init__(self, editor: Editor, on_span: SpanCallback | None = None):
         self.editor = editor
+        self.on_span = on_span
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="easyr1-edit")
         self._spans: list[Span] = []
         self._lock = threading.Lock()
@@ -384,8 +415,10 @@ class InProcessEditStream:
                 _settle(futures, exc=exc)
                 return
             finally:
+                span = ("edit", start, time.perf_counter(), len(batch))
                 with self._lock:
-                    self._spans.append(("edit", start, time.perf_counter(), len(batch)))
+                    self._spans.append(span)
+                report_span(self.on_span, span)
             _settle(futures, results=results)
 
         if batch:
@@ -424,11 +457,12 @@ def _settle(
             pass
 
 
-def open_edit_stream(editor: Editor) -> EditStream:
+def open_edit_stream(editor: Editor, on_span: SpanCallback | None = None) -> EditStream:
     """``editor.open_stream()`` when it streams (:class:`~easyr1.editing.protocol.StreamingEditor`), else an
-    :class:`InProcessEditStream` over its ``edit``."""
+    :class:`InProcessEditStream` over its ``edit``; ``on_span`` (given to the stream) gets each edit call's span as it
+    ends."""
     from .protocol import StreamingEditor
 
     if isinstance(editor, StreamingEditor):
-        return editor.open_stream()
-    return InProcessEditStream(editor)
+        return editor.open_stream() if on_span is None else editor.open_stream(on_span=on_span)  # type: ignore[call-arg]
+    return InProcessEditStream(editor, on_span=on_span)

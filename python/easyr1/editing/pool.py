@@ -43,7 +43,7 @@ from easyr1.core.types import EditRequest, EditResult
 from easyr1.pools import Deadline, RayPool, WorkerLost, describe, ray_actor_options
 
 from .batching import edit_isolating_failures
-from .dispatch import Dispatch, PoolEditStream, _Call, _Replica
+from .dispatch import Dispatch, PoolEditStream, SpanCallback, _Call, _Replica
 from .protocol import Editor
 
 if TYPE_CHECKING:
@@ -245,11 +245,12 @@ class EditorPool(RayPool):
         dispatch.add(unique)
         return dispatch.run()
 
-    def open_stream(self) -> PoolEditStream:
+    def open_stream(self, on_span: SpanCallback | None = None) -> PoolEditStream:
         """An edit stream on the replicas (:class:`~easyr1.editing.dispatch.PoolEditStream`): ``submit`` requests
         as they come, get futures resolved as replica calls return; ``close()`` waits and counts it as one ``edit``
-        call. Holds the pool until closed. Raises :class:`~easyr1.pools.WorkerLost` when no replica is left."""
-        return PoolEditStream(self)
+        call; ``on_span`` gets each replica call's span as it ends. Holds the pool until closed. Raises
+        :class:`~easyr1.pools.WorkerLost` when no replica is left."""
+        return PoolEditStream(self, on_span=on_span)
 
     # -- replica recovery: a fresh actor in the lost one's place; probe until it answers, retire it if it cannot --
 

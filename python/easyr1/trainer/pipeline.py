@@ -39,9 +39,14 @@ its turn, when it ends (that scoring's work, plus anything outside any scoring s
 replica restarts); the step that trains on the batch logs them (:meth:`StepPipeline.drain_pools`): batch t+1's
 scoring, done during step t, is in step t+1's row. A cancelled scoring drains nothing (its counters go to the next
 drain). Validation and the other modes drain at the end of the step/validation. **Spans**: the job's spans carry
-``for_step`` t+1; the scorer hands its spans over when it returns, so an edit/judge span of batch t+1 that ended
-during step t is written with step t+1's record when its scoring ended then (``start`` before that window; the
-``pipeline/*`` metrics clip spans to the window, so step t's editor/judge busy share misses it).
+``for_step`` t+1. Every ``score_stream`` scoring (off_policy_1's, in the background or on the driver, and
+streaming's) reports each edit call and judge call as it ends (``on_span``, called on the editor stream's or the
+judge's thread); the pipeline adds it to :class:`StageSpans` at once and does not add the scorer's
+``ScoredBatch.spans`` again. So an edit/judge call of batch t+1 that ended during step t is in step t's record and
+counts for step t's ``pipeline/busy/editor``/``judge`` (and Prometheus' ``easyr1_pool_busy_ratio``), although batch
+t+1's scoring returns during step t+1; a call still running when step t closes is written with step t+1's record and
+counts only for its part in that window. ``staged`` (``RewardPipeline.score``) adds the scorer's spans when the
+scoring returns, within the step.
 
 Staleness (the actor's version at the update minus the version that generated the sample) is 1 from step 2 on and
 0 for a batch generated on the spot; kept per sample (``StepBatch.versions``), logged as ``pipeline/staleness_mean``
@@ -68,7 +73,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,13 +84,16 @@ from easyr1.editing.protocol import DrainsMetrics
 
 from .checkpoint import DriverState, read_inflight
 from .inflight import InFlight, ScoresStream, ScoringCancelled, ScoringTurns, StreamsRollout
-from .stage_spans import StageSpans
+from .stage_spans import StageSpans, perf_to_wall
 from .step_batch import StepBatch
 
 if TYPE_CHECKING:
     from .scoring import ScoredBatch
 
 logger = logging.getLogger(__name__)
+
+_REPORTED = frozenset({"edit", "judge"})
+"""The stages ``score_stream`` reports through ``on_span`` as each call ends."""
 
 
 class StepPipeline:
@@ -214,11 +222,12 @@ class StepPipeline:
         if not self.turns.wait(ticket, cancel):
             raise ScoringCancelled
         start = time.time()
-        if self.off_policy and isinstance(self.trainer.scorer, ScoresStream):  # each image judged once edited
-            scored = self.trainer.scorer.score_stream(rows, iter([outputs]))
+        streams = self.off_policy and isinstance(self.trainer.scorer, ScoresStream)
+        if streams:  # each image judged once edited; each call's span recorded as it ends
+            scored = self.trainer.scorer.score_stream(rows, iter([outputs]), on_span=self._span_recorder(step))
         else:
             scored = self.trainer.scorer.score(rows, outputs)
-        self._score_spans(scored, step, start)
+        self._score_spans(scored, step, start, reported=streams)
         if cancel is not None and cancel.is_set():  # dropped: its counters go to the next drain
             raise ScoringCancelled
         return scored, (self._drain_now() if drain else None)
@@ -242,8 +251,8 @@ class StepPipeline:
             timings["rollout"] = timings.get("rollout", 0.0) + time.perf_counter() - t0
             self.spans.add("rollout", start, time.time(), step, len(got))
 
-        scored = self.trainer.scorer.score_stream(rows, chunks())
-        self._score_spans(scored, step, start, rollout_recorded=True)
+        scored = self.trainer.scorer.score_stream(rows, chunks(), on_span=self._span_recorder(step))
+        self._score_spans(scored, step, start, rollout_recorded=True, reported=True)
         _add(timings, scored.timings)
         order = {p.id: i for i, p in enumerate(prompts)}
         outputs = list(
@@ -251,14 +260,27 @@ class StepPipeline:
         )
         return StepBatch.from_pass(rows, prompts, outputs, scored, version=self.trainer.step), scored
 
-    def _score_spans(self, scored: ScoredBatch, step: int, start: float, *, rollout_recorded: bool = False) -> None:
+    def _span_recorder(self, step: int) -> Callable[[str, float, float, int], None]:
+        """``on_span`` for a ``score_stream`` of ``step``'s batch: each span (``time.perf_counter()`` times) goes onto
+        the wall clock and into :attr:`spans` at once, from whatever thread ended it."""
+
+        def record(stage: str, begin: float, end: float, items: int) -> None:
+            self.spans.add(stage, perf_to_wall(begin), perf_to_wall(end), step, items)
+
+        return record
+
+    def _score_spans(
+        self, scored: ScoredBatch, step: int, start: float, *, rollout_recorded: bool = False, reported: bool = False
+    ) -> None:
         """The scorer's own spans when it records them, else edit → judge → reward laid end to end from ``start``
-        (the phases of ``RewardPipeline.score`` run in that order)."""
+        (the phases of ``RewardPipeline.score`` run in that order). ``reported``: the scorer handed its edit and judge
+        spans to :meth:`_span_recorder` as they ended; they are not added again."""
         own = getattr(scored, "spans", None)
-        if own:
-            for stage, begin, end, items in own:
-                if not (rollout_recorded and stage == "rollout"):
-                    self.spans.add(stage, begin, end, step, items)
+        if own or reported:
+            for stage, begin, end, items in own or ():
+                if (rollout_recorded and stage == "rollout") or (reported and stage in _REPORTED):
+                    continue
+                self.spans.add(stage, begin, end, step, items)
             return
         cursor = start
         for stage in ("edit", "judge", "reward"):

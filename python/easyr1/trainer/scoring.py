@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -127,13 +127,19 @@ class RewardPipeline:
             outputs=list(outputs),
         )
 
-    def score_stream(self, rows: Sequence[EditSample], chunks: Iterable[Sequence[RolloutOutput]]) -> ScoredBatch:
+    def score_stream(
+        self,
+        rows: Sequence[EditSample],
+        chunks: Iterable[Sequence[RolloutOutput]],
+        on_span: Callable[[str, float, float, int], None] | None = None,
+    ) -> ScoredBatch:
         """:meth:`score` of the concatenated ``chunks`` (e.g. ``Rollout.generate_stream``), with each chunk parsed,
         sent to the editor and each edited image sent to the judge as soon as it arrives; the same result as
-        :meth:`score` of the outputs in prompt order (see :mod:`easyr1.trainer.streaming`)."""
+        :meth:`score` of the outputs in prompt order (see :mod:`easyr1.trainer.streaming`). ``on_span`` gets each
+        edit and judge call's span as it ends."""
         from .streaming import score_stream
 
-        return score_stream(self, rows, chunks)
+        return score_stream(self, rows, chunks, on_span)
 
     @staticmethod
     def rows_by_id(rows: Sequence[EditSample]) -> dict[str, EditSample]:

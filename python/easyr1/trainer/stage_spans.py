@@ -17,9 +17,12 @@ drawn from that file):
   (``critical_path``), with ``critical_stage`` the one that holds the most of it.
 
 A span is written with the first step whose window ends after it was added, and the metrics clip every span to the
-window. ``off_policy_1`` scores batch t+1 in the background across the end of step t: the scorer hands its edit and
-judge spans over when the scoring returns, so those that ended during step t but were added during step t+1 are in
-step t+1's record (starting before its window) and count for neither step's busy shares.
+window. ``off_policy_1`` scores batch t+1 in the background across the end of step t: the scorer reports each edit
+call and judge call as it ends (``on_span``, from the thread that ended it; :meth:`StageSpans.add` is thread-safe),
+so a call of batch t+1 that ended during step t is in step t's record (``for_step`` t+1) and counts for step t's busy
+shares. A call still running when a step closes is not known yet: it is written with the next step's record
+(starting before its window) and counts only for its part in that window — at most one call per editor replica and
+judge slot per step boundary.
 """
 
 from __future__ import annotations
@@ -53,6 +56,11 @@ STAGE_POOLS: dict[str, tuple[str, ...]] = {
 _PERF_OFFSET = time.time() - time.perf_counter()
 
 
+def perf_to_wall(t: float) -> float:
+    """A ``time.perf_counter()`` value on the ``time.time()`` clock of the spans."""
+    return t + _PERF_OFFSET
+
+
 @dataclass
 class Span:
     stage: str
@@ -66,7 +74,8 @@ class Span:
 
 
 class StageSpans:
-    """A thread-safe list of the current step's spans; :meth:`close_step` hands them over once per step."""
+    """A thread-safe list of the current step's spans (:meth:`add` may be called from any thread, e.g. a scorer's
+    worker as each call ends); :meth:`close_step` hands them over once per step."""
 
     def __init__(self, path: Path | None):
         self.path = path

@@ -15,6 +15,12 @@ their callbacks build judge requests and hand them to the judge — the HTTP jud
 ``edit:<why>`` and a failed judge result ``judge:<why>``, exactly as staged; an *exception* of the editor, the judge
 or the rollout iterator stops the pass: unsent edits are dropped, calls under way are awaited (each bounded by its
 own deadline), every thread is joined, and the first exception is raised once.
+
+Spans: the result's ``spans`` hold every edit call and judge call; with ``on_span``, each is also reported as soon as
+it ends, on the thread that ended it (the editor stream's dispatcher or edit worker, the judge's callback thread), so a
+caller that keeps a timeline (``off_policy_1``'s background scoring runs across a step boundary) records a call in the
+step it ended in — not when the whole scoring returns. ``ScoredBatch.spans`` holds the same spans again: a caller that
+passes ``on_span`` must not add them a second time.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from easyr1.core.types import EditResult, EditSample, RolloutOutput
-from easyr1.editing.dispatch import open_edit_stream
+from easyr1.editing.dispatch import SpanCallback, open_edit_stream, report_span
 from easyr1.reward import EditAction
 from easyr1.reward.judge.protocol import Judge, JudgeRequest, JudgeResult
 
@@ -55,11 +61,13 @@ class SubmitsJudgeBatches(Protocol):
 
 class JudgeCalls:
     """Judge batches started from any thread; records a span per call and waits for all of them with a stall
-    deadline (no answer at all within ``stall_s`` → :class:`TimeoutError`)."""
+    deadline (no answer at all within ``stall_s`` → :class:`TimeoutError`); ``on_span`` gets each call's span as it
+    ends."""
 
-    def __init__(self, judge: Judge, threads: int, stall_s: float):
+    def __init__(self, judge: Judge, threads: int, stall_s: float, on_span: SpanCallback | None = None):
         self.judge = judge
         self.stall_s = stall_s
+        self.on_span = on_span
         self._lock = threading.Lock()
         self._pending: set[concurrent.futures.Future] = set()
         self.spans: list[Span] = []
@@ -79,9 +87,11 @@ class JudgeCalls:
 
         def finished(future: concurrent.futures.Future) -> None:
             end = time.perf_counter()
+            span = ("judge", start, end, len(requests))
             with self._lock:
-                self.spans.append(("judge", start, end, len(requests)))
+                self.spans.append(span)
                 self.last = end if self.last is None else max(self.last, end)
+            report_span(self.on_span, span)
             try:
                 if future.cancelled():
                     done(None, concurrent.futures.CancelledError())
@@ -163,13 +173,18 @@ class _Pass:
 
 
 def score_stream(
-    pipeline: RewardPipeline, rows: Sequence[EditSample], chunks: Iterable[Sequence[RolloutOutput]]
+    pipeline: RewardPipeline,
+    rows: Sequence[EditSample],
+    chunks: Iterable[Sequence[RolloutOutput]],
+    on_span: SpanCallback | None = None,
 ) -> ScoredBatch:
-    """:meth:`RewardPipeline.score` of the outputs of ``chunks`` in prompt order, scored as they arrive."""
+    """:meth:`RewardPipeline.score` of the outputs of ``chunks`` in prompt order, scored as they arrive; ``on_span``
+    gets each edit and judge call's span as it ends (they are in the result's ``spans`` too)."""
     cfg = pipeline.cfg
     st = _Pass(pipeline, rows)
     stall_s = cfg.judge.batch_deadline_s + cfg.judge.outage_budget_s
-    judge = JudgeCalls(pipeline.judge, max(1, min(MAX_JUDGE_THREADS, cfg.judge.max_concurrency)), stall_s)
+    threads = max(1, min(MAX_JUDGE_THREADS, cfg.judge.max_concurrency))
+    judge = JudgeCalls(pipeline.judge, threads, stall_s, on_span=on_span)
     parse_s = 0.0
     preliminary: dict[str, Any] = {}
     batch_dependent = bool(getattr(pipeline.judge, "batch_dependent", False))
@@ -234,7 +249,7 @@ def score_stream(
         if requests:
             judge.submit(requests, done)
 
-    edits = open_edit_stream(pipeline.editor)
+    edits = open_edit_stream(pipeline.editor, on_span=on_span)
     try:
         if pipeline.reward_cfg.improvement and not batch_dependent:
             judge_preliminary()  # at once: it does not wait for any response
