@@ -464,5 +464,5 @@ def open_edit_stream(editor: Editor, on_span: SpanCallback | None = None) -> Edi
     from .protocol import StreamingEditor
 
     if isinstance(editor, StreamingEditor):
-        return editor.open_stream() if on_span is None else editor.open_stream(on_span=on_span)  # type: ignore[call-arg]
+        return editor.open_stream(on_span=on_span)
     return InProcessEditStream(editor, on_span=on_span)

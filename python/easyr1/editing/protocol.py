@@ -15,7 +15,7 @@ no counters).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Protocol, runtime_checkable
 
@@ -71,6 +71,8 @@ class EditStream(Protocol):
 class StreamingEditor(Editor, Protocol):
     """An editor that streams (the pool): same results per request as ``edit``, available as each is done."""
 
-    def open_stream(self) -> EditStream:
-        """Start a stream; the editor serves no other call until it is closed."""
+    def open_stream(self, on_span: Callable[[str, float, float, int], None] | None = None) -> EditStream:
+        """Start a stream; the editor serves no other call until it is closed. ``on_span(stage, start, end, items)``
+        (``time.perf_counter`` seconds) is called for each editor call as soon as it ends, from the thread that
+        saw it end."""
         ...

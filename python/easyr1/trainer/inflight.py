@@ -6,7 +6,7 @@ the pipeline looks for on the rollout pool and the reward pipeline (:class:`Stre
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -31,7 +31,12 @@ class StreamsRollout(Protocol):
 class ScoresStream(Protocol):
     """A reward pipeline that scores responses as they arrive (same result as ``score``)."""
 
-    def score_stream(self, rows: Sequence[EditSample], chunks: Iterator[list[RolloutOutput]]) -> ScoredBatch: ...
+    def score_stream(
+        self,
+        rows: Sequence[EditSample],
+        chunks: Iterator[list[RolloutOutput]],
+        on_span: Callable[[str, float, float, int], None] | None = None,
+    ) -> ScoredBatch: ...
 
 
 class ScoringCancelled(Exception):
