@@ -39,10 +39,13 @@ def policy(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(build_tiny_policy(tmp_path_factory.mktemp("vllm-children") / "policy", seed=0, spec=VLLM_TINY_SPEC))
 
 
-@pytest.fixture(scope="module", params=["ray-process-group-cleanup", "no-process-group-cleanup"])
+# Only the Ray without per-worker process-group cleanup (as before Ray turned it on by default): there the reaper
+# alone must end the engine core. With Ray's default (cleanup on) Ray kills the group itself (measured: engine core
+# gone 0.3-1.8 s after the SIGKILL, docs/operations.md), and the other vLLM tests run the engine, its reaper and its
+# shutdown under that default.
+@pytest.fixture(scope="module", params=["no-process-group-cleanup"])
 def rollout(request, make_config, policy: str):
-    """A rollout pool of one vLLM engine, in a Ray with (its default) or without per-worker process-group
-    cleanup (as in Ray before it was on by default)."""
+    """A rollout pool of one vLLM engine, in a Ray without per-worker process-group cleanup."""
     import ray
 
     from easyr1.rollout.pool import RolloutPool
