@@ -194,5 +194,14 @@ def make(data_dir: Path, out: Path, *overrides: str, actor=None, rollout_kw=None
     return GRPOTrainer(cfg, out, components=comps), comps
 
 
+def run_steps(trainer: GRPOTrainer, comps: Components, count: int) -> list[dict[str, float]]:
+    """``count`` training steps, then the in-flight work joined (the next step's batch may still be scored in the
+    background) and the telemetry closed."""
+    rows = [trainer.train_step() for _ in range(count)]
+    trainer.pipe.close()
+    comps.telemetry.close()
+    return rows
+
+
 def prefetch_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("easyr1-prefetch")]

@@ -20,6 +20,7 @@ from pipeline_testkit import (
     make,
     peek_batches,
     prefetch_threads,
+    run_steps,
 )
 
 from easyr1.config import ConfigValidationError, load_config
@@ -38,16 +39,9 @@ def data_dir(tmp_path_factory):
     return root
 
 
-def run(trainer, comps, steps):
-    rows = [trainer.train_step() for _ in range(steps)]
-    trainer.pipe.close()  # the next step's batch may still be scored in the background
-    comps.telemetry.close()
-    return rows
-
-
 def test_staleness_is_one_from_step_two_and_recorded(data_dir, tmp_path):
     trainer, comps = make(data_dir, tmp_path, OFF)
-    rows = run(trainer, comps, 4)
+    rows = run_steps(trainer, comps, 4)
     assert [r["pipeline/staleness_max"] for r in rows] == [0.0, 1.0, 1.0, 1.0]
     assert [r["pipeline/staleness_mean"] for r in rows] == [0.0, 1.0, 1.0, 1.0]
     # The engines' weights that generated each step's batch: v0 for steps 1 and 2, then v(t-2) (step 5's batch was
@@ -62,16 +56,16 @@ def test_staleness_is_one_from_step_two_and_recorded(data_dir, tmp_path):
 
 def test_staged_batches_are_on_policy(data_dir, tmp_path):
     trainer, comps = make(data_dir, tmp_path)
-    rows = run(trainer, comps, 3)
+    rows = run_steps(trainer, comps, 3)
     assert [r["pipeline/staleness_max"] for r in rows] == [0.0, 0.0, 0.0]
     assert [version for _, version, _ in comps.rollout.calls] == [0, 1, 2]
 
 
 def test_same_data_and_rewards_as_staged(data_dir, tmp_path):
     staged, comps_s = make(data_dir, tmp_path / "staged")
-    a = run(staged, comps_s, 4)
+    a = run_steps(staged, comps_s, 4)
     off, comps_o = make(data_dir, tmp_path / "off", OFF)
-    b = run(off, comps_o, 4)
+    b = run_steps(off, comps_o, 4)
     assert [r["data/digest"] for r in a] == [r["data/digest"] for r in b]
     assert [r["reward/mean"] for r in a] == [r["reward/mean"] for r in b]
     assert [r["samples/valid"] for r in a] == [r["samples/valid"] for r in b]
@@ -80,7 +74,7 @@ def test_same_data_and_rewards_as_staged(data_dir, tmp_path):
 
 def test_old_log_probs_are_the_behaviour_policys(data_dir, tmp_path):
     trainer, comps = make(data_dir, tmp_path, OFF)
-    run(trainer, comps, 4)
+    run_steps(trainer, comps, 4)
     actor = comps.actor
     # Update t starts from v(t-1); its batch was generated (and its old log-probs computed) with v(t-2).
     assert [v for v, _ in actor.updates] == [0, 1, 2, 3]
@@ -91,7 +85,7 @@ def test_old_log_probs_are_the_behaviour_policys(data_dir, tmp_path):
     assert background == [(v, f"easyr1-prefetch-step-{v + 2}") for v in range(4)]
     # Staged recomputes them with the current weights: step 2's ratio would start at 1, off-policy's does not.
     staged, comps_s = make(data_dir, tmp_path / "staged")
-    run(staged, comps_s, 2)
+    run_steps(staged, comps_s, 2)
     assert torch.all(comps_s.actor.updates[1][1] == lp_value(1))
     assert not torch.equal(comps_s.actor.updates[1][1], actor.updates[1][1])
 
@@ -162,7 +156,7 @@ def test_a_background_rollout_failure_is_raised_once_by_its_step(data_dir, tmp_p
 
 def test_all_failed_judge_with_a_batch_in_flight_checkpoints_it_and_resumes_the_same_data(data_dir, tmp_path):
     clean, comps = make(data_dir, tmp_path / "clean", OFF)
-    clean_rows = run(clean, comps, 3)
+    clean_rows = run_steps(clean, comps, 3)
     digests = [r["data/digest"] for r in clean_rows]
     olds = [old for _, old in comps.actor.updates]
 
@@ -189,7 +183,7 @@ def test_all_failed_judge_with_a_batch_in_flight_checkpoints_it_and_resumes_the_
     assert state["inflight"]["step"] == 2 and state["inflight"]["version"] == 0
     resumed, comps = make(data_dir, tmp_path / "run", OFF)
     resumed.resume()
-    later = run(resumed, comps, 2)
+    later = run_steps(resumed, comps, 2)
     assert [r["data/digest"] for r in later] == digests[1:]
     # The saved batch holds no scores: re-scored on restore, the same rewards and masks on the sandbox.
     for key in ("reward/mean", "samples/valid"):
@@ -203,9 +197,9 @@ def test_stage_spans_file_and_overlap(data_dir, tmp_path):
     """Rollout 0.3 s, judge 0.3 s per batch: off-policy overlaps the next rollout with this judge, staged does not."""
     kw = {"rollout_kw": {"delay_s": 0.3}}
     staged, comps = make(data_dir, tmp_path / "staged", judge=SlowJudge(0.3), **kw)
-    s_rows = run(staged, comps, 3)
+    s_rows = run_steps(staged, comps, 3)
     off, comps = make(data_dir, tmp_path / "off", OFF, judge=SlowJudge(0.3), **kw)
-    o_rows = run(off, comps, 3)
+    o_rows = run_steps(off, comps, 3)
     for row in s_rows + o_rows:
         for pool in ("rollout", "editor", "judge", "actor"):
             assert 0.0 <= row[f"pipeline/busy/{pool}"] <= 1.0 + 1e-9
@@ -228,7 +222,7 @@ def test_scoring_of_the_next_batch_starts_before_the_update_ends(data_dir, tmp_p
     the update and the sync), and step t+1 waits for them; every step's spans carry the right ``for_step``."""
     actor = VersionedActor(update_delay_s=0.4)
     trainer, comps = make(data_dir, tmp_path, OFF, actor=actor, judge=SlowJudge(0.1), rollout_kw={"delay_s": 0.1})
-    rows = run(trainer, comps, 4)
+    rows = run_steps(trainer, comps, 4)
     spans = [s for x in (tmp_path / "stage_spans.jsonl").read_text().splitlines() for s in json.loads(x)["spans"]]
 
     def of(stage, step):
@@ -250,10 +244,10 @@ def test_pool_counters_go_to_the_step_that_trains_on_the_batch(data_dir, tmp_pat
     """The judge's per-step counters (``drain_metrics``) of batch t+1, scored during step t, are in step t+1's row:
     the same per-step counts as staged, although the scorings run a step early."""
     staged, comps_s = make(data_dir, tmp_path / "staged", "trainer.pipeline=staged", judge=CountingJudge())
-    a = run(staged, comps_s, 4)
+    a = run_steps(staged, comps_s, 4)
     actor = VersionedActor(update_delay_s=0.2)
     off, comps = make(data_dir, tmp_path / "off", OFF, actor=actor, judge=CountingJudge(0.05))
-    b = run(off, comps, 4)
+    b = run_steps(off, comps, 4)
     key = "judge/requests_drained"
     assert [r[key] for r in a] == [r[key] for r in b]
     assert all(r[key] > 0 for r in b)
@@ -271,22 +265,18 @@ def test_streaming_without_a_streaming_rollout_runs_staged_with_a_warning(data_d
     with caplog.at_level(logging.WARNING, logger="easyr1.trainer.pipeline"):
         trainer, comps = make(data_dir, tmp_path, "trainer.pipeline=streaming")
     assert "run staged" in caplog.text and not trainer.pipe.streaming
-    row = run(trainer, comps, 1)[0]
+    row = run_steps(trainer, comps, 1)[0]
     assert row["pipeline/staleness_max"] == 0.0
 
 
 def test_streaming_gives_the_staged_rows(data_dir, tmp_path):
     """With a rollout that streams (chunks out of prompt order) and the reward pipeline's ``score_stream``, the
     driver's rows equal the staged ones: data, rewards, masks, advantages' inputs."""
-    from easyr1.trainer.scoring import RewardPipeline
-
-    if not hasattr(RewardPipeline, "score_stream"):
-        pytest.skip("this checkout's reward pipeline has no score_stream")
     staged, comps_s = make(data_dir, tmp_path / "staged")
-    a = run(staged, comps_s, 3)
+    a = run_steps(staged, comps_s, 3)
     streaming, comps = make(data_dir, tmp_path / "streaming", "trainer.pipeline=streaming", streams=True)
     assert streaming.pipe.streaming
-    b = run(streaming, comps, 3)
+    b = run_steps(streaming, comps, 3)
     keys = [k for k in a[0] if k.startswith(("data/", "reward/", "samples/"))]
     for x, y in zip(a, b, strict=True):
         assert {k: x[k] for k in keys} == pytest.approx({k: y[k] for k in keys}, nan_ok=True)
@@ -335,7 +325,7 @@ def test_background_scoring_spans_count_for_the_step_they_ran_in(data_dir, tmp_p
         judge=SlowJudge(0.1),
         rollout_kw={"delay_s": 0.1},
     )
-    rows = run(trainer, comps, 4)
+    rows = run_steps(trainer, comps, 4)
     lines = [json.loads(x) for x in (tmp_path / "stage_spans.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2, 3, 4]
     every = [s for x in lines for s in x["spans"]]

@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from pipeline_testkit import VersionedActor, make, prefetch_threads
+from pipeline_testkit import VersionedActor, make, prefetch_threads, run_steps
 
 from easyr1.sandbox.generator import write_sandbox_dataset
 
@@ -23,24 +23,17 @@ def data_dir(tmp_path_factory):
     return root
 
 
-def steps(trainer, comps, count):
-    rows = [trainer.train_step() for _ in range(count)]
-    trainer.pipe.close()  # the next step's batch may still be scored in the background
-    comps.telemetry.close()
-    return rows
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(data_dir, tmp_path_factory):
     trainer, comps = make(data_dir, tmp_path_factory.mktemp("clean"), OFF)
-    rows = steps(trainer, comps, 4)
+    rows = run_steps(trainer, comps, 4)
     return [r["data/digest"] for r in rows], [old for _, old in comps.actor.updates]
 
 
 def test_resume_continues_with_the_same_data_and_behaviour_log_probs(data_dir, tmp_path, uninterrupted):
     digests, olds = uninterrupted
     first, comps = make(data_dir, tmp_path, OFF, "trainer.save_freq=1")
-    steps(first, comps, 2)
+    run_steps(first, comps, 2)
     ckpt = tmp_path / "checkpoints" / "global_step_2"
     state = json.loads((ckpt / "driver_state.json").read_text())
     assert state["inflight"]["step"] == 3 and state["inflight"]["version"] == 1
@@ -50,7 +43,7 @@ def test_resume_continues_with_the_same_data_and_behaviour_log_probs(data_dir, t
     resumed, comps = make(data_dir, tmp_path, OFF, "trainer.save_freq=1")
     resumed.resume()
     assert resumed.step == 2 and resumed.pipe.pending is not None and resumed.pipe.pending.step == 3
-    later = steps(resumed, comps, 2)
+    later = run_steps(resumed, comps, 2)
     assert [r["data/digest"] for r in later] == digests[2:]
     assert [r["pipeline/staleness_max"] for r in later] == [1.0, 1.0]
     # Step 3 trained on the saved batch (not regenerated): the first generate call of the new trainer is step 4's.
@@ -62,13 +55,13 @@ def test_resume_continues_with_the_same_data_and_behaviour_log_probs(data_dir, t
 
 def test_staged_resume_of_an_off_policy_checkpoint_regenerates_the_in_flight_batch(data_dir, tmp_path):
     staged, comps = make(data_dir, tmp_path / "staged")
-    digests = [r["data/digest"] for r in steps(staged, comps, 4)]
+    digests = [r["data/digest"] for r in run_steps(staged, comps, 4)]
     first, comps = make(data_dir, tmp_path / "run", OFF, "trainer.save_freq=1")
-    steps(first, comps, 2)
+    run_steps(first, comps, 2)
     resumed, comps = make(data_dir, tmp_path / "run", "trainer.save_freq=1")
     resumed.resume()
     assert resumed.pipe.pending is None
-    later = steps(resumed, comps, 2)
+    later = run_steps(resumed, comps, 2)
     assert [r["data/digest"] for r in later] == digests[2:]
     assert [r["pipeline/staleness_max"] for r in later] == [0.0, 0.0]
     assert [v for _, v, _ in comps.rollout.calls] == [2, 3]  # regenerated with the restored weights
@@ -77,10 +70,10 @@ def test_staged_resume_of_an_off_policy_checkpoint_regenerates_the_in_flight_bat
 def test_off_policy_resume_of_a_staged_checkpoint_starts_on_policy(data_dir, tmp_path, uninterrupted):
     digests, _ = uninterrupted
     first, comps = make(data_dir, tmp_path, "trainer.save_freq=1")
-    steps(first, comps, 2)
+    run_steps(first, comps, 2)
     resumed, comps = make(data_dir, tmp_path, OFF, "trainer.save_freq=1")
     resumed.resume()
-    later = steps(resumed, comps, 2)
+    later = run_steps(resumed, comps, 2)
     assert [r["data/digest"] for r in later] == digests[2:]
     assert [r["pipeline/staleness_max"] for r in later] == [0.0, 1.0]
 
