@@ -392,8 +392,11 @@ class GRPOTrainer:
             batches.append(batch)
             ids.extend(row.id for row in rows)
         merged = StepBatch.concat(batches)
-        # Validation's judge calls and edits are counted here, not in the next training step.
-        metrics = validation_row(sample_digest(ids), merged, timings, self._drain_pool_metrics([]))
+        # Validation's judge calls, edits and engine restarts are counted here, not in the next training step.
+        pools = self._drain_pool_metrics([])
+        if isinstance(self.c.rollout, DrainsMetrics):
+            pools.update(self.c.rollout.drain_metrics())
+        metrics = validation_row(sample_digest(ids), merged, timings, pools)
         self.c.telemetry.log_step(self.step, metrics)
         self.c.telemetry.log_samples(
             self.step, self._sample_rows(merged, self.cfg.trainer.val_generations_to_log), prefix="val"
