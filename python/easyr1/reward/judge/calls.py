@@ -3,10 +3,19 @@ reading of a chat-completion body (a plain dict) into scores or a failure reason
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .parsing import expected_score, finish_failure, looks_like_refusal, parse_json_answer, parse_number_answer
+from .protocol import JudgeResult
+
+logger = logging.getLogger(__name__)
+
+ResultCallback = Callable[[int, JudgeResult], None]
+"""``on_result(index, result)``: called on the judge's loop thread as each sample finishes."""
 
 
 @dataclass
@@ -98,3 +107,19 @@ def read_response(response: Any, dimension: str | None, use_logprobs: bool) -> O
 
 def as_int(value: Any) -> int:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def report_to(on_result: ResultCallback, index: int, result: JudgeResult) -> None:
+    try:
+        on_result(index, result)
+    except Exception:
+        logger.exception("judge on_result callback failed")
+
+
+def done_callback(on_result: ResultCallback, index: int) -> Callable[[asyncio.Task], None]:
+    def callback(task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is None:
+            report_to(on_result, index, task.result())
+        # cancelled or failed samples are reported once the batch is assembled
+
+    return callback

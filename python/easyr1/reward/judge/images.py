@@ -1,12 +1,17 @@
-"""Images as the judge receives them: RGB JPEG, long side capped, base64 data URL, content hash for the cache."""
+"""Images as the judge receives them: RGB JPEG, long side capped, base64 data URL, content hash for the cache;
+and the judge's cache of recent encodings, keyed by a digest of the pixels."""
 
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import hashlib
 import io
 import json
 import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,3 +95,95 @@ def request_body(kwargs: dict[str, Any], urls: list[dict[str, Any]], images: lis
         body = body.replace(quoted, image.url_json)
         url["url"] = image.data_url
     return body
+
+
+# ------------------------------------------------------------------------------------- encodings across batches
+def _hasher() -> Any:
+    try:
+        import xxhash  # a dependency of ``datasets`` and ``wandb``: ~50x faster than sha256 on pixel buffers
+
+        return xxhash.xxh3_128()
+    except ImportError:  # pragma: no cover - the fallback is only slower
+        return hashlib.blake2b(digest_size=16)
+
+
+def _pixel_buffers(image: Image.Image) -> list[Any]:
+    """The image's pixel memory, without a copy where Pillow can export it (Arrow, Pillow >= 11.2, single-block
+    images); else a copy (``tobytes``: large images, old Pillow)."""
+    image.load()
+    if hasattr(image, "__arrow_c_array__"):
+        try:
+            import pyarrow
+
+            array = pyarrow.array(image)
+            return [memoryview(b) for b in array.buffers() if b is not None]
+        except Exception:  # rows in several blocks, a mode Arrow does not take: copy instead
+            pass
+    return [image.tobytes()]
+
+
+def pixel_digest(image: Image.Image) -> bytes:
+    """A 128-bit digest of everything :func:`encode_image` reads: mode, size, pixels, palette and transparency.
+
+    Images that differ in any pixel get different digests (up to hash collisions, ~2^-128); the same pixels in
+    another object get the same digest. About 0.03 ms for 512 px (a JPEG encode takes ~1 ms)."""
+    h = _hasher()
+    h.update(f"{image.mode}|{image.size[0]}x{image.size[1]}|{image.info.get('transparency')!r}|".encode())
+    if image.mode in ("P", "PA"):
+        h.update(bytes(image.getpalette() or []))
+    for buffer in _pixel_buffers(image):
+        h.update(buffer)
+    return h.digest()
+
+
+class EncodedImageCache:
+    """The encodings of the most recently used images, keyed by :func:`pixel_digest` (thread-safe, LRU).
+
+    The rollouts of a prompt share its source (and preliminary) image; the trainer's streaming path submits one
+    sample per call, so without this the shared images would be encoded again for every sample. Keyed by content,
+    not object identity: a new object with the same pixels hits, an object changed in place misses. An image that
+    is being encoded is waited for, not encoded twice; a failed encoding is not kept."""
+
+    def __init__(self, capacity: int = 256):
+        self.capacity = capacity
+        self.hits = 0
+        self.misses = 0
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[bytes, EncodedImage | concurrent.futures.Future[EncodedImage]] = OrderedDict()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def get_or_encode(self, key: bytes, encode: Callable[[], EncodedImage]) -> EncodedImage:
+        """The cached encoding of ``key``, else ``encode()``'s (stored; its exception is raised, not stored)."""
+        owner: concurrent.futures.Future[EncodedImage] | None = None
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+            else:
+                self.misses += 1
+                entry = concurrent.futures.Future()
+                self._entries[key] = entry
+                owner = entry
+        if isinstance(entry, EncodedImage):
+            return entry
+        if entry is not owner:  # another thread is encoding the same pixels
+            return entry.result()
+        try:
+            value = encode()
+        except BaseException as exc:
+            with self._lock:
+                if self._entries.get(key) is owner:
+                    del self._entries[key]
+            owner.set_exception(exc)
+            raise
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+        owner.set_result(value)
+        return value

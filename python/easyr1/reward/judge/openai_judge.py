@@ -17,7 +17,7 @@ import time
 import uuid
 import weakref
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import openai
@@ -28,9 +28,9 @@ from easyr1.config import JudgeConfig
 
 from . import rubrics
 from .cache import JudgeCache, content_key
-from .calls import Call, Outcome, SampleProgress, read_response
+from .calls import Call, Outcome, ResultCallback, SampleProgress, done_callback, read_response, report_to
 from .credentials import resolve_api_key
-from .images import EncodedImage, encode_image, estimated_image_tokens, request_body
+from .images import EncodedImage, EncodedImageCache, encode_image, estimated_image_tokens, pixel_digest, request_body
 from .loop import BackgroundLoop
 from .protocol import DIMENSIONS, JudgeRequest, JudgeResult
 from .transport import (
@@ -46,12 +46,15 @@ from .transport import (
 
 logger = logging.getLogger(__name__)
 
-ResultCallback = Callable[[int, JudgeResult], None]
-"""``on_result(index, result)``: called on the judge's loop thread as each sample finishes."""
-
 _TOP_LOGPROBS = 20
 RATE_WINDOW_S = 60.0
 """Window of the per-minute limits (a leaky bucket that holds at most one window's worth of requests/tokens)."""
+ENCODED_IMAGES_KEPT = 256
+"""Encodings the judge keeps across batches (LRU by pixel digest; ~30-150 kB each): a few steps' shared images."""
+
+
+class ImageEncodeError(Exception):
+    """An image of a sample could not be encoded: that sample fails with ``image_error``, the batch goes on."""
 
 
 def _release(
@@ -98,6 +101,7 @@ class OpenAIJudge:
         # One worker for image encoding and cache I/O: it overlaps with the HTTP calls without several threads
         # fighting over the GIL (measured: four encoding threads were 10x slower in total than one on 2 cores).
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="easyr1-judge-encode")
+        self.encodings = EncodedImageCache(ENCODED_IMAGES_KEPT)
         self._client: openai.AsyncOpenAI | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._rpm: AsyncLimiter | None = None
@@ -194,7 +198,7 @@ class OpenAIJudge:
         tasks = [asyncio.create_task(self._score_sample(req, progress[i], encoded)) for i, req in enumerate(requests)]
         if on_result is not None:
             for i, task in enumerate(tasks):
-                task.add_done_callback(_done_callback(on_result, i))
+                task.add_done_callback(done_callback(on_result, i))
         pending: set[asyncio.Task] = set()
         if tasks:
             deadline = self.cfg.batch_deadline_s + self.cfg.outage_budget_s
@@ -232,7 +236,7 @@ class OpenAIJudge:
                 results.append(task.result())
         if on_result is not None:
             for i in late:
-                _report_to(on_result, i, results[i])
+                report_to(on_result, i, results[i])
         reasons = [r.reason if not r.valid else None for r in results]
         self.stats.record_samples(reasons)
         waited = max((p.waited_s for p in progress), default=0.0)  # the batch waited as long as its longest wait
@@ -250,7 +254,11 @@ class OpenAIJudge:
         self, req: JudgeRequest, progress: SampleProgress, encoded: dict[int, EncodedImage]
     ) -> JudgeResult:
         loop = asyncio.get_running_loop()
-        calls, outcomes = await loop.run_in_executor(self._worker, self._prepare_sample, req, encoded)
+        try:
+            calls, outcomes = await loop.run_in_executor(self._worker, self._prepare_sample, req, encoded)
+        except ImageEncodeError as exc:
+            logger.warning("judge: sample %r not scored: %s", req.key, exc)
+            return JudgeResult.failure("image_error")
         await self._call_until_answered(calls, outcomes, progress)
         done: list[Outcome] = [o for o in outcomes if o is not None]
         tokens = {
@@ -296,10 +304,21 @@ class OpenAIJudge:
             values = [o.retry_after_s for o in outcomes if o is not None and o.retry_after_s is not None]
             return max(values) if values else None
 
-        retrying = outage_retrying(
-            self.cfg.outage_budget_s, transient=bool, retry_after=server_retry_after, on_wait=waited
-        )
-        await retrying(round_)
+        start = time.monotonic()
+        first = await round_()
+        if not first:  # the usual case: every call answered (or failed for good) in one round, no retry machinery
+            return
+
+        async def next_round() -> list[int]:
+            nonlocal first
+            if first:  # the round already made counts as tenacity's first attempt (its budget is reduced below)
+                todo, first = first, []
+                return todo
+            return await round_()
+
+        budget = self.cfg.outage_budget_s - (time.monotonic() - start)
+        retrying = outage_retrying(budget, transient=bool, retry_after=server_retry_after, on_wait=waited)
+        await retrying(next_round)
 
     # ---------------------------------------------------------------------------------- request building (thread)
     def _prepare_sample(
@@ -310,7 +329,12 @@ class OpenAIJudge:
         with_preliminary = self.cfg.judge_preliminary and req.preliminary_image is not None
         if with_preliminary:
             images.append(("preliminary", req.preliminary_image))  # type: ignore[arg-type]
-        sent = [(role, self._encode(img, encoded)) for role, img in images]
+        sent = []
+        for role, img in images:
+            try:
+                sent.append((role, self._encode(img, encoded)))
+            except Exception as exc:  # a broken image fails its own sample only
+                raise ImageEncodeError(f"{role} image could not be encoded ({type(exc).__name__}: {exc})") from exc
         dimensions: list[str | None] = list(DIMENSIONS) if self.cfg.mode == "per_dimension" else [None]
         task = str(req.metadata.get("task") or "") if self.cfg.request_style == "reference" else ""
         calls = [self._build_call(d, req.instruction, sent, with_preliminary, task) for d in dimensions]
@@ -332,10 +356,15 @@ class OpenAIJudge:
         return calls, outcomes
 
     def _encode(self, image: Image.Image, encoded: dict[int, EncodedImage]) -> EncodedImage:
-        """One encoding per image object per batch (the n rollouts of a prompt share their source image)."""
+        """One encoding per image object per batch (the requests hold the objects, so ``id`` is unique while the
+        batch runs), and one per pixel content across batches (:class:`EncodedImageCache`): the n rollouts of a
+        prompt share their source image, also when they are submitted one sample at a time."""
         key = id(image)
         if key not in encoded:
-            encoded[key] = encode_image(image, max_side=self.cfg.image_max_side, quality=self.cfg.jpeg_quality)
+            cfg = self.cfg
+            encoded[key] = self.encodings.get_or_encode(
+                pixel_digest(image), lambda: encode_image(image, max_side=cfg.image_max_side, quality=cfg.jpeg_quality)
+            )
         return encoded[key]
 
     def _system_prompt(self, dimension: str | None, with_preliminary: bool) -> str:
@@ -463,19 +492,3 @@ class OpenAIJudge:
             }
             await asyncio.get_running_loop().run_in_executor(self._worker, self.cache.set, call.cache_key, value)
         return outcome
-
-
-def _report_to(on_result: ResultCallback, index: int, result: JudgeResult) -> None:
-    try:
-        on_result(index, result)
-    except Exception:
-        logger.exception("judge on_result callback failed")
-
-
-def _done_callback(on_result: ResultCallback, index: int) -> Callable[[asyncio.Task], None]:
-    def callback(task: asyncio.Task) -> None:
-        if not task.cancelled() and task.exception() is None:
-            _report_to(on_result, index, task.result())
-        # cancelled or failed samples are reported once the batch is assembled
-
-    return callback

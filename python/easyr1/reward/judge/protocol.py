@@ -28,9 +28,11 @@ FAILURE_REASONS = (
     "deadline",
     "client_error",
     "outage",
+    "image_error",
 )
 """Why a judge call or sample failed (``truncated``: ``finish_reason: length``; ``unfinished``: any other
-``finish_reason`` that is not ``stop``; ``outage``: transient failures outlasted ``judge.outage_budget_s``)."""
+``finish_reason`` that is not ``stop``; ``outage``: transient failures outlasted ``judge.outage_budget_s``;
+``image_error``: an image of the sample could not be encoded)."""
 
 
 @dataclass
