@@ -20,6 +20,10 @@ hidden state at the direction word moves when the preliminary image is swapped f
 ``judge_mean``, ``sft_s``, ``params``. Existing ``OUT/sft`` is reused (delete it to retrain).
 
     python benchmarks/vision_probe.py --out /tmp/probe --seed 2 [--spec mrope_section=1,1,14 ...] [--steps 300]
+
+``--vision-pretrain-steps N`` trains the fresh policy's vision tower for N steps on rendered scenes of its own
+stream before the oracle SFT (:mod:`easyr1.sandbox.vision_pretrain`; its report lands in ``OUT/vision_pretrain.json``
+and the JSON line's ``vision_pretrain``).
 """
 
 from __future__ import annotations
@@ -150,6 +154,13 @@ def main() -> int:
     parser.add_argument(
         "--spec", action="append", default=[], help="a TinyPolicySpec change over SANDBOX_POLICY_SPEC (repeatable)"
     )
+    parser.add_argument(
+        "--vision-pretrain-steps",
+        type=int,
+        default=0,
+        help="pretrain the fresh tiny policy's vision tower on rendered scenes first (easyr1.sandbox.vision_pretrain)",
+    )
+    parser.add_argument("--vision-pretrain-lr", type=float, default=2.0e-3)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--lr", type=float, default=2.0e-3)
     parser.add_argument("--train-rows", type=int, default=64, help="also evaluate the first N training rows")
@@ -158,9 +169,11 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     from easyr1.config import load_config
+    from easyr1.data.images import ImageOptions
     from easyr1.models.tiny import SANDBOX_POLICY_SPEC, build_tiny_policy
     from easyr1.sandbox.evaluate import evaluate_policy, load_rows
     from easyr1.sandbox.generator import write_sandbox_splits
+    from easyr1.sandbox.vision_pretrain import pretrain_vision_tower
     from easyr1.trainer.demo import demo_overrides, preset_path
     from easyr1.trainer.sft import run_sft
 
@@ -193,6 +206,22 @@ def main() -> int:
             shutil.copytree(args.policy, policy)
         else:
             build_tiny_policy(policy, seed=args.seed, spec=spec, family=args.family)
+        if args.vision_pretrain_steps:
+            report = pretrain_vision_tower(
+                policy,
+                args.vision_pretrain_steps,
+                seed=cfg.sandbox.seed,
+                image_size=cfg.sandbox.image_size,
+                image_options=ImageOptions(
+                    min_pixels=cfg.data.min_pixels,
+                    max_pixels=cfg.data.max_pixels,
+                    max_long_side=cfg.data.max_long_side,
+                ),
+                lr=args.vision_pretrain_lr,
+            )
+            (out / "vision_pretrain.json").write_text(json.dumps(dataclasses.asdict(report), indent=1))
+    pretrain_path = out / "vision_pretrain.json"
+    vision_pretrain = json.loads(pretrain_path.read_text()) if pretrain_path.is_file() else None
 
     train_rows = load_rows(cfg, "train")
     checked = oracle_check(train_rows)
@@ -244,6 +273,7 @@ def main() -> int:
         "twin_sensitivity": sensitivity,
         "judge_mean": round(summary["judge_mean"], 4),
         "format": round(summary["format"], 4),
+        "vision_pretrain": vision_pretrain,
         "sft_s": sft_s,
         "params": params,
         "directions_val": val_table,
