@@ -176,20 +176,23 @@ def parse_spec(items: list[str]) -> dict:
     return out
 
 
-def prebuild_policy(run_dir: Path, seed: int, spec_changes: dict, family: str | None) -> None:
+def prebuild_policy(run_dir: Path, seed: int, spec_changes: dict, family: str | None, extra: list[str]) -> None:
     """Build the arm's tiny policy from ``SANDBOX_POLICY_SPEC`` with ``spec_changes`` before ``easyr1 demo`` runs
-    (the demo keeps a policy that is already there)."""
+    (the demo keeps a policy that is already there), through the demo's own builder with the demo's config
+    (``extra``: its ``--config`` and overrides), so ``sandbox.vision_pretrain_steps`` applies as in the demo."""
     from dataclasses import replace
 
-    from easyr1.models.families import DEFAULT_TINY_FAMILY
-    from easyr1.models.tiny import SANDBOX_POLICY_SPEC, build_tiny_policy
+    from easyr1.config import load_config
+    from easyr1.models.tiny import SANDBOX_POLICY_SPEC
+    from easyr1.trainer.demo import build_sandbox_policy, demo_overrides, preset_path
 
     policy = run_dir / "tiny" / "policy"
     if (policy / "config.json").is_file():
         return
-    spec = replace(SANDBOX_POLICY_SPEC, **spec_changes)
-    logging.info("tiny policy %s %s in %s", family or DEFAULT_TINY_FAMILY, spec_changes, policy)
-    build_tiny_policy(policy, seed=seed, spec=spec, family=family or DEFAULT_TINY_FAMILY)
+    base, overrides = (extra[1], extra[2:]) if extra[:1] == ["--config"] else (preset_path(), extra)
+    cfg = load_config(base, [*demo_overrides(run_dir, None, seed), *overrides])
+    logging.info("tiny policy %s %s in %s", family or cfg.worker.actor.model.model_family, spec_changes, policy)
+    build_sandbox_policy(cfg, policy, seed, spec=replace(SANDBOX_POLICY_SPEC, **spec_changes))
 
 
 def run_seed(
@@ -200,7 +203,7 @@ def run_seed(
     result: dict = {"seed": seed, "arms": {}}
     first = base / "grpo"
     if spec_changes or family:
-        prebuild_policy(first, seed, spec_changes or {}, family)
+        prebuild_policy(first, seed, spec_changes or {}, family, extra)
     for arm in arms:
         run_dir = base / arm
         env: dict[str, str] = {}

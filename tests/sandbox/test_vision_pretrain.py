@@ -66,3 +66,21 @@ def test_pretraining_trains_only_the_vision_tower_and_learns_where_objects_stand
     assert report.loss_last < report.loss_first
     # Chance (always the larger bucket) is about 0.38 on one-object scenes of the held-out stream.
     assert report.held_out_position_accuracy > 0.6, report
+
+
+def test_the_demo_builds_its_policy_with_vision_pretraining_when_asked(tmp_path):
+    from easyr1.config import ConfigValidationError, load_config
+    from easyr1.models.loading import load_policy
+    from easyr1.trainer.demo import build_sandbox_policy, demo_overrides, preset_path
+
+    weights = {}
+    for steps in (0, 5):
+        out = tmp_path / f"steps{steps}"
+        cfg = load_config(preset_path(), [*demo_overrides(out, None, 0), f"sandbox.vision_pretrain_steps={steps}"])
+        assert cfg.sandbox.vision_pretrain_steps == steps
+        build_sandbox_policy(cfg, out / "tiny" / "policy", 0)
+        weights[steps] = load_policy(out / "tiny" / "policy", dtype="float32").model.state_dict()
+    changed = {k for k in weights[0] if not torch.equal(weights[0][k], weights[5][k])}
+    assert changed and all(".visual." in f".{k}" for k in changed)
+    with pytest.raises(ConfigValidationError, match="vision_pretrain_steps"):
+        load_config(preset_path(), ["sandbox.vision_pretrain_steps=-1"])

@@ -57,12 +57,17 @@ class SandboxConfig:
     """Who writes the SFT warm start's targets in ``easyr1 demo`` (:data:`SFT_TEACHERS`): ``oracle`` = the rows'
     demonstrations; ``text_only`` = image-only repairs with a random direction, so SFT teaches the format and the
     repair vocabulary and leaves the image-dependent choice to GRPO."""
+    vision_pretrain_steps: int = 0
+    """Steps of vision pretraining (:func:`easyr1.sandbox.vision_pretrain.pretrain_vision_tower`) that
+    ``easyr1 demo`` gives a freshly built tiny policy's vision tower on rendered scenes of their own stream, with
+    labels of the pictures' content (where plain objects stand, the exposure); 0 = none (a random vision tower)."""
 
     def validate(self, path: str) -> Iterator[ConfigError]:
         yield from check_range(f"{path}.image_size", self.image_size, low=32, high=1024)
         yield from check_positive(f"{path}.train_rows", self.train_rows)
         yield from check_positive(f"{path}.val_rows", self.val_rows)
         yield from check_positive(f"{path}.rows_per_file", self.rows_per_file)
+        yield from check_range(f"{path}.vision_pretrain_steps", self.vision_pretrain_steps, low=0, high=100_000)
         yield from check_range(f"{path}.min_defects", self.min_defects, low=1, high=len(SANDBOX_DEFECTS))
         yield from check_range(f"{path}.max_defects", self.max_defects, low=self.min_defects, high=len(SANDBOX_DEFECTS))
         if self.sft_teacher not in SFT_TEACHERS:

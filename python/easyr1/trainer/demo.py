@@ -14,8 +14,12 @@ import math
 import time
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from easyr1.config import DIMENSIONS, EasyR1Config
+
+if TYPE_CHECKING:
+    from easyr1.models.tiny import TinyPolicySpec
 
 logger = logging.getLogger(__name__)
 
@@ -48,26 +52,49 @@ def demo_overrides(out: Path, steps: int | None, seed: int | None) -> list[str]:
 
 def prepare(cfg: EasyR1Config, out: Path, seed: int) -> dict[str, float]:
     """Build the tiny policy and the sandbox data when missing; returns reference rewards of the data."""
-    from easyr1.models.families import DEFAULT_TINY_FAMILY
-    from easyr1.models.tiny import SANDBOX_POLICY_SPEC, build_tiny_policy
     from easyr1.sandbox.generator import write_sandbox_splits
 
     policy = Path(cfg.worker.actor.model.model_path)
     if not (policy / "config.json").is_file():
-        family = cfg.worker.actor.model.model_family
-        family = DEFAULT_TINY_FAMILY if family == "auto" else family
-        logger.info("building the tiny %s policy in %s", family, policy)
-        spec = SANDBOX_POLICY_SPEC
-        if cfg.worker.rollout.name == "vllm":  # vLLM's CPU attention needs a head size of 32 or more
-            from easyr1.rollout.vllm_engine import VLLM_TINY_SPEC
-
-            spec = VLLM_TINY_SPEC
-        build_tiny_policy(policy, seed=seed, spec=spec, family=family)
+        build_sandbox_policy(cfg, policy, seed)
     data = Path(cfg.data.train_files).parent
     if not any(Path(cfg.data.train_files).glob("*.parquet")):
         logger.info("writing sandbox data to %s", data)
         write_sandbox_splits(data, cfg.sandbox)
     return reference_rewards(cfg)
+
+
+def build_sandbox_policy(cfg: EasyR1Config, policy: Path, seed: int, spec: TinyPolicySpec | None = None) -> Path:
+    """Build the tiny policy into ``policy`` (``spec`` a ``TinyPolicySpec``; default the sandbox's, or vLLM's
+    for a vLLM rollout), then give its vision tower ``sandbox.vision_pretrain_steps`` steps of pretraining on
+    rendered scenes (none by default)."""
+    from easyr1.data.images import ImageOptions
+    from easyr1.models.families import DEFAULT_TINY_FAMILY
+    from easyr1.models.tiny import SANDBOX_POLICY_SPEC, build_tiny_policy
+
+    family = cfg.worker.actor.model.model_family
+    family = DEFAULT_TINY_FAMILY if family == "auto" else family
+    logger.info("building the tiny %s policy in %s", family, policy)
+    if spec is None:
+        spec = SANDBOX_POLICY_SPEC
+        if cfg.worker.rollout.name == "vllm":  # vLLM's CPU attention needs a head size of 32 or more
+            from easyr1.rollout.vllm_engine import VLLM_TINY_SPEC
+
+            spec = VLLM_TINY_SPEC
+    build_tiny_policy(policy, seed=seed, spec=spec, family=family)
+    if cfg.sandbox.vision_pretrain_steps:
+        from easyr1.sandbox.vision_pretrain import pretrain_vision_tower
+
+        pretrain_vision_tower(
+            policy,
+            cfg.sandbox.vision_pretrain_steps,
+            seed=cfg.sandbox.seed,
+            image_size=cfg.sandbox.image_size,
+            image_options=ImageOptions(
+                min_pixels=cfg.data.min_pixels, max_pixels=cfg.data.max_pixels, max_long_side=cfg.data.max_long_side
+            ),
+        )
+    return policy
 
 
 def reference_rewards(cfg: EasyR1Config, rows: int = 64) -> dict[str, float]:
