@@ -48,7 +48,8 @@ def test_digest_of_a_lazily_opened_file_and_of_a_large_image(tmp_path) -> None:
 
 
 def test_cache_hits_by_key_and_evicts_least_recently_used() -> None:
-    cache = EncodedImageCache(capacity=2)
+    one = _encoded(1)
+    cache = EncodedImageCache(max_bytes=int(2.5 * (len(one.data_url) + len(one.url_json))))  # room for two
     encodes: list[int] = []
 
     def encoder(tag: int):
@@ -62,6 +63,14 @@ def test_cache_hits_by_key_and_evicts_least_recently_used() -> None:
     cache.get_or_encode(b"b", encoder(4))
     assert encodes == [1, 2, 3, 4]
     assert len(cache) == 2 and (cache.hits, cache.misses) == (2, 4)
+    assert cache.bytes <= cache.max_bytes
+
+
+def test_an_encoding_larger_than_the_budget_is_kept_alone() -> None:
+    cache = EncodedImageCache(max_bytes=10)
+    cache.get_or_encode(b"a", lambda: _encoded(1))
+    cache.get_or_encode(b"b", lambda: _encoded(2))
+    assert len(cache) == 1 and cache.get_or_encode(b"b", lambda: _encoded(99)).sha256 == _encoded(2).sha256
 
 
 def test_failed_encoding_is_raised_and_not_kept() -> None:

@@ -136,18 +136,25 @@ def pixel_digest(image: Image.Image) -> bytes:
     return h.digest()
 
 
+def _size(entry: Any) -> int:
+    return len(entry.data_url) + len(entry.url_json) if isinstance(entry, EncodedImage) else 0
+
+
 class EncodedImageCache:
-    """The encodings of the most recently used images, keyed by :func:`pixel_digest` (thread-safe, LRU).
+    """The encodings of the most recently used images, keyed by :func:`pixel_digest` (thread-safe, LRU, at most
+    ``max_bytes`` of data URLs).
 
     The rollouts of a prompt share its source (and preliminary) image; the trainer's streaming path submits one
     sample per call, so without this the shared images would be encoded again for every sample. Keyed by content,
     not object identity: a new object with the same pixels hits, an object changed in place misses. An image that
     is being encoded is waited for, not encoded twice; a failed encoding is not kept."""
 
-    def __init__(self, capacity: int = 256):
-        self.capacity = capacity
+    def __init__(self, max_bytes: int = 64 * 2**20):
+        self.max_bytes = max_bytes
         self.hits = 0
         self.misses = 0
+        self.bytes = 0
+        """Size of the kept encodings (their data URLs, as text and as JSON)."""
         self._lock = threading.Lock()
         self._entries: OrderedDict[bytes, EncodedImage | concurrent.futures.Future[EncodedImage]] = OrderedDict()
 
@@ -181,9 +188,10 @@ class EncodedImageCache:
             owner.set_exception(exc)
             raise
         with self._lock:
+            self.bytes += _size(value) - _size(self._entries.get(key))
             self._entries[key] = value
             self._entries.move_to_end(key)
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
+            while self.bytes > self.max_bytes and len(self._entries) > 1:
+                self.bytes -= _size(self._entries.popitem(last=False)[1])
         owner.set_result(value)
         return value
