@@ -7,20 +7,25 @@ Retry-After), hangs (longer than ``judge.timeout_s``), malformed answers and who
 the run stops with one line, exit 1) and is resumed. One editor replica (the editor runs as a pool of two Ray
 replicas), one rollout engine and one actor (FSDP) worker are SIGKILLed after seeded steps: the editor and rollout
 pools replace theirs; the actor pool starts every rank again, restores model and optimizer from the newest
-checkpoint, the driver rewinds its data position and RNG to it and trains the lost steps again.
+checkpoint, the driver rewinds its data position and RNG to it and trains the lost steps again. One actor worker is
+SIGSTOPped (alive but silent: a hung rank) while it runs ``update_policy`` after a seeded step; the faulty run's
+``worker.actor.call_timeout_s`` (:data:`CALL_TIMEOUT_S`) ends the call, the pool kills the hung ranks
+(``actor/call_timeouts``) and is restarted and restored the same way.
 A clean run (same seed, no faults) gives the reference data-digest sequence.
 
     python benchmarks/fault_soak.py [--steps 12] [--seed 0] [--outage-scale 1.0] [--out DIR]
 
 Prints a table, then one JSON line: faults injected by kind, steps completed, steps redone, samples masked by
 reason, fabricated scores (every valid judge score must be the server's; must be 0), lost steps beyond the last
-checkpoint (0), orphan processes (0), digest sequence equal to the clean run's, worker restarts counted by the
-pools (``editor/restarts``, ``rollout/restarts``, ``actor/restarts``).
+checkpoint (0), orphan processes (0, a stopped process included), digest sequence equal to the clean run's, worker
+restarts counted by the pools (``editor/restarts``, ``rollout/restarts``, ``actor/restarts``) and actor calls that
+missed their deadline (``actor/call_timeouts``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -52,6 +57,13 @@ KILLS = {
     "kill_actor_worker": "ray::ActorWorker",
 }
 """Fault kind → the process title of the Ray worker it SIGKILLs (one process of that kind, once)."""
+HANGS = {"hang_actor_worker": "ray::ActorWorker.update_policy"}
+"""Fault kind → the title (a Ray worker running that call) of the process it SIGSTOPs: a rank that hangs, alive.
+Only ``update_policy`` (called inside a training step, never by a restart's set-up, restore or weight sync), so the
+hang is met by the call deadline of a step that the driver's recovery redoes."""
+CALL_TIMEOUT_S = 30
+"""``worker.actor.call_timeout_s`` of the faulty run: above its longest healthy actor call on a loaded 2-core box
+(the restart's model set-up, a checkpoint save), short enough that the hang costs the soak well under a minute."""
 
 SITECUSTOMIZE = """
 import errno, os
@@ -131,27 +143,51 @@ class Runner:
         self.tracebacks = 0
         self.last_stderr = ""
         self.kills: dict[str, int] = {}
-        """Fault kind (of :data:`KILLS`) → the step after which it is injected; removed once done."""
+        """Fault kind (of :data:`KILLS` or :data:`HANGS`) → the step after which it is injected; removed once done."""
         self.killed: Counter = Counter()
+        self.stopped: list[psutil.Process] = []
+        """The processes SIGSTOPped (the deadline must kill them; any left is killed by :meth:`kill_stopped`)."""
+        self._old_actors: set[int] = set()  # actor workers alive at the actor kill: the hang waits for fresh ones
+
+    def _hang_active(self) -> bool:
+        """A SIGSTOPped process is still there (the call deadline has not killed it yet)."""
+        return any(p.is_running() and p.status() == psutil.STATUS_STOPPED for p in self.stopped)
 
     def _maybe_kill(self, proc: subprocess.Popen, run_dir: Path | None) -> None:
-        """SIGKILL the worker of each due kill (its step logged, the run still going)."""
+        """SIGKILL (SIGSTOP for :data:`HANGS`) the worker of each due fault (its step logged, the run still going).
+        Nothing is injected while a stopped worker waits for its deadline; the hang waits for a pending actor kill
+        of the same or an earlier step, then for a worker of the restarted world."""
         if not self.kills or run_dir is None or proc.poll() is not None:
             return
+        with contextlib.suppress(psutil.Error):
+            if self._hang_active():
+                return
         logged = logged_steps(run_dir)
         for kind, step in list(self.kills.items()):
             if step not in logged:
                 continue
+            hang = kind in HANGS
+            if hang and self.kills.get("kill_actor_worker", step + 1) <= step:
+                continue
             try:
                 workers = psutil.Process(proc.pid).children(recursive=True)
-                targets = [w for w in workers if (w.cmdline() or [""])[0].startswith(KILLS[kind])]
+                titles = {w.pid: (w.cmdline() or [""])[0] for w in workers}
             except psutil.Error:
                 continue
+            title = HANGS[kind] if hang else KILLS[kind]
+            targets = [w for w in workers if titles.get(w.pid, "").startswith(title)]
+            if hang:
+                targets = [w for w in targets if w.pid not in self._old_actors]
+            elif kind == "kill_actor_worker":
+                self._old_actors = {w.pid for w in workers if titles.get(w.pid, "").startswith(KILLS[kind])}
             if targets:
                 victim = min(targets, key=lambda w: w.pid)
-                victim.send_signal(signal.SIGKILL)
+                victim.send_signal(signal.SIGSTOP if hang else signal.SIGKILL)
                 self.killed[kind] += 1
                 del self.kills[kind]
+                if hang:
+                    self.stopped.append(victim)
+                    return  # nothing more until the deadline has dealt with it
 
     def run(self, args: list[str], *, sigterm_after_step: int | None = None, run_dir: Path | None = None) -> int:
         cmd = [sys.executable, "-m", "easyr1", "train", str(EXAMPLE), *args]
@@ -168,7 +204,7 @@ class Runner:
             while proc.poll() is None:
                 self._note_children(proc)
                 self._maybe_kill(proc, run_dir)
-                time.sleep(0.1 if self.kills else 0.5)
+                time.sleep(0.05 if self.kills else 0.5)
             stderr = proc.stderr.read() if proc.stderr else ""
         finally:
             if proc.poll() is None:
@@ -191,6 +227,16 @@ class Runner:
     def orphans(self, timeout_s: float = 30.0) -> list[int]:
         _, alive = psutil.wait_procs(self.children, timeout=timeout_s)
         return [p.pid for p in alive]
+
+    def kill_stopped(self) -> list[int]:
+        """SIGKILL any SIGSTOPped worker still there (the deadline should have; returns their pids)."""
+        left = []
+        for p in self.stopped:
+            with contextlib.suppress(psutil.Error):
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    left.append(p.pid)
+                    p.send_signal(signal.SIGKILL)
+        return left
 
 
 def rows(run_dir: Path) -> list[dict[str, Any]]:
@@ -232,6 +278,7 @@ def summarise(run_dir: Path) -> dict[str, Any]:
             pool: int(sum(float(r.get(f"{pool}/restarts", 0.0)) for r in rows(run_dir)))
             for pool in ("editor", "rollout", "actor")
         },
+        "call_timeouts": int(sum(float(r.get("actor/call_timeouts", 0.0)) for r in rows(run_dir))),
     }
 
 
@@ -267,12 +314,18 @@ def soak(steps: int, seed: int, outage_scale: float, out: Path) -> dict[str, Any
         runner = Runner(
             {**env, "EASYR1_SOAK_FAIL_SAVE_STEP": str(fail_step), "EASYR1_SOAK_FAIL_SAVE_MARKER": str(out / "failed")}
         )
-        args = overrides(assets, run_dir, server.base_url, steps)
+        args = [
+            *overrides(assets, run_dir, server.base_url, steps),
+            f"worker.actor.call_timeout_s={CALL_TIMEOUT_S}",  # the hung rank's deadline
+            "worker.actor.max_restarts=4",  # the kill and the hang (2), with room for a slow restart's deadline
+        ]
         sigterm_step = max(1, steps // 4)
         # kills after a step of a run that goes on (not the SIGTERM's step, not the failed save's)
         candidates = [s for s in range(sigterm_step + 1, steps) if s != fail_step] or [steps - 1]
         kill_rng = random.Random(seed + 1)
         runner.kills = {kind: kill_rng.choice(candidates) for kind in KILLS}
+        others = [s for s in candidates if s != runner.kills["kill_actor_worker"]] or candidates
+        runner.kills.update({kind: kill_rng.choice(others) for kind in HANGS})
         kill_steps = dict(runner.kills)
         runner.run(args, sigterm_after_step=sigterm_step, run_dir=run_dir)
         injected["sigterm"] += 1
@@ -287,6 +340,7 @@ def soak(steps: int, seed: int, outage_scale: float, out: Path) -> dict[str, Any
     injected.update(runner.killed)
     faulty = summarise(run_dir)
     orphans = runner.orphans()
+    stopped_left = runner.kill_stopped()  # counted in the orphans as well; never left behind
     return {
         "benchmark": "fault_soak",
         "seed": seed,
@@ -297,6 +351,8 @@ def soak(steps: int, seed: int, outage_scale: float, out: Path) -> dict[str, Any
         "not_injected": NOT_INJECTED,
         "kill_after_step": kill_steps,
         "worker_restarts": faulty["restarts"],
+        "actor_call_timeouts": faulty["call_timeouts"],
+        "stopped_processes_left": len(stopped_left),
         "steps_completed": len(faulty["steps"]),
         "steps_redone": faulty["redone"],
         "masked_by_reason": faulty["masked"],
@@ -332,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         "fabricated_scores",
         "lost_steps_beyond_last_checkpoint",
         "orphan_processes",
+        "stopped_processes_left",
+        "actor_call_timeouts",
         "exit_codes",
         "tracebacks",
         "judge_waiting_s",
@@ -345,8 +403,10 @@ def main(argv: list[str] | None = None) -> int:
         and result["lost_steps_beyond_last_checkpoint"] == 0
         and result["orphan_processes"] == 0
         and result["digests_equal_clean_run"]
-        and all(result["faults_injected"].get(kind, 0) == 1 for kind in KILLS)
+        and all(result["faults_injected"].get(kind, 0) == 1 for kind in (*KILLS, *HANGS))
         and all(n >= 1 for n in result["worker_restarts"].values())
+        and result["actor_call_timeouts"] >= 1
+        and result["stopped_processes_left"] == 0
     )
     return 0 if ok else 1
 

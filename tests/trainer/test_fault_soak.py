@@ -1,6 +1,8 @@
 """The fault soak, shortened: 4 steps, outages scaled to 1-6 s, one SIGTERM + resume, one failed checkpoint write,
 one SIGKILLed editor replica and one SIGKILLed rollout engine (replaced by their pools), one SIGKILLed actor worker
-(the actor pool restarts every rank from the newest checkpoint and the lost steps are trained again)."""
+(the actor pool restarts every rank from the newest checkpoint and the lost steps are trained again) and one
+SIGSTOPped actor worker (a hung rank: ``worker.actor.call_timeout_s`` ends its call, the pool kills it and is restored
+the same way; no stopped process is left)."""
 
 from __future__ import annotations
 
@@ -35,5 +37,7 @@ def test_shortened_fault_soak(tmp_path: Path) -> None:
     assert result["faults_injected"]["kill_rollout_engine"] == 1
     assert result["faults_injected"]["kill_actor_worker"] == 1
     assert result["worker_restarts"]["editor"] >= 1 and result["worker_restarts"]["rollout"] >= 1
-    assert result["worker_restarts"]["actor"] == 1
+    assert result["faults_injected"]["hang_actor_worker"] == 1
+    assert result["actor_call_timeouts"] == 1 and result["stopped_processes_left"] == 0
+    assert result["worker_restarts"]["actor"] == 2  # the kill and the hang
     assert result["not_injected"] == {}

@@ -93,12 +93,13 @@ def ray_workers(title: str) -> list[psutil.Process]:
 
 class Killer(threading.Thread):
     """Once step 1's training row is logged (validation comes next), waits until the rollout engine runs
-    validation's ``generate`` and then SIGKILLs one process titled ``victim`` (the engine itself, mid-call, or an
-    editor replica, found dead by validation's edits)."""
+    validation's ``generate`` and then SIGKILLs one process titled by each of ``victims`` (the engine itself,
+    mid-call; an editor replica, found dead by validation's edits; an actor worker, found dead when a fresh engine
+    asks the actor pool for the weights)."""
 
-    def __init__(self, out: Path, victim: str):
+    def __init__(self, out: Path, *victims: str):
         super().__init__(daemon=True)
-        self.out, self.victim = out, victim
+        self.out, self.victims = out, victims
         self.killed: list[int] = []
         self.done = threading.Event()
 
@@ -107,27 +108,27 @@ class Killer(threading.Thread):
         while not self.done.is_set() and time.monotonic() < end:
             trained = any("samples/total" in r and "val/reward/mean" not in r for r in metric_rows(self.out))
             if trained and ray_workers(f"{ENGINE}.generate"):
-                targets = ray_workers(self.victim)
-                if targets:
-                    victim = min(targets, key=lambda p: p.pid)
-                    victim.send_signal(signal.SIGKILL)
-                    self.killed.append(victim.pid)
+                targets = [min(found, key=lambda p: p.pid) for v in self.victims if (found := ray_workers(v))]
+                if len(targets) == len(self.victims):
+                    for victim in targets:
+                        victim.send_signal(signal.SIGKILL)
+                        self.killed.append(victim.pid)
                     return
             time.sleep(0.02)
 
 
-def run_with_kill(out: Path, victim: str, args: list[str]):
+def run_with_kill(out: Path, args: list[str], *victims: str):
     from easyr1.trainer.entry import run_training
 
-    killer = Killer(out, victim)
+    killer = Killer(out, *victims)
     killer.start()
     try:
         history = run_training(load_config(EXAMPLE, args))
     finally:
         killer.done.set()
         killer.join()
-    assert len(killer.killed) == 1, f"no {victim} process was killed during validation"
-    return history, killer.killed[0]
+    assert len(killer.killed) == len(victims), f"not every one of {victims} was killed during validation"
+    return history, killer.killed
 
 
 COUNTS = (
@@ -162,9 +163,14 @@ def dead(pid: int) -> bool:
     return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
-def test_a_rollout_engine_killed_during_validation_is_replaced_and_validation_completes(assets, tmp_path, clean):
+def test_a_rollout_engine_killed_during_validation_is_replaced_and_validation_completes(
+    assets, tmp_path, clean, caplog
+):
     out = tmp_path / "engine"
-    history, pid = run_with_kill(out, f"{ENGINE}.generate", overrides(assets, out))
+    with caplog.at_level("INFO", logger="easyr1.rollout.pool"):
+        history, [pid] = run_with_kill(out, overrides(assets, out), f"{ENGINE}.generate")
+    # the fresh engine got step 1's weights from the actor pool (the last sync), not the start weights
+    assert "rollout engine 0 restarted and loaded the latest weights" in caplog.text, caplog.text
     assert [r["step"] for r in history] == [1]
     [row] = val_rows(out)  # one validation row, a number, equal to the clean run's
     check_against_clean(row, clean)
@@ -174,12 +180,29 @@ def test_a_rollout_engine_killed_during_validation_is_replaced_and_validation_co
 
 def test_an_editor_replica_killed_during_validation_is_replaced_and_validation_completes(assets, tmp_path, clean):
     out = tmp_path / "editor"
-    history, pid = run_with_kill(out, REPLICA, overrides(assets, out))
+    history, [pid] = run_with_kill(out, overrides(assets, out), REPLICA)
     assert [r["step"] for r in history] == [1]
     [row] = val_rows(out)
     check_against_clean(row, clean)
     assert row["val/editor/restarts"] == 1 and clean["val/editor/restarts"] == 0
     assert dead(pid) and ray_workers("ray::") == []
+
+
+def test_an_actor_worker_lost_with_the_engine_during_validation_restores_the_pool_and_validates_again(
+    assets, tmp_path, clean, caplog
+):
+    """The fresh engine needs the last sync's weights from the actor pool, whose worker is gone too: the
+    validation pass fails, ``ActorRecovery`` restarts the actor pool from step 1's checkpoint (the same weights),
+    syncs them into the engines and runs the pass again; its row counts each edit/judge call once."""
+    out = tmp_path / "actor"
+    with caplog.at_level("WARNING"):
+        history, pids = run_with_kill(out, overrides(assets, out), f"{ENGINE}.generate", "ray::ActorWorker")
+    assert [r["step"] for r in history] == [1]
+    assert "validation after step 1 failed with the actor pool lost; restored, validating again" in caplog.text
+    assert "actor pool restarted (restart 1) and restored from" in caplog.text, caplog.text
+    [row] = val_rows(out)
+    check_against_clean(row, clean)
+    assert all(dead(pid) for pid in pids) and ray_workers("ray::") == []
 
 
 def test_past_the_rollout_restart_limit_validation_stops_the_run_with_one_line(assets, tmp_path, capsys):

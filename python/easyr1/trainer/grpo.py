@@ -463,8 +463,8 @@ class GRPOTrainer:
                 history[:] = [row for row in history if row["step"] <= self.step]
                 continue
             history.append(metrics)
-            if tcfg.val_freq > 0 and self.step % tcfg.val_freq == 0:
-                self.validate()
+            if tcfg.val_freq > 0 and self.step % tcfg.val_freq == 0 and self.recovery.validate(self.validate) is None:
+                history[:] = [row for row in history if row["step"] <= self.step]  # rewound past this step
             if progress is not None:
                 progress.update(task, completed=self.step, description=f"GRPO reward {metrics['reward/mean']:.2f}")
         self.pipe.close()  # a stop leaves the prefetched batch's scoring in flight: joined (the batch is kept)

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from easyr1.editing.protocol import DrainsMetrics
 from easyr1.pools import WorkerLost, describe
 
 from .checkpoint import DriverState
@@ -142,6 +143,33 @@ class ActorRecovery:
                 raise
             self._recover(lost, exc)
             return None
+
+    def validate(self, validate: Callable[[], dict[str, float]]) -> dict[str, float] | None:
+        """``validate()``'s metrics for a validation pass after a training step. The rollout and editor pools
+        replace their own lost workers inside it (a fresh engine gets the last sync's weights from the actor pool);
+        an actor worker lost meanwhile (found when such an engine asks for the weights) is brought back as after a
+        step. Rewound to this very step's checkpoint, the pass runs again — the failed pass logged no row, and its
+        pool counters are left out of the new one (each edit/judge call of the row counted once; its restarts go to
+        the next training row); rewound further, ``None``: the loop trains the steps again and validates when it
+        reaches this step. Bounded by ``worker.actor.max_restarts``; any other error is raised unchanged."""
+        trainer = self.trainer
+        while True:
+            step = trainer.step
+            metrics = self.run(validate)
+            if metrics is not None or trainer.step != step:
+                return metrics
+            dropped = dict(trainer._drain_pool_metrics([]))
+            if isinstance(trainer.c.rollout, DrainsMetrics):
+                dropped.update(trainer.c.rollout.drain_metrics())
+            for key, value in dropped.items():
+                if key.endswith("/restarts"):
+                    trainer._carried[key] = trainer._carried.get(key, 0.0) + value
+            logger.warning(
+                "validation after step %d failed with the actor pool lost; restored, validating again (the failed "
+                "pass's counters are not in its row: %s)",
+                step,
+                {k: v for k, v in dropped.items() if k.endswith(("/requests", "/restarts")) and v},
+            )
 
     def _lost_workers(self, exc: BaseException) -> dict[int, str]:
         actor = self.actor
