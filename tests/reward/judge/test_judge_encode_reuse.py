@@ -3,9 +3,11 @@ broken image fails only the samples that carry it, with ``image_error``."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from judge_testkit import make_requests, picture
-from PIL import ImageDraw
+from PIL import Image, ImageDraw
 
 from easyr1.reward.judge import JudgeRequest
 from easyr1.reward.judge import openai_judge as openai_judge_module
@@ -45,7 +47,7 @@ def test_equal_pixels_in_a_new_object_hit_changed_pixels_are_encoded_again(serve
 
     ImageDraw.Draw(source).rectangle((0, 0, 10, 10), fill=(0, 0, 0))  # the same object, changed in place
     assert judge.score_batch([first])[0].valid
-    assert encodes == [id(source), id(first.edited_image), id(source)]
+    assert sorted(encodes) == sorted([id(source), id(first.edited_image), id(source)])  # the source again
 
 
 def test_an_image_that_cannot_be_encoded_fails_only_its_samples(make_judge, monkeypatch) -> None:
@@ -66,3 +68,14 @@ def test_an_image_that_cannot_be_encoded_fails_only_its_samples(make_judge, monk
     assert results[2].reason == "image_error" and results[2].scores is None and results[2].calls == 0
     assert judge.stats.snapshot().failures == {"image_error": 1}
     assert judge.score_batch([requests[2]])[0].reason == "image_error"  # the failure was not cached
+
+
+def test_a_truncated_image_file_fails_its_sample_not_the_batch(make_judge) -> None:
+    """A real broken input: a PNG cut short, opened lazily; reading its pixels raises inside the judge."""
+    buffer = io.BytesIO()
+    picture(60, size=(256, 256)).save(buffer, format="PNG")
+    truncated = Image.open(io.BytesIO(buffer.getvalue()[: len(buffer.getvalue()) // 2]))
+    requests = make_requests(3)
+    requests[0] = JudgeRequest(truncated, requests[0].edited_image, "sample-0: x", key="sample-0")
+    results = make_judge(mode="single_call").score_batch(requests)
+    assert [r.reason for r in results] == ["image_error", None, None]

@@ -333,12 +333,13 @@ class OpenAIJudge:
         with_preliminary = self.cfg.judge_preliminary and req.preliminary_image is not None
         if with_preliminary:
             images.append(("preliminary", req.preliminary_image))  # type: ignore[arg-type]
-        sent = []
-        for role, img in images:
-            try:
-                sent.append((role, self._encode(img, encoded)))
+        done: dict[str, EncodedImage] = {}
+        for role, img in sorted(images, key=lambda item: item[0] != "edited"):  # the shared images last: by then
+            try:  # the other encode thread has usually finished them, so this one does not wait for it
+                done[role] = self._encode(img, encoded)
             except Exception as exc:  # a broken image fails its own sample only
                 raise ImageEncodeError(f"{role} image could not be encoded ({type(exc).__name__}: {exc})") from exc
+        sent = [(role, done[role]) for role, _ in images]
         dimensions: list[str | None] = list(DIMENSIONS) if self.cfg.mode == "per_dimension" else [None]
         task = str(req.metadata.get("task") or "") if self.cfg.request_style == "reference" else ""
         calls = [self._build_call(d, req.instruction, sent, with_preliminary, task) for d in dimensions]
