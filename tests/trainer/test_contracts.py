@@ -19,7 +19,7 @@ GRPO = TRAINER / "grpo.py"
 DRIVER_FILES = (GRPO, TRAINER / "pipeline.py")
 CONTRACTS = {
     "actor": [TrainingActor],
-    "rollout": [Rollout],
+    "rollout": [Rollout, DrainsMetrics],  # drained for the val row when it keeps counters (the Ray pool)
     "editor": [Editor, DrainsMetrics],
     "judge": [Judge, DrainsMetrics],
 }
