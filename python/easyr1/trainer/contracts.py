@@ -1,7 +1,8 @@
 """What the driver calls on the actor pool: the contract ``GRPOTrainer`` and ``Components.actor`` are typed with.
 
 The rollout pool's contract is :class:`easyr1.rollout.protocol.Rollout`, the editor's
-:class:`easyr1.editing.protocol.Editor` (drained through ``DrainsMetrics`` when it keeps counters), the judge's
+:class:`easyr1.editing.protocol.Editor` (each drained through ``DrainsMetrics`` when it keeps counters: the Ray
+pools' restarts and retries, for the training and the validation rows), the judge's
 :class:`easyr1.reward.judge.protocol.Judge`. ``tests/trainer/test_contracts.py`` checks that ``ActorPool`` satisfies
 :class:`TrainingActor` and that ``trainer/grpo.py`` calls nothing on a component that its contract does not declare.
 """
