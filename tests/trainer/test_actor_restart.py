@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from assets_testkit import write_sandbox_assets
 
 from easyr1.config import load_config
 
@@ -28,14 +29,7 @@ KILL_AFTER_STEP = 2
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    from easyr1.models.tiny import build_tiny_policy
-    from easyr1.sandbox.generator import write_sandbox_dataset
-
-    root = tmp_path_factory.mktemp("actor-restart")
-    build_tiny_policy(root / "policy", seed=0)
-    write_sandbox_dataset(root / "data" / "train", rows=16, seed=0, image_size=32)
-    write_sandbox_dataset(root / "data" / "val", rows=4, seed=0, image_size=32, split="val")
-    return root
+    return write_sandbox_assets(tmp_path_factory.mktemp("actor-restart"), train_rows=16)
 
 
 def overrides(assets: Path, out: Path, *extra: str) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from assets_testkit import write_sandbox_assets
 from test_actor_restart import actor_workers, overrides, step_rows
 
 from easyr1.config import load_config
@@ -25,14 +26,7 @@ STEPS = 2
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    from easyr1.models.tiny import build_tiny_policy
-    from easyr1.sandbox.generator import write_sandbox_dataset
-
-    root = tmp_path_factory.mktemp("recovery-initial")
-    build_tiny_policy(root / "policy", seed=0)
-    write_sandbox_dataset(root / "data" / "train", rows=8, seed=0, image_size=32)
-    write_sandbox_dataset(root / "data" / "val", rows=4, seed=0, image_size=32, split="val")
-    return root
+    return write_sandbox_assets(tmp_path_factory.mktemp("recovery-initial"), train_rows=8)
 
 
 def run_overrides(assets: Path, out: Path) -> list[str]:
