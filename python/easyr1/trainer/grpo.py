@@ -447,17 +447,25 @@ class GRPOTrainer:
         tcfg = self.cfg.trainer
         history: list[dict[str, float]] = []
         total = self.total_steps()
-        stopped = False
         if tcfg.val_before_train or tcfg.val_only:
             self.validate()
             if tcfg.val_only:
                 return self._result(history, stopped=False)
         task = progress.add_task("GRPO", total=total, completed=self.step) if progress else None
+        while True:
+            stopped = self._train_until(total, history, progress, task, stop)
+            self.pipe.close()  # a stop leaves the prefetched batch's scoring in flight: joined (the batch is kept)
+            if self._save_last_step():
+                return self._result(history, stopped=stopped)
+            history[:] = [row for row in history if row["step"] <= self.step]  # rewound: those steps run again
+
+    def _train_until(self, total: int, history: list[dict[str, float]], progress, task, stop) -> bool:
+        """Train steps until ``total`` or a stop request (then ``True``); lost actor workers rewind and redo."""
+        tcfg = self.cfg.trainer
         while self.step < total:
             if stop is not None and stop.is_set():
-                stopped = True
                 logger.warning("stop requested: ending after step %d of %d", self.step, total)
-                break
+                return True
             metrics = self.recovery.run(self.train_step)
             if metrics is None:  # an actor worker was lost: rewound to the newest checkpoint, its steps redone
                 history[:] = [row for row in history if row["step"] <= self.step]
@@ -467,11 +475,15 @@ class GRPOTrainer:
                 history[:] = [row for row in history if row["step"] <= self.step]  # rewound past this step
             if progress is not None:
                 progress.update(task, completed=self.step, description=f"GRPO reward {metrics['reward/mean']:.2f}")
-        self.pipe.close()  # a stop leaves the prefetched batch's scoring in flight: joined (the batch is kept)
+        return False
+
+    def _save_last_step(self) -> bool:
+        """Checkpoint the last completed step unless it already is; ``False`` when an actor worker was lost while
+        writing it and the run was rewound to the newest complete checkpoint (the caller trains those steps again)."""
         latest = self.checkpoints.latest()
-        if self.step > 0 and (latest is None or latest.step != self.step):
-            self._maybe_save(self.step, force=True)
-        return self._result(history, stopped=stopped)
+        if self.step == 0 or (latest is not None and latest.step == self.step):
+            return True
+        return self.recovery.save(lambda: self._maybe_save(self.step, force=True))
 
     def _result(self, history: list[dict[str, float]], *, stopped: bool) -> FitResult:
         latest = self.checkpoints.latest()

@@ -127,10 +127,11 @@ class ActorRecovery:
             rng=capture_rng(),
         )
 
-    def run(self, step: Callable[[], dict[str, float]]) -> dict[str, float] | None:
+    def run(self, step: Callable[[], dict[str, float]], *, what: str | None = None) -> dict[str, float] | None:
         """``step()``'s metrics; ``None`` when an actor worker was lost during it and the run was rewound to the
         newest checkpoint — or, before the first one, to the run's start (the caller goes on with the step after
-        it). Any other error is raised unchanged."""
+        it). Any other error is raised unchanged. ``what`` names work that is not the next step (in the logs; the
+        steps after the checkpoint, up to the current one, are trained again)."""
         if not self._first_step_seen:
             self.capture_start()
         try:
@@ -141,8 +142,14 @@ class ActorRecovery:
             lost = self._lost_workers(exc)
             if not lost:
                 raise
-            self._recover(lost, exc)
+            self._recover(lost, exc, what)
             return None
+
+    def save(self, write: Callable[[], object]) -> bool:
+        """Run ``write()`` (the run's last checkpoint, written after the loop); ``False`` when an actor worker was
+        lost during it and the run was rewound as after a failed step (the caller trains the rewound steps again,
+        then saves). Bounded by ``worker.actor.max_restarts``; any other error is raised unchanged."""
+        return self.run(lambda: (write(), {})[1], what=f"the checkpoint of step {self.trainer.step}") is not None
 
     def validate(self, validate: Callable[[], dict[str, float]]) -> dict[str, float] | None:
         """``validate()``'s metrics for a validation pass after a training step. The rollout and editor pools
@@ -181,13 +188,13 @@ class ActorRecovery:
             logger.warning("could not check the actor workers after %s: %s", describe(exc), describe(probe_error))
             return {}
 
-    def _recover(self, lost: dict[int, str], exc: BaseException) -> None:
+    def _recover(self, lost: dict[int, str], exc: BaseException, what: str | None = None) -> None:
         trainer = self.trainer
         rank, cause = next(iter(lost.items()))
-        failed_step = trainer.step + 1
+        failed_step = trainer.step + 1 if what is None else trainer.step
         logger.warning(
-            "step %d: actor worker(s) %s lost (%s); the step failed with %s",
-            failed_step,
+            "%s: actor worker(s) %s lost (%s); it failed with %s",
+            what or f"step {failed_step}",
             sorted(lost),
             cause,
             describe(exc),
