@@ -71,7 +71,7 @@ def test_pretraining_trains_only_the_vision_tower_and_learns_where_objects_stand
 def test_the_demo_builds_its_policy_with_vision_pretraining_when_asked(tmp_path):
     from easyr1.config import ConfigValidationError, load_config
     from easyr1.models.loading import load_policy
-    from easyr1.trainer.demo import build_sandbox_policy, demo_overrides, preset_path
+    from easyr1.trainer.demo import build_sandbox_policy, demo_overrides, preset_path, vision_pretraining_of
 
     weights = {}
     for steps in (0, 5):
@@ -82,5 +82,9 @@ def test_the_demo_builds_its_policy_with_vision_pretraining_when_asked(tmp_path)
         weights[steps] = load_policy(out / "tiny" / "policy", dtype="float32").model.state_dict()
     changed = {k for k in weights[0] if not torch.equal(weights[0][k], weights[5][k])}
     assert changed and all(".visual." in f".{k}" for k in changed)
+    # the policy folder records its vision pretraining (the demo's summary reads it), and none when it had none
+    assert vision_pretraining_of(tmp_path / "steps0" / "tiny" / "policy") is None
+    record = vision_pretraining_of(tmp_path / "steps5" / "tiny" / "policy")
+    assert record["steps"] == 5 and record["vision_params"] > 0 and 0.0 <= record["held_out_position_accuracy"] <= 1.0
     with pytest.raises(ConfigValidationError, match="vision_pretrain_steps"):
         load_config(preset_path(), ["sandbox.vision_pretrain_steps=-1"])

@@ -220,6 +220,7 @@ def test_demo_command_smoke(tmp_path):
             "sandbox.train_rows=16",
             "sandbox.val_rows=4",
             "sft.max_steps=2",
+            "sandbox.vision_pretrain_steps=20",
             "data.max_response_length=24",
             "trainer.val_freq=-1",
             "trainer.val_before_train=false",
@@ -234,4 +235,6 @@ def test_demo_command_smoke(tmp_path):
     assert (out / "sft" / "config.json").is_file()
     summary = json.loads((out / "demo_summary.json").read_text())
     assert summary["steps"] == 2
+    assert summary["vision_pretraining"]["steps"] == 20  # the preset's vision pretraining ran, shortened
+    assert "vision tower pretrained on rendered scenes: 20 steps" in result.stderr
     assert "report:" in result.stderr

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
     from easyr1.models.tiny import TinyPolicySpec
 
 logger = logging.getLogger(__name__)
+
+VISION_PRETRAIN_RECORD = "vision_pretrain.json"
+"""File next to a tiny policy's weights: the :class:`~easyr1.sandbox.vision_pretrain.VisionPretrainReport` of its
+vision tower's pretraining (absent when it had none)."""
 
 
 def preset_path() -> Path:
@@ -85,7 +90,7 @@ def build_sandbox_policy(cfg: EasyR1Config, policy: Path, seed: int, spec: TinyP
     if cfg.sandbox.vision_pretrain_steps:
         from easyr1.sandbox.vision_pretrain import pretrain_vision_tower
 
-        pretrain_vision_tower(
+        report = pretrain_vision_tower(
             policy,
             cfg.sandbox.vision_pretrain_steps,
             seed=cfg.sandbox.seed,
@@ -94,7 +99,14 @@ def build_sandbox_policy(cfg: EasyR1Config, policy: Path, seed: int, spec: TinyP
                 min_pixels=cfg.data.min_pixels, max_pixels=cfg.data.max_pixels, max_long_side=cfg.data.max_long_side
             ),
         )
+        (policy / VISION_PRETRAIN_RECORD).write_text(json.dumps(asdict(report), indent=1))
     return policy
+
+
+def vision_pretraining_of(policy: Path) -> dict | None:
+    """What :func:`build_sandbox_policy` recorded about the vision pretraining of ``policy`` (``None``: none)."""
+    record = policy / VISION_PRETRAIN_RECORD
+    return json.loads(record.read_text()) if record.is_file() else None
 
 
 def reference_rewards(cfg: EasyR1Config, rows: int = 64) -> dict[str, float]:
@@ -206,6 +218,7 @@ def demo_command(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     references = prepare(cfg, out, seed)
     times["prepare"] = time.perf_counter() - t0
+    policy_dir = Path(cfg.worker.actor.model.model_path)
 
     sft_dir = Path(cfg.sft.output_dir or out / "sft")
     t0 = time.perf_counter()
@@ -238,7 +251,16 @@ def demo_command(args: argparse.Namespace) -> int:
     summary = summarize(rows)
     report = write_report(out, summary, rows, outcome=outcome, repaired=repaired)
     (out / "demo_summary.json").write_text(
-        json.dumps({"times_s": times, "references": references, "held_out": outcome, **summary.to_dict()}, indent=1)
+        json.dumps(
+            {
+                "times_s": times,
+                "references": references,
+                "vision_pretraining": vision_pretraining_of(policy_dir),
+                "held_out": outcome,
+                **summary.to_dict(),
+            },
+            indent=1,
+        )
     )
 
     table = Table(title=f"reward over {summary.steps} GRPO steps (0–10; first vs last 20 %)")
@@ -255,6 +277,12 @@ def demo_command(args: argparse.Namespace) -> int:
         console.print(
             f"sandbox reference (mean of 5 judge dims on validation rows): doing nothing {references['do_nothing']:.2f}, "
             f"the demonstrations {references['demonstration']:.2f}"
+        )
+    pretrained = vision_pretraining_of(policy_dir)
+    if pretrained:
+        console.print(
+            f"vision tower pretrained on rendered scenes: {pretrained['steps']} steps in {pretrained['seconds']:.0f}s, "
+            f"held-out object-position accuracy {pretrained['held_out_position_accuracy']:.0%} (in prepare)"
         )
     console.print(
         f"wall time: prepare {times['prepare']:.0f}s, SFT {times['sft']:.0f}s, GRPO {times['grpo']:.0f}s, "
