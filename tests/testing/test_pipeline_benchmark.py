@@ -140,4 +140,4 @@ def test_rollout_log_probs_mode_runs_the_real_driver(tmp_path: Path) -> None:
     assert s["samples_valid_off_policy_rollout_lp"] == 3 * 8
     assert s["staleness_off_policy_rollout_lp"] == {"0": 8, "1": 16}
     timings = s["driver_timings_off_policy_rollout_lp"]
-    assert "old_logprob" not in timings and "update" in timings
+    assert "old_logprob_s" not in timings and "update_s" in timings
