@@ -1,8 +1,9 @@
 """The pipeline benchmark's settings, bounds, goals and report (``benchmarks/pipeline.py`` runs them).
 
 A setting's stage costs give its bounds: ``bound_streaming_s`` = R + max(E_total, J_total) + U + S and
-``bound_off_policy_s`` = the largest single stage. ``summarise`` turns one setting's measured runs into its JSON
-(``None`` for a mode not run, never an estimate); ``print_table`` prints the table.
+``bound_off_policy_s`` = the largest single stage (both off-policy rows: ``off_policy_1`` with the actor's
+behaviour log-probs and ``off_policy_1+rollout_lp`` with the engines'). ``summarise`` turns one setting's measured
+runs into its JSON (``None`` for a mode not run, never an estimate); ``print_table`` prints the table.
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-MODES = ("staged", "streaming", "off_policy_1")
-KEY = {"staged": "staged", "streaming": "streaming", "off_policy_1": "off_policy"}
+ROLLOUT_LP = "off_policy_1+rollout_lp"
+"""``off_policy_1`` with ``trainer.behaviour_log_probs: rollout`` (the engines' log-probs; update t beside rollout
+t+1)."""
+MODES = ("staged", "streaming", "off_policy_1", ROLLOUT_LP)
+KEY = {"staged": "staged", "streaming": "streaming", "off_policy_1": "off_policy", ROLLOUT_LP: "off_policy_rollout_lp"}
 """Mode → the suffix of its JSON keys."""
+OFF_POLICY = ("off_policy_1", ROLLOUT_LP)
+"""The modes whose bound is ``bound_off_policy_s``."""
 POOLS = ("rollout", "editor", "judge", "actor")
 PAIRS = (("rollout", "editor"), ("rollout", "judge"), ("editor", "judge"), ("editor", "actor"), ("judge", "actor"))
 """Pools whose working at the same time is reported (``overlap_s``, seconds per step)."""
@@ -137,9 +143,11 @@ def summarise(
     s["bound_off_policy_s"] = _rounded(setting.bound_off_policy_s)
     s["ratio_staged_to_sum"] = _ratio(step["staged"], setting.staged_sum_s)
     s["ratio_streaming_to_bound"] = _ratio(step["streaming"], setting.bound_streaming_s)
-    s["ratio_off_policy_to_bound"] = _ratio(step["off_policy_1"], setting.bound_off_policy_s)
+    for mode in OFF_POLICY:
+        s[f"ratio_{KEY[mode]}_to_bound"] = _ratio(step[mode], setting.bound_off_policy_s)
     s["throughput_ratio_streaming_vs_staged"] = _ratio(step["staged"], step["streaming"])
-    s["throughput_ratio_off_policy_vs_staged"] = _ratio(step["staged"], step["off_policy_1"])
+    for mode in OFF_POLICY:
+        s[f"throughput_ratio_{KEY[mode]}_vs_staged"] = _ratio(step["staged"], step[mode])
     for mode in MODES:
         run = runs.get(mode)
         for field in RUN_FIELDS:
@@ -153,14 +161,15 @@ def summarise(
 
 def goal_values(setting: Setting, s: dict[str, Any]) -> dict[str, list[Any]]:
     """Each goal: [measured value or None when its mode is unavailable, comparison, target]."""
-    g: dict[str, list[Any]] = {
-        "streaming_le_1.10_bound": [s["ratio_streaming_to_bound"], "<=", GOAL_STREAMING],
-        "off_policy_le_1.15_bound": [s["ratio_off_policy_to_bound"], "<=", GOAL_OFF_POLICY],
-    }
+    g: dict[str, list[Any]] = {"streaming_le_1.10_bound": [s["ratio_streaming_to_bound"], "<=", GOAL_STREAMING]}
+    for mode in OFF_POLICY:
+        k = KEY[mode]
+        g[f"{k}_le_1.15_bound"] = [s[f"ratio_{k}_to_bound"], "<=", GOAL_OFF_POLICY]
     if setting.name == "production":
-        busy = s["busy_off_policy"]
-        g["off_policy_ge_1.8x_staged"] = [s["throughput_ratio_off_policy_vs_staged"], ">=", GOAL_THROUGHPUT]
-        g["off_policy_every_pool_ge_80pct_busy"] = [None if busy is None else min(busy.values()), ">=", GOAL_BUSY]
+        for mode in OFF_POLICY:
+            k, busy = KEY[mode], s[f"busy_{KEY[mode]}"]
+            g[f"{k}_ge_1.8x_staged"] = [s[f"throughput_ratio_{k}_vs_staged"], ">=", GOAL_THROUGHPUT]
+            g[f"{k}_every_pool_ge_80pct_busy"] = [None if busy is None else min(busy.values()), ">=", GOAL_BUSY]
     return g
 
 
@@ -181,7 +190,7 @@ def fmt(x: float | None, spec: str = ".2f") -> str:
 
 def print_table(summaries: list[dict[str, Any]]) -> None:
     print(
-        f"{'setting':<14} {'mode':<13} {'step s':>7} {'bound s':>8} {'ratio':>6} {'thr×':>6}  "
+        f"{'setting':<14} {'mode':<23} {'step s':>7} {'bound s':>8} {'ratio':>6} {'thr×':>6}  "
         f"{'busy: roll':>10} {'edit':>5} {'judge':>5} {'actor':>5}  {'ovl r+e':>7} {'e+j':>5}  staleness"
     )
     for s in summaries:
@@ -195,6 +204,7 @@ def print_table(summaries: list[dict[str, Any]]) -> None:
             "staged": s["staged_sum_s"],
             "streaming": s["bound_streaming_s"],
             "off_policy_1": s["bound_off_policy_s"],
+            ROLLOUT_LP: s["bound_off_policy_s"],
         }
         for mode in MODES:
             k = KEY[mode]
@@ -202,19 +212,19 @@ def print_table(summaries: list[dict[str, Any]]) -> None:
             busy = s[f"busy_{k}"]
             if step is None:
                 why = s["unavailable"].get(mode, "not run")
-                print(f"{'':<14} {mode:<13} {'—':>7} {bounds[mode]:>8.2f}  unavailable: {why}")
+                print(f"{'':<14} {mode:<23} {'—':>7} {bounds[mode]:>8.2f}  unavailable: {why}")
                 continue
             thr = s["step_s_staged"] / step if s["step_s_staged"] else None
             b = [fmt(busy[p]) for p in POOLS]
             ovl = s[f"overlap_s_{k}"]
             print(
-                f"{'':<14} {mode:<13} {step:>7.2f} {bounds[mode]:>8.2f} {step / bounds[mode]:>6.2f} {fmt(thr):>6}  "
+                f"{'':<14} {mode:<23} {step:>7.2f} {bounds[mode]:>8.2f} {step / bounds[mode]:>6.2f} {fmt(thr):>6}  "
                 f"{b[0]:>10} {b[1]:>5} {b[2]:>5} {b[3]:>5}  {fmt(ovl['rollout+editor']):>7} "
                 f"{fmt(ovl['editor+judge']):>5}  {s[f'staleness_{k}']}"
             )
         ideal = s["busy_ideal_off_policy"]
         print(
-            f"{'':<14} {'(ideal, off)':<13} {'':>7} {'':>8} {'':>6} {'':>6}  "
+            f"{'':<14} {'(ideal, off)':<23} {'':>7} {'':>8} {'':>6} {'':>6}  "
             + " ".join(f"{fmt(ideal[p]):>{w}}" for p, w in zip(POOLS, (10, 5, 5, 5), strict=True))
         )
         for goal, (value, op, target) in s["goal_values"].items():

@@ -28,6 +28,12 @@ def lp_value(version: int) -> float:
     return -1.0 - 0.125 * version
 
 
+def engine_lp(version: int, token: int) -> float:
+    """The log-prob a :class:`RecordingRollout` with ``logprobs`` returns for token ``token`` of a response generated
+    with the weights of ``version`` (never :func:`lp_value`: a test can tell the engine's from the actor's)."""
+    return -0.5 - 0.25 * version - 0.01 * token
+
+
 class VersionedActor:
     """Weights are a version number (updates applied); log-probs are :func:`lp_value` of it."""
 
@@ -38,15 +44,19 @@ class VersionedActor:
         self.updates: list[tuple[int, torch.Tensor]] = []  # (version before the update, old_log_probs)
         self.saved: list[str] = []
         self.fail_update_at: int | None = None  # raise in the update that would make this version
+        self.callers: list[tuple[str, str]] = []  # (method, thread name) of every log-prob pass and update
 
     def compute_log_probs(self, batch):
         self.lp_calls.append((self.version, threading.current_thread().name))
+        self.callers.append(("compute_log_probs", threading.current_thread().name))
         return torch.full((len(batch), batch.max_response_length), lp_value(self.version))
 
     def compute_ref_log_probs(self, batch):
+        self.callers.append(("compute_ref_log_probs", threading.current_thread().name))
         return torch.full((len(batch), batch.max_response_length), -1.2)
 
     def update_policy(self, batch):
+        self.callers.append(("update_policy", threading.current_thread().name))
         if self.fail_update_at is not None and self.version + 1 == self.fail_update_at:
             self.fail_update_at = None
             raise RuntimeError("actor worker died")
@@ -69,20 +79,46 @@ class VersionedActor:
 
 class RecordingRollout:
     """Answers like ``test_grpo_step.ScriptedRollout`` (a demonstration, a partial answer, no tags, a nonsense edit);
-    records the weights' version of every ``generate`` call; ``delay_s`` per call; ``fail_on_call`` (1-based)."""
+    records the weights' version of every ``generate`` call and its (start, end) ``time.time()``; ``delay_s`` per
+    call; ``fail_on_call`` (1-based). With ``logprobs``, each token's log-prob is :func:`engine_lp`; the outputs of
+    call ``no_logprobs_on_call`` then have none (``"short"`` in ``bad_logprobs``: one too few instead)."""
 
-    def __init__(self, rows_by_id, delay_s: float = 0.0, fail_on_call: int | None = None):
+    def __init__(
+        self,
+        rows_by_id,
+        delay_s: float = 0.0,
+        fail_on_call: int | None = None,
+        logprobs: bool = False,
+        no_logprobs_on_call: int | None = None,
+        bad_logprobs: str = "none",
+    ):
         self.rows_by_id = rows_by_id
         self.delay_s = delay_s
         self.fail_on_call = fail_on_call
+        self.logprobs = logprobs
+        self.no_logprobs_on_call = no_logprobs_on_call
+        self.bad_logprobs = bad_logprobs
         self.engine_version = 0
         self.calls: list[tuple[list[str], int, str]] = []  # (prompt ids, engine version, thread name)
+        self.times: list[tuple[float, float]] = []
 
     def generate(self, prompts, sampling):
         self.calls.append(([p.id for p in prompts], self.engine_version, threading.current_thread().name))
+        start = time.time()
         time.sleep(self.delay_s)
+        self.times.append((start, time.time()))
         if self.fail_on_call == len(self.calls):
             raise RuntimeError("rollout engine lost")
+        out = self._answers(prompts, sampling)
+        if self.logprobs:
+            for o in out:
+                lp = [engine_lp(self.engine_version, j) for j in range(len(o.token_ids))]
+                if self.no_logprobs_on_call == len(self.calls):
+                    lp = lp[:-1] if self.bad_logprobs == "short" else None
+                o.logprobs = lp
+        return out
+
+    def _answers(self, prompts, sampling):
         out = []
         for prompt in prompts:
             demo = self.rows_by_id[prompt.id]

@@ -95,3 +95,21 @@ def test_off_policy_with_the_real_pools_and_resume(assets, tmp_path):
     assert again[3]["pipeline/staleness_max"] == 1.0
     assert again[3]["actor/ppo_kl"] == pytest.approx(got[3]["actor/ppo_kl"], rel=1e-4, abs=1e-9)
     assert again[3]["reward/mean"] == pytest.approx(got[3]["reward/mean"], nan_ok=True)
+
+
+def test_off_policy_with_the_engines_log_probs(assets, tmp_path):
+    """``trainer.behaviour_log_probs: rollout`` with the real pools: the transformers engines' own log-probs (fp32
+    on CPU, temperature 1) are the PPO's old log-probs; no actor log-prob pass in any step; on-policy at step 1 the
+    ratio starts at 1 up to the numerical difference between generation and the training forward."""
+    out = tmp_path / "rollout-lp"
+    run_training(config(assets, out, "trainer.max_steps=3", "trainer.behaviour_log_probs=rollout"))
+    got = rows(out)
+    assert sorted(got) == [1, 2, 3]
+    assert [got[s]["pipeline/staleness_max"] for s in (1, 2, 3)] == [0.0, 1.0, 1.0]
+    assert abs(got[1]["actor/ppo_kl"]) < 1e-4
+    assert abs(got[2]["actor/ppo_kl"]) > 10 * max(abs(got[1]["actor/ppo_kl"]), 1e-7)
+    spans = [s for line in (out / "stage_spans.jsonl").read_text().splitlines() for s in json.loads(line)["spans"]]
+    stages = {(s["stage"], s["for_step"]) for s in spans}
+    assert {("rollout", 2), ("rollout", 3), ("update", 1), ("update", 2)} <= stages
+    assert not [s for s in spans if s["stage"] == "old_logprob"]
+    assert (out / "checkpoints" / "global_step_2" / "inflight.pt").is_file()

@@ -136,6 +136,13 @@ def _cross_checks(cfg: EasyR1Config) -> Iterator[ConfigError]:
             cfg.trainer.pipeline,
             "off_policy_1 cannot be combined with algorithm.online_filtering (refills would reorder the data)",
         )
+    if cfg.trainer.behaviour_log_probs == "rollout" and rollout.temperature != 1.0:
+        yield ConfigError(
+            "trainer.behaviour_log_probs",
+            cfg.trainer.behaviour_log_probs,
+            f"'rollout' needs worker.rollout.temperature=1.0 (is {rollout.temperature}): engines return "
+            "temperature-1 log-probs while the actor's ratio uses the sampling temperature",
+        )
     estimator = ESTIMATORS.facts(cfg.algorithm.adv_estimator) if cfg.algorithm.adv_estimator in ESTIMATORS else None
     if estimator is not None and estimator.needs_groups and rollout.n < estimator.min_valid_per_group:
         yield ConfigError(

@@ -10,6 +10,8 @@ from .base import ConfigError, check_choice, check_positive
 LOGGERS = ["console", "file", "wandb", "tensorboard"]
 PIPELINES = ["staged", "streaming", "off_policy_1"]
 """Values of ``trainer.pipeline`` (see ``easyr1.trainer.pipeline``)."""
+BEHAVIOUR_LOG_PROBS = ["actor", "rollout"]
+"""Values of ``trainer.behaviour_log_probs``."""
 
 
 @dataclass
@@ -61,10 +63,21 @@ class TrainerConfig:
     ``staged`` instead, with a warning. ``off_policy_1``: the rollout of step t+1 runs, and its edits and judge
     calls start, while step t is trained, with the weights after update t-1 (staleness 1,
     ``pipeline/staleness_*``); the PPO ratio uses the behaviour policy's log-probs, computed by the actor before
-    update t; the in-flight batch (responses and behaviour log-probs) is saved with each checkpoint and re-scored
-    on restore. Not with ``algorithm.online_filtering`` (its refills would reorder the data). Every mode logs
+    update t (or the engines' own: ``trainer.behaviour_log_probs``); the in-flight batch (responses and behaviour
+    log-probs) is saved with each checkpoint and re-scored on restore. Not with ``algorithm.online_filtering`` (its refills would reorder the data). Every mode logs
     ``pipeline/*`` (pool busy shares, overlap, critical path) and writes each step's stage spans to
     ``output_dir/stage_spans.jsonl``."""
+    behaviour_log_probs: str = "actor"
+    """Where the PPO ratio's old (behaviour-policy) log-probs come from. ``actor`` (default): the actor recomputes
+    them with the weights that generated the responses (on-policy: before the update; ``off_policy_1``: in the
+    background job, before update t) — the training forward's own kernels and precision, so the ratio starts at
+    exactly 1 on-policy. ``rollout``: the rollout engine's per-token log-probs of the sampled tokens
+    (``RolloutOutput.logprobs``), zero-padded like the actor's; no actor pass, and with ``off_policy_1`` update t
+    runs while rollout t+1 generates (the step's chain becomes about max(rollout, reference log-probs + update) +
+    sync instead of rollout + log-probs + update + sync). The engines' kernels and precision differ from the
+    trainer's on GPUs (e.g. vLLM bf16 vs FSDP), which moves the ratio off 1 by that mismatch. Needs
+    ``worker.rollout.temperature: 1.0`` (engines return temperature-1 log-probs); a response the engine returned
+    without log-probs (or with a wrong count) fails the step. Any ``trainer.pipeline``."""
     stop_grace_s: float = 600.0
     """After SIGTERM/SIGINT the step in flight finishes and the last completed step is checkpointed; if that takes
     longer than this many seconds the run is abandoned (Ray shut down, exit 143/130, the previous checkpoint kept).
@@ -80,6 +93,7 @@ class TrainerConfig:
         yield from check_choice(f"{path}.wandb_mode", self.wandb_mode, ["auto", "online", "offline", "disabled"])
         yield from check_choice(f"{path}.resume", self.resume, ["auto", "disable"])
         yield from check_choice(f"{path}.pipeline", self.pipeline, PIPELINES)
+        yield from check_choice(f"{path}.behaviour_log_probs", self.behaviour_log_probs, BEHAVIOUR_LOG_PROBS)
         yield from check_positive(f"{path}.stop_grace_s", self.stop_grace_s)
         for key in ("val_freq", "save_freq", "save_limit"):
             value = getattr(self, key)

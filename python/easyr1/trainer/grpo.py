@@ -33,6 +33,7 @@ from easyr1.rollout.sampling import sampling_params
 
 from .checkpoint import CheckpointManager, DriverState, write_inflight
 from .components import Components, training_steps
+from .inflight import rollout_log_probs
 from .pipeline import StepPipeline
 from .recovery import ActorRecovery
 from .rng import capture_rng, restore_rng
@@ -223,9 +224,8 @@ class GRPOTrainer:
         self, step: int, timings: dict[str, float], t_step: float, window: float, before: DriverState
     ) -> dict[str, float]:
         batch, consumed_ids, filter_counts, attempts, failed = self._collect(step, timings)
-        if self.pipe.in_flight:  # the actor and the engines are free once it is settled
-            with self.pipe.spans.span("await_prefetch", step + 1):
-                self.pipe.settle()
+        if not self.pipe.overlaps_update:  # the actor and the engines are free once it is settled
+            self.pipe.await_job(step)
         if not len(batch):
             raise StageFailure(
                 f"step {step}: online filtering kept no group after {self.cfg.algorithm.max_try_make_batch} refills"
@@ -238,6 +238,7 @@ class GRPOTrainer:
         masked["group:too_few_valid"] = int((batch.valid & ~effective).sum())
         # A step whose every edit/judge attempt failed is not trained on: its row is logged, then the run stops.
         actor_metrics = {} if failed is not None else self._update(batch, effective, timings)
+        self.pipe.await_job(step)  # engine log-probs: rollout t+1 ran beside the update (if no sync settled it)
         for key, value in self._carried.items():
             actor_metrics[key] = actor_metrics.get(key, 0.0) + value
         self._carried = {}
@@ -301,7 +302,8 @@ class GRPOTrainer:
         return self._write_checkpoint(before)
 
     def _update(self, step_batch: StepBatch, effective: torch.Tensor, timings: dict[str, float]) -> dict[str, float]:
-        """Old/ref log-probs, advantages, PPO update and weight sync; returns actor metrics."""
+        """Old/ref log-probs (old: stored with the batch, the engines' own, or the actor's now), advantages, PPO update
+        and weight sync (rollout t+1 may run until then: ``pipe.overlaps_update``); returns actor metrics."""
         algo = self.cfg.algorithm
         if int(effective.sum()) == 0:
             logger.warning(
@@ -314,6 +316,8 @@ class GRPOTrainer:
         response_mask = torch.arange(width)[None, :] < lengths[:, None]
         if step_batch.old_log_probs is not None:  # off-policy: the behaviour policy's, computed before update t-1
             batch = batch.with_fields(old_log_probs=batch.token_tensor(step_batch.old_log_probs, width))
+        elif self.pipe.rollout_lp:  # trainer.behaviour_log_probs=rollout: the engines' own, no actor pass
+            batch = batch.with_fields(old_log_probs=rollout_log_probs(step_batch.outputs, width))
         else:
             with timed(timings, "old_logprob"), self.pipe.spans.span("old_logprob", self.step + 1, len(batch)):
                 batch = batch.with_fields(old_log_probs=self.c.actor.compute_log_probs(batch))
@@ -344,6 +348,7 @@ class GRPOTrainer:
         batch = batch.with_fields(advantages=advantages.float())
         with timed(timings, "update"), self.pipe.spans.span("update", self.step + 1, len(batch)):
             metrics.update(self.c.actor.update_policy(batch))
+        self.pipe.await_job(self.step + 1)  # engine log-probs: rollout t+1 ran beside the update; engines free now
         with timed(timings, "sync"), self.pipe.spans.span("sync", self.step + 1):
             metrics.update(self.c.rollout.sync_weights(self.c.actor) or {})
         return metrics

@@ -1,7 +1,8 @@
 """What the off-policy step pipeline keeps between threads: the batch generated ahead of its step
-(:class:`InFlight`), the order in which batches are scored (:class:`ScoringTurns`), and the streaming entry points
+(:class:`InFlight`), the order in which batches are scored (:class:`ScoringTurns`), the streaming entry points
 the pipeline looks for on the rollout pool and the reward pipeline (:class:`StreamsRollout`,
-:class:`ScoresStream`). Used by :mod:`easyr1.trainer.pipeline`."""
+:class:`ScoresStream`), and the engines' own log-probs as the behaviour log-probs (:func:`rollout_log_probs`,
+``trainer.behaviour_log_probs: rollout``). Used by :mod:`easyr1.trainer.pipeline`."""
 
 from __future__ import annotations
 
@@ -37,6 +38,42 @@ class ScoresStream(Protocol):
         chunks: Iterator[list[RolloutOutput]],
         on_span: Callable[[str, float, float, int], None] | None = None,
     ) -> ScoredBatch: ...
+
+
+class MissingRolloutLogProbs(RuntimeError):
+    """``trainer.behaviour_log_probs: rollout`` and the engine returned no (or the wrong number of, or non-finite)
+    log-probs for a response: the step fails, nothing is filled in."""
+
+
+def rollout_log_probs(outputs: Sequence[RolloutOutput], width: int | None = None) -> torch.Tensor:
+    """(N, T) float32 behaviour log-probs from the engines' own per-token log-probs (``RolloutOutput.logprobs``):
+    row i holds response i's, zero beyond its length — the layout of the actor's ``compute_log_probs``. ``T`` is
+    ``width`` or the longest response. Raises :class:`MissingRolloutLogProbs` naming the first response whose
+    log-probs are missing, of another length than its tokens, or not finite."""
+    longest = max((len(o.token_ids) for o in outputs), default=0)
+    out = torch.zeros(len(outputs), max(longest, width or 0), dtype=torch.float32)
+    for i, o in enumerate(outputs):
+        lp = o.logprobs
+        problem = (
+            "no log-probs"
+            if lp is None
+            else f"{len(lp)} log-probs for {len(o.token_ids)} tokens"
+            if len(lp) != len(o.token_ids)
+            else None
+        )
+        if problem is None:
+            row = torch.tensor(lp, dtype=torch.float32)
+            if not bool(torch.isfinite(row).all()):
+                problem = "non-finite log-probs"
+            else:
+                out[i, : len(lp)] = row
+        if problem is not None:
+            raise MissingRolloutLogProbs(
+                f"trainer.behaviour_log_probs=rollout: the rollout engine returned {problem} for sample "
+                f"{o.sample_index} of prompt {o.prompt_id!r} (response {i} of {len(outputs)}); the step fails "
+                "(trainer.behaviour_log_probs=actor recomputes them on the actor)"
+            )
+    return out if width is None else out[:, :width]
 
 
 class ScoringCancelled(Exception):
@@ -91,7 +128,8 @@ class InFlight:
     """The training loader's position before its rows were read."""
     outputs: list[RolloutOutput] | None = None
     old_log_probs: torch.Tensor | None = None
-    """(N, T) behaviour log-probs (the actor before the update that follows the rollout)."""
+    """(N, T) behaviour log-probs: the actor's before the update that follows the rollout, or the engines' own
+    (``trainer.behaviour_log_probs: rollout``)."""
     timings: dict[str, float] = field(default_factory=dict)
     error: BaseException | None = None
     """A failure of the rollout or the behaviour log-probs (raised by ``settle``)."""

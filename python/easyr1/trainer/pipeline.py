@@ -25,8 +25,21 @@ step t runs:
 
 Per step: R + L + U + S (rollout, log-probs, update, sync) while scoring a batch takes at most R + 2L + U + S.
 
+**Engine log-probs** (``trainer.behaviour_log_probs: rollout``, opt-in): the behaviour log-probs are the engines'
+own per-token log-probs of the sampled tokens (``RolloutOutput.logprobs``, temperature 1, the config requires
+``worker.rollout.temperature: 1.0``), read by the background thread into the actor's (N, T) zero-padded layout
+(:func:`~easyr1.trainer.inflight.rollout_log_probs`; a response without them fails the step at ``settle``). The
+job then never calls the actor, so step t runs: take batch t → launch job t+1 → reference log-probs and update t
+on the actor *while rollout t+1 generates* → ``settle`` → sync v(t). Per step about max(R, L_ref + U) + S; over
+two steps a batch's rollout, scoring, update and the sync that the rollout two steps on waits for are one chain,
+so a step also takes at least (R + scoring + U + S) / 2. Batches generated on the spot (step 1, and every batch of
+``staged``/``streaming`` with this option) use the engines' log-probs as well, read at update time. The default is
+the actor's: the engines' kernels and precision differ from the trainer's on GPUs (vLLM bf16 vs FSDP), which moves
+the ratio off 1 even on-policy; on CPU with the HF engine in fp32 the two agree.
+
 **The actor is never called from two threads at once**: between a job's launch and ``settle`` (which joins its
-rollout/log-prob thread) that thread is the actor's only user; the driver calls the actor (update, reference
+rollout/log-prob thread) that thread is the actor's only user, or with the engines' log-probs it never calls it
+(the driver's update then runs beside the rollout); otherwise the driver calls the actor (update, reference
 log-probs, checkpoint, restore) only after ``settle`` or after ``abandon`` cancelled and joined it; the scoring
 thread never calls it. **Scorings take turns** (:class:`ScoringTurns`): tickets are taken on the driver thread in
 data order (a driver-side scoring takes its ticket before launching the next job; validation when it scores) and a
@@ -53,19 +66,21 @@ Staleness (the actor's version at the update minus the version that generated th
 and ``pipeline/staleness_max``. ``algorithm.online_filtering`` is refused with ``off_policy_1`` (a config error): its
 refills would read rows after the prefetched ones and change the data order.
 
-Failures: a rollout or log-prob failure is raised by ``settle`` (step t); a scoring failure once, by step t+1 when
-it takes the batch. A step that fails cancels every job in flight (no actor call and no new scoring turn after the
-cancel), joins its threads within ``trainer.stop_grace_s`` (a scoring already in the editor is waited for, up to
-that grace), drops the prefetched batch and rewinds the loader to before it. :meth:`StepPipeline.close` joins what
-is in flight and keeps the prefetched batch.
+Failures: a rollout or log-prob failure is raised by ``settle`` (step t; with the engines' log-probs after update
+t and before its sync: the step fails like any other and the run resumes from its last checkpoint); a scoring
+failure once, by step t+1 when it takes the batch. A step that fails cancels every job in flight (no actor call
+and no new scoring turn after the cancel), joins its threads within ``trainer.stop_grace_s`` (a scoring already in
+the editor is waited for, up to that grace), drops the prefetched batch and rewinds the loader to before it.
+:meth:`StepPipeline.close` joins what is in flight and keeps the prefetched batch.
 
 Checkpoints save the in-flight batch (``DriverState.inflight``: step, version, row ids, the loader position before
-it; ``inflight.pt``: responses with token ids and behaviour log-probs) — **not its scores**, which may be incomplete
-at save time: a restored batch is re-scored when the step that trains on it begins (deterministic with the sandbox
-editor and judge: a resumed run logs the same rewards, masks and digests as one never stopped; a real editor/judge
-may score differently). A restore (resume, or an actor restart by ``trainer/recovery.py``) re-reads the rows from
-the saved loader position; restoring an off-policy checkpoint into ``staged``/``streaming`` drops the batch and
-rewinds the loader (it is regenerated on-policy).
+it; ``inflight.pt``: responses with token ids and behaviour log-probs, whichever produced them, kept on restore) —
+**not its scores**, which may be incomplete at save time: a restored batch is re-scored when the step that trains
+on it begins (deterministic with the sandbox editor and judge: a resumed run logs the same rewards, masks and
+digests as one never stopped; a real editor/judge may score differently). A restore (resume, or an actor restart
+by ``trainer/recovery.py``) re-reads the rows from the saved loader position; restoring an off-policy checkpoint
+into ``staged``/``streaming`` drops the batch and rewinds the loader (it is regenerated on-policy). The
+off-policy background job lives in :mod:`easyr1.trainer.pipeline_job`.
 """
 
 from __future__ import annotations
@@ -77,13 +92,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from easyr1.core.types import EditSample, PolicyPrompt, RolloutOutput, SamplingParams
 from easyr1.editing.protocol import DrainsMetrics
 
-from .checkpoint import DriverState, read_inflight
 from .inflight import InFlight, ScoresStream, ScoringCancelled, ScoringTurns, StreamsRollout
+from .pipeline_job import BackgroundJob
 from .stage_spans import StageSpans, perf_to_wall
 from .step_batch import StepBatch
 
@@ -96,7 +109,7 @@ _REPORTED = frozenset({"edit", "judge"})
 """The stages ``score_stream`` reports through ``on_span`` as each call ends."""
 
 
-class StepPipeline:
+class StepPipeline(BackgroundJob):
     """The trainer's rollout side for one pipeline mode: where a step's responses come from, the background rollout
     and scoring of ``off_policy_1``, the pool counters of each step, and the stage spans
     (``trainer/stage_spans.py``)."""
@@ -106,6 +119,7 @@ class StepPipeline:
         self.c = trainer.c
         self.mode = trainer.cfg.trainer.pipeline
         self.grace_s = trainer.cfg.trainer.stop_grace_s
+        self.rollout_lp = trainer.cfg.trainer.behaviour_log_probs == "rollout"
         self.spans = StageSpans(run_dir / "stage_spans.jsonl")
         self.pending: InFlight | None = None
         """The batch prefetched for the next step (off_policy_1); its scoring may still run."""
@@ -306,181 +320,6 @@ class StepPipeline:
             metrics, self._bucket = self._bucket, None
             return metrics
         return self._drain_now()
-
-    # ------------------------------------------------------------------ off_policy_1: the background job
-    def _launch(self, step: int) -> None:
-        if not self.off_policy or step > self.trainer.total_steps() or self._thread is not None:
-            return
-        loader = self.c.train_loader
-        before = loader.state_dict()
-        rows = loader.next_batch()
-        job = InFlight(step, self.trainer.step, rows, [self.c.build_prompt(r) for r in rows], before)
-        job.ticket = self.turns.take()
-        self._job = job
-        self._thread = threading.Thread(
-            target=self._produce, args=(job,), name=f"easyr1-prefetch-step-{step}", daemon=True
-        )
-        self._thread.start()
-
-    def _produce(self, job: InFlight) -> None:
-        """Rollout, then (the scoring started in its own thread) the behaviour log-probs. The only actor call
-        between the launch and ``settle``."""
-        try:
-            sampling = self.trainer._sampling(job.step, 0, False)
-            t0 = time.perf_counter()
-            with self.spans.span("rollout", job.step, len(job.prompts) * sampling.n):
-                outputs = self.c.rollout.generate(job.prompts, sampling)
-            job.timings["rollout"] = time.perf_counter() - t0
-            job.outputs = outputs
-            if job.cancel.is_set():
-                return
-            job.scorer = threading.Thread(
-                target=self._score_job, args=(job,), name=f"easyr1-prefetch-score-step-{job.step}", daemon=True
-            )
-            job.scorer.start()
-            n = len(outputs) // max(len(job.prompts), 1)
-            per_sample = [job.prompts[i // n] for i in range(len(outputs))]
-            batch = self.c.make_actor_batch(per_sample, outputs, torch.ones(len(outputs), dtype=torch.bool))
-            if job.cancel.is_set():
-                return
-            t0 = time.perf_counter()
-            with self.spans.span("old_logprob", job.step, len(outputs)):
-                job.old_log_probs = self.c.actor.compute_log_probs(batch)
-            job.timings["old_logprob"] = time.perf_counter() - t0
-        except BaseException as exc:  # handed to the driver thread by settle()
-            job.error = exc
-        finally:
-            if job.scorer is None and job.ticket is not None:  # no scoring will take its turn
-                self.turns.release(job.ticket)
-
-    def _score_job(self, job: InFlight) -> None:
-        assert job.ticket is not None and job.outputs is not None
-        try:
-            job.scored, job.pool_metrics = self._score_turn(
-                job.ticket, job.rows, job.outputs, job.step, job.cancel, drain=True
-            )
-        except ScoringCancelled:
-            pass
-        except BaseException as exc:  # raised by the step that takes the batch
-            job.score_error = exc
-        finally:
-            self.turns.release(job.ticket)
-
-    def settle(self) -> None:
-        """Wait for the background rollout and behaviour log-probs (before the update: the actor and the engines
-        must be free) — not for the scoring; its batch becomes :attr:`pending`. An error of the rollout or the
-        log-probs is raised here, once (the scoring, if started, is cancelled and joined)."""
-        if self._thread is None:
-            return
-        self._thread.join()
-        job, self._thread, self._job = self._job, None, None
-        assert job is not None
-        if job.error is not None:
-            self._stop(job, None)
-            self.c.train_loader.load_state_dict(job.loader_before)
-            raise job.error
-        self.pending = job
-
-    def _stop(self, job: InFlight, thread: threading.Thread | None) -> None:
-        """Cancel ``job`` and join its threads (``trainer.stop_grace_s`` in all); a thread still running then is
-        left behind (daemon) and its scoring turn released, so later scorings do not wait for it."""
-        job.cancel.set()
-        deadline = time.monotonic() + self.grace_s
-        if thread is not None:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        scorer = job.scorer
-        if scorer is not None:
-            scorer.join(max(0.0, deadline - time.monotonic()))
-        alive = [t.name for t in (thread, scorer) if t is not None and t.is_alive()]
-        if alive:
-            logger.error(
-                "the background work of step %d (%s) did not end within %.0f s of the cancel; left behind (daemon)",
-                job.step,
-                ", ".join(alive),
-                self.grace_s,
-            )
-        else:
-            job.scorer = None
-        if job.ticket is not None:
-            self.turns.release(job.ticket)
-        if job.score_error is not None:
-            logger.warning("the background scoring of step %d failed too: %s", job.step, job.score_error)
-            job.score_error = None
-
-    def abandon(self) -> None:
-        """After a failed step: cancel and join the background job (at most ``trainer.stop_grace_s``), drop its
-        batch and rewind the loader to before it."""
-        if self._thread is None:
-            return
-        job, thread, self._thread, self._job = self._job, self._thread, None, None
-        assert job is not None
-        self._stop(job, thread)
-        if job.error is not None:
-            logger.warning("the background rollout of step %d failed too: %s", job.step, job.error)
-        self.c.train_loader.load_state_dict(job.loader_before)
-
-    def drop_later(self) -> None:
-        """After a failed step: drop a batch prefetched for a step after it (loader rewound to before it)."""
-        self.abandon()
-        if self.pending is not None and self.pending.step > self.trainer.step + 1:
-            self._stop(self.pending, None)
-            self.c.train_loader.load_state_dict(self.pending.loader_before)
-            self.pending = None
-
-    def close(self) -> None:
-        """Cancel and join what is in flight (between steps: the prefetched batch's scoring); the prefetched batch
-        is kept (it is in the checkpoint) and re-scored by the step that takes it if its scoring did not end."""
-        self.abandon()
-        if self.pending is not None and self.pending.scorer is not None:
-            self._stop(self.pending, None)
-
-    @property
-    def in_flight(self) -> bool:
-        """The background rollout/log-probs run (the scoring of :attr:`pending` may run after it)."""
-        return self._thread is not None
-
-    # ------------------------------------------------------------------ checkpoints
-    def checkpoint_state(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """The in-flight batch's JSON part and payload for :class:`DriverState` (``None`` when there is none): its
-        responses and behaviour log-probs, not its scores (re-scored on restore)."""
-        if self.pending is None:
-            return None, None
-        return self.pending.meta(), self.pending.payload()
-
-    def restore(self, path: Path | None, state: DriverState) -> None:
-        """Rewind the loader to ``state`` and take back its in-flight batch (off_policy_1) or drop it."""
-        self.abandon()
-        if self.pending is not None:
-            self._stop(self.pending, None)
-        self.pending = None
-        self._bucket = None
-        loader = self.c.train_loader
-        meta = state.inflight
-        if meta is None:
-            loader.load_state_dict(state.loader)
-            return
-        loader.load_state_dict(meta["loader"])
-        if not self.off_policy:
-            logger.info("checkpoint %s holds an off-policy in-flight batch; dropped, regenerated on-policy", path)
-            return
-        rows = loader.next_batch()
-        if [r.id for r in rows] != list(meta["ids"]):
-            raise RuntimeError(
-                f"{path}: the in-flight batch's rows {list(meta['ids'])[:3]}… are not what the data loader yields "
-                f"at its saved position ({[r.id for r in rows][:3]}…): the training data changed"
-            )
-        payload = read_inflight(path)
-        outputs = [RolloutOutput(**o) for o in payload["outputs"]]
-        self.pending = InFlight(
-            step=int(meta["step"]),
-            version=int(meta["version"]),
-            rows=rows,
-            prompts=[self.c.build_prompt(r) for r in rows],
-            loader_before=meta["loader"],
-            outputs=outputs,
-            old_log_probs=payload["old_log_probs"],
-            timings=dict(payload.get("timings") or {}),  # logged with the step that trains on it
-        )  # not scored: the step that takes it scores it (the scores were not saved)
 
 
 def _add(timings: dict[str, float], more: dict[str, float]) -> None:
