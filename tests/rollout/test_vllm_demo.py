@@ -23,6 +23,7 @@ def test_demo_with_the_vllm_engine(tmp_path) -> None:
         "sandbox.train_rows=16",
         "sandbox.val_rows=4",
         "sft.max_steps=2",
+        "sandbox.vision_pretrain_steps=20",
         "data.max_response_length=24",
         "trainer.val_freq=-1",
         "trainer.val_before_train=true",

@@ -19,6 +19,7 @@ SMALL = (
     "sandbox.train_rows=16",
     "sandbox.val_rows=4",
     "sft.max_steps=1",
+    "sandbox.vision_pretrain_steps=20",
     "data.max_response_length=24",
     "trainer.val_freq=-1",
     "trainer.val_before_train=false",
