@@ -54,19 +54,17 @@ def rollout_log_probs(outputs: Sequence[RolloutOutput], width: int | None = None
     out = torch.zeros(len(outputs), max(longest, width or 0), dtype=torch.float32)
     for i, o in enumerate(outputs):
         lp = o.logprobs
-        problem = (
-            "no log-probs"
-            if lp is None
-            else f"{len(lp)} log-probs for {len(o.token_ids)} tokens"
-            if len(lp) != len(o.token_ids)
-            else None
-        )
-        if problem is None:
+        problem = None
+        if lp is None:
+            problem = "no log-probs"
+        elif len(lp) != len(o.token_ids):
+            problem = f"{len(lp)} log-probs for {len(o.token_ids)} tokens"
+        else:
             row = torch.tensor(lp, dtype=torch.float32)
-            if not bool(torch.isfinite(row).all()):
-                problem = "non-finite log-probs"
-            else:
+            if bool(torch.isfinite(row).all()):
                 out[i, : len(lp)] = row
+            else:
+                problem = "non-finite log-probs"
         if problem is not None:
             raise MissingRolloutLogProbs(
                 f"trainer.behaviour_log_probs=rollout: the rollout engine returned {problem} for sample "
