@@ -76,3 +76,19 @@ def test_a_stale_engine_fails_the_probe_check(pools) -> None:
     with pytest.raises(RuntimeError, match="sync check failed"):
         rollout.verify_sync(actor)
     rollout.sync_weights(actor)  # and a real sync passes the same check
+
+
+def test_sync_probe_interval_probes_every_nth_sync_and_after_a_replacement(pools) -> None:
+    actor, rollout = pools
+    cfg = rollout.cfg.worker.rollout
+    cfg.sync_probe_interval = 3
+    rollout._syncs = 0  # count from a fresh pool's first sync
+    try:
+        probed = ["rollout/sync_probe_max_abs_diff" in rollout.sync_weights(actor) for _ in range(5)]
+        assert probed == [True, False, False, True, False]
+        rollout._replaced_since_probe = True  # what replacing a lost engine sets
+        assert "rollout/sync_probe_max_abs_diff" in rollout.sync_weights(actor)  # sync 5: off-interval, probed
+        assert "rollout/sync_probe_max_abs_diff" in rollout.sync_weights(actor)  # sync 6: on the interval
+        assert "rollout/sync_probe_max_abs_diff" not in rollout.sync_weights(actor)  # sync 7
+    finally:
+        cfg.sync_probe_interval = 1

@@ -19,6 +19,7 @@ def test_demo_with_the_vllm_engine(tmp_path) -> None:
         "worker.rollout.name=vllm",
         "worker.rollout.kv_cache_memory_gb=0.25",
         "worker.rollout.sync_probe_tolerance=1e-4",
+        "worker.rollout.sync_probe_interval=1",
         "worker.rollout.val_override_config.n=2",
         "sandbox.train_rows=16",
         "sandbox.val_rows=4",

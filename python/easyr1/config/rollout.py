@@ -69,7 +69,11 @@ class RolloutConfig:
     weight_sync_bucket_mb: int = 256
     """Bucket size of the collective weight broadcast."""
     check_sync_logprobs: bool = True
-    """After each sync, compare engine and actor log-probs on a fixed probe and log the max difference."""
+    """After a sync, compare engine and actor log-probs on a fixed probe and log the max difference."""
+    sync_probe_interval: int = 1
+    """Probe every N-th weight sync of the pool (counted from its first, which is always probed, and a sync that
+    replaced an engine is always probed); 1 probes every sync. A probe costs a greedy generation and an actor
+    forward, which on the sandbox is ~6 % of a step."""
     sync_probe_tolerance: float | None = None
     """Raise when the probe difference exceeds this (``None``: only report ``rollout/sync_probe_max_abs_diff``).
     Same dtype on both sides (``hf`` engine, fp32 CPU) agrees to ~1e-6; bf16 engines need ~0.1."""
@@ -95,6 +99,7 @@ class RolloutConfig:
             yield from check_positive(f"{path}.kv_cache_memory_gb", self.kv_cache_memory_gb)
         yield from check_non_negative(f"{path}.limit_images", self.limit_images)
         yield from check_positive(f"{path}.generation_batch_size", self.generation_batch_size)
+        yield from check_positive(f"{path}.sync_probe_interval", self.sync_probe_interval)
         yield from check_choice(f"{path}.weight_sync", self.weight_sync, ["collective", "object_store"])
         yield from check_positive(f"{path}.weight_sync_bucket_mb", self.weight_sync_bucket_mb)
         if self.sync_probe_tolerance is not None:

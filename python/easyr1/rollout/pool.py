@@ -91,6 +91,9 @@ class RolloutPool(RayPool):
         self._state_ref: Any = None
         """Or the object-store weights of the last :meth:`update_weights`."""
         self._restarts_reported = 0
+        self._syncs = 0
+        """Weight syncs done (``worker.rollout.sync_probe_interval`` counts them)."""
+        self._replaced_since_probe = False
 
     # ------------------------------------------------------------ lost engines
     def _call_timeout(self) -> float:
@@ -99,6 +102,8 @@ class RolloutPool(RayPool):
     def _recover(self, i: int, cause: str, *, load_weights: bool = True) -> None:
         """Replace engine ``i`` (lost: ``cause``) by a fresh one holding the latest weights."""
         import ray
+
+        self._replaced_since_probe = True
 
         if self.facts.owns_processes:  # a hung engine's own processes first (a dead one's went with it)
             try:
@@ -325,12 +330,16 @@ class RolloutPool(RayPool):
 
     def sync_weights(self, actor_pool: WeightSource, *, check: bool | None = None) -> dict[str, float]:
         """Copy the actor's current weights into every engine (``worker.rollout.weight_sync``), then — when
-        ``check`` (default ``worker.rollout.check_sync_logprobs``) — compare engine and actor log-probs on the
-        fixed probe. Returns ``rollout/sync_*`` metrics."""
+        ``check`` (default: ``worker.rollout.check_sync_logprobs`` on every ``sync_probe_interval``-th sync and on
+        a sync after an engine was replaced) — compare engine and actor log-probs on the fixed probe. Returns
+        ``rollout/sync_*`` metrics."""
         import ray
 
         rollout = self.cfg.worker.rollout
-        check = rollout.check_sync_logprobs if check is None else check
+        if check is None:
+            due = self._syncs % rollout.sync_probe_interval == 0 or self._replaced_since_probe
+            check = rollout.check_sync_logprobs and due
+        self._syncs += 1
         start = time.perf_counter()
         metrics: dict[str, float] = {}
         self._ensure_alive()  # a lost engine is replaced first (the sync below gives it the weights)
@@ -349,6 +358,7 @@ class RolloutPool(RayPool):
         metrics.update(self.drain_metrics())
         if check:
             metrics["rollout/sync_probe_max_abs_diff"] = self.verify_sync(actor_pool)
+            self._replaced_since_probe = False
         return metrics
 
     def verify_sync(self, actor_pool: WeightSource) -> float:
