@@ -447,6 +447,11 @@ class SubprocessJudgeServer:
         self._behaviour = behaviour
         self._control("/_behaviour", asdict(behaviour))
 
+    @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs (benchmarks count its CPU time)."""
+        return self._proc.pid if self._proc is not None else None
+
     def stop(self) -> None:
         if self._proc is not None:
             self._proc.terminate()
