@@ -234,6 +234,7 @@ class _JudgeApp:
                     "kind": rule.kind,
                     "n_images": n_images,
                     "has_authorization": "Authorization" in request.headers,
+                    "headers": sorted(request.headers),
                     "logprobs": bool(body.get("logprobs")),
                     "max_tokens": body.get("max_tokens"),
                 }
