@@ -74,7 +74,7 @@ class JudgeConfig:
     """HTTP transport of the OpenAI SDK: ``aiohttp`` (about half the CPU per call at high concurrency) or
     ``httpx`` (the SDK's default). Both take proxies from the standard environment variables only."""
     event_loop: str = "uvloop"
-    """Event loop of the judge's own thread, the one that makes the HTTP calls: ``uvloop`` (libuv; ~7 % less CPU
+    """Event loop of the judge's own thread, the one that makes the HTTP calls: ``uvloop`` (libuv; ~4 % less CPU
     per call on that thread, measured in issue 21; falls back to ``asyncio`` with a warning when the ``uvloop``
     package is not installed, e.g. on Windows) or ``asyncio`` (the standard library's loop)."""
     alert_retry_ratio: float = 0.5

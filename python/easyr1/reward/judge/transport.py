@@ -103,7 +103,7 @@ class RetryCountingAsyncOpenAI(openai.AsyncOpenAI):
 
     The :data:`SDK_PLATFORM_HEADERS` are left out (the SDK's ``Omit`` in ``default_headers``): every header is
     merged, normalised and copied several times per call by the SDK, httpx and aiohttp, and parsed by the server;
-    without these seven the judge's loop thread spends ~7 % less CPU per call (issue 21, docs/performance.md).
+    without these seven the judge's loop thread spends 7-9 % less CPU per call (issue 21, docs/performance.md).
     """
 
     def __init__(self, *args: Any, on_retry: Callable[[str], None], **kwargs: Any):
