@@ -11,6 +11,10 @@ Every timed run scores images it has not seen before (drawn before the clock sta
 the judge keeps encodings across batches (by pixel content), and a run that re-sent the warm-up's images would
 time no encoding at all. So each timed run encodes what a training step encodes: 16 sources + 64 edited images.
 
+Each timed run's CPU time is counted too (``cpu_ms_per_run``, psutil; Linux gives per-thread times): the judge's
+loop thread (the SDK's calls), its encode threads, the rest of the client, and the server process. On a box whose
+cores are shared, a run cannot take much less than 0.2 s + (that CPU time) / (the cores it gets).
+
 Prints a table, then one JSON line with ``serial_s``, ``ours_s``, ``bound_s``, ``speedup`` and ``bound_ratio``
 (per_dimension mode) and the same for ``single_call`` mode. Goal: speedup ≥ 40×, ours ≤ 1.25 × bound; issue 21:
 the median run ≤ 1.25 × bound in both modes.
@@ -24,10 +28,12 @@ import math
 import os
 import statistics
 import sys
+import threading
 import time
 from typing import Any
 
 import openai
+import psutil
 from PIL import Image, ImageDraw
 
 from easyr1.config import JudgeConfig
@@ -118,10 +124,51 @@ def serial_reference(base_url: str, requests: list[JudgeRequest], cfg: JudgeConf
     return elapsed, valid
 
 
+CPU_GROUPS = ("loop", "encode", "other", "server")
+
+
+def _thread_group(name: str) -> str:
+    if name == "easyr1-judge-loop":
+        return "loop"
+    return "encode" if name.startswith("easyr1-judge-encode") else "other"
+
+
+def cpu_seconds(server_pid: int | None) -> dict[str, float] | None:
+    """CPU seconds so far of this process's threads, grouped (:data:`CPU_GROUPS`), and of the server process;
+    ``None`` where the platform does not tell them."""
+    try:
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        totals = dict.fromkeys(CPU_GROUPS, 0.0)
+        for thread in psutil.Process().threads():
+            totals[_thread_group(names.get(thread.id, ""))] += thread.user_time + thread.system_time
+        if server_pid is not None:
+            times = psutil.Process(server_pid).cpu_times()
+            totals["server"] = times.user + times.system
+        return totals
+    except (psutil.Error, OSError, AttributeError):
+        return None
+
+
+def cpu_ms_per_run(
+    before: list[dict[str, float] | None], after: list[dict[str, float] | None]
+) -> dict[str, float] | None:
+    """Mean CPU milliseconds per timed run by group, from readings taken around each run."""
+    pairs = [(b, a) for b, a in zip(before, after, strict=True) if b is not None and a is not None]
+    if not pairs or len(pairs) != len(before):
+        return None
+    return {g: round(1000 * sum(a[g] - b[g] for b, a in pairs) / len(pairs), 1) for g in CPU_GROUPS}
+
+
 def ours(
-    base_url: str, requests: list[JudgeRequest], cfg: JudgeConfig, args: argparse.Namespace, streamed: bool = False
-) -> tuple[list[float], int, float]:
-    """Timed runs of our client; returns (seconds per run, valid samples of the last run, encodes per run).
+    base_url: str,
+    requests: list[JudgeRequest],
+    cfg: JudgeConfig,
+    args: argparse.Namespace,
+    streamed: bool = False,
+    server_pid: int | None = None,
+) -> tuple[list[float], int, float, dict[str, float] | None]:
+    """Timed runs of our client; returns (seconds per run, valid samples of the last run, encodes per run, CPU
+    milliseconds per run by group, see :func:`cpu_seconds`).
 
     ``streamed``: each sample is its own ``submit_batch`` call, as the trainer's streaming scoring sends them (all
     at once here: the worst case), so the images a group shares are no longer in one batch."""
@@ -130,9 +177,11 @@ def ours(
     with OpenAIJudge(cfg, api_key=API_KEY) as judge:
         judge.score_batch(requests)  # warm-up: loop thread and a full connection pool, as in a training loop
         times, valid, encodes = [], 0, 0
+        cpu_before, cpu_after = [], []
         for run in range(1, args.repeats + 1):
             batch = fresh_requests(args, run, seen)  # drawn before the clock starts; encoded inside the timed run
             misses = judge.encodings.misses
+            cpu_before.append(cpu_seconds(server_pid))
             start = time.perf_counter()
             if streamed:
                 futures = [judge.submit_batch([request]) for request in batch]
@@ -140,9 +189,10 @@ def ours(
             else:
                 results = judge.score_batch(batch)
             times.append(time.perf_counter() - start)
+            cpu_after.append(cpu_seconds(server_pid))
             encodes += judge.encodings.misses - misses
             valid = sum(r.valid for r in results)
-    return times, valid, encodes / args.repeats
+    return times, valid, encodes / args.repeats, cpu_ms_per_run(cpu_before, cpu_after)
 
 
 def run_mode(server: SubprocessJudgeServer, requests: list[JudgeRequest], mode: str, args: argparse.Namespace) -> dict:
@@ -161,15 +211,23 @@ def run_mode(server: SubprocessJudgeServer, requests: list[JudgeRequest], mode: 
     bound = math.ceil(calls / args.concurrency) * args.latency
     rows = []
     for streamed in (False, True):
-        times, ours_valid, encodes = ours(server.base_url, requests, cfg, args, streamed)
+        times, ours_valid, encodes, cpu = ours(server.base_url, requests, cfg, args, streamed, server.pid)
         if serial_valid != len(requests) or ours_valid != len(requests):
             raise SystemExit(f"{mode}: invalid results (serial {serial_valid}, ours {ours_valid} of {len(requests)})")
-        rows.append(_row(mode + (" streamed" if streamed else ""), calls, serial_s, times, bound, encodes))
+        rows.append(_row(mode + (" streamed" if streamed else ""), calls, serial_s, times, bound, encodes, cpu))
     rows[0]["streamed"] = {k: v for k, v in rows[1].items() if k not in ("mode", "calls", "serial_s", "bound_s")}
     return rows[0]
 
 
-def _row(mode: str, calls: int, serial_s: float, times: list[float], bound: float, encodes: float) -> dict:
+def _row(
+    mode: str,
+    calls: int,
+    serial_s: float,
+    times: list[float],
+    bound: float,
+    encodes: float,
+    cpu: dict[str, float] | None,
+) -> dict:
     best = min(times)
     return {
         "mode": mode,
@@ -182,6 +240,7 @@ def _row(mode: str, calls: int, serial_s: float, times: list[float], bound: floa
         "bound_ratio": round(best / bound, 3),
         "median_bound_ratio": round(statistics.median(times) / bound, 3),
         "encodes_per_run": encodes,
+        "cpu_ms_per_run": cpu,
     }
 
 
@@ -224,6 +283,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['median_bound_ratio']:>14.3f}{row['encodes_per_run']:>9.0f}"
         )
     print("  streamed: one submit_batch per sample, as the trainer's streaming scoring sends them (all at once here)")
+    print("CPU ms per timed run (client: the judge's loop thread, its encode threads, other threads; the server):")
+    print(f"{'mode':<14}" + "".join(f"{g:>9}" for g in (*CPU_GROUPS, "total")))
+    for row in (per_dim, streamed(per_dim), single, streamed(single)):
+        cpu = row["cpu_ms_per_run"]
+        cells = "  unavailable" if cpu is None else "".join(f"{v:>9.1f}" for v in (*cpu.values(), sum(cpu.values())))
+        print(f"{row['mode']:<14}{cells}")
     print(f"single_call vs the reference's serial per-dimension loop: {single['speedup_vs_reference']:.1f}x")
     goal_met = per_dim["speedup"] >= GOAL_SPEEDUP and per_dim["bound_ratio"] <= GOAL_BOUND_RATIO
     print(
@@ -253,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                 "bound_ratio",
                 "median_bound_ratio",
                 "encodes_per_run",
+                "cpu_ms_per_run",
                 "streamed",
             )
         },

@@ -234,6 +234,7 @@ class _JudgeApp:
                     "kind": rule.kind,
                     "n_images": n_images,
                     "has_authorization": "Authorization" in request.headers,
+                    "headers": sorted(request.headers),
                     "logprobs": bool(body.get("logprobs")),
                     "max_tokens": body.get("max_tokens"),
                 }
@@ -446,6 +447,11 @@ class SubprocessJudgeServer:
     def set_behaviour(self, behaviour: ServerBehaviour) -> None:
         self._behaviour = behaviour
         self._control("/_behaviour", asdict(behaviour))
+
+    @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs (benchmarks count its CPU time)."""
+        return self._proc.pid if self._proc is not None else None
 
     def stop(self) -> None:
         if self._proc is not None:

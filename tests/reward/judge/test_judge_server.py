@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+
+import psutil
 import pytest
 from judge_testkit import API_KEY, make_requests
 
@@ -18,6 +21,7 @@ def test_behaviour_round_trips_json() -> None:
 @pytest.mark.slow
 def test_subprocess_server_counts_and_switches_behaviour() -> None:
     with SubprocessJudgeServer(ServerBehaviour(latency_s=0.05)) as server:
+        assert server.pid is not None and psutil.Process(server.pid).ppid() == os.getpid()
         cfg = JudgeConfig(
             backend="openai", base_url=server.base_url, mode="single_call", max_retries=0, outage_budget_s=0
         )
@@ -29,3 +33,4 @@ def test_subprocess_server_counts_and_switches_behaviour() -> None:
             assert {r.reason for r in judge.score_batch(make_requests(2))} == {"server_error"}
             server.reset()
             assert server.stats()["request_count"] == 0
+    assert server.pid is None

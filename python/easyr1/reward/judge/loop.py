@@ -3,6 +3,9 @@
 ``score_batch`` must work in a plain script, inside a Ray actor, and from code that already runs an event loop in
 the same thread (where ``asyncio.run`` is refused). Running the judge's coroutines on a loop that the judge owns
 avoids all three problems and keeps the HTTP connection pool alive between batches.
+
+The loop is asyncio's own or uvloop's (``judge.event_loop``): :func:`event_loop_factory` picks one, falling back
+to asyncio with a log line when uvloop is not installed.
 """
 
 from __future__ import annotations
@@ -10,20 +13,48 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+EVENT_LOOPS = ("uvloop", "asyncio")
+"""The event loops ``judge.event_loop`` may name."""
+
+
+def event_loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """What builds the judge's loop: ``uvloop`` (libuv; less CPU per call on the judge's loop thread) when it is
+    asked for and importable, else asyncio's default loop (``asyncio``, or ``uvloop`` without uvloop installed,
+    which is logged as a warning)."""
+    if kind not in EVENT_LOOPS:
+        raise ValueError(f"event loop {kind!r}: expected one of {', '.join(EVENT_LOOPS)}")
+    if kind == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            logger.warning("judge.event_loop=uvloop unavailable (uvloop not installed); using asyncio's event loop")
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
 
 
 class BackgroundLoop:
     """Starts on first use; :meth:`run` blocks the caller until the coroutine ends on the private loop."""
 
-    def __init__(self, name: str = "easyr1-judge-loop", *, executor_workers: int = 4):
+    def __init__(
+        self,
+        name: str = "easyr1-judge-loop",
+        *,
+        executor_workers: int = 4,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+    ):
         self._name = name
         self._executor_workers = executor_workers
+        self._loop_factory = loop_factory
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -38,7 +69,7 @@ class BackgroundLoop:
             if self.running:
                 assert self._loop is not None
                 return self._loop
-            loop = asyncio.new_event_loop()
+            loop = self._loop_factory()
             loop.set_default_executor(
                 concurrent.futures.ThreadPoolExecutor(self._executor_workers, thread_name_prefix=f"{self._name}-io")
             )

@@ -31,7 +31,7 @@ from .cache import JudgeCache, content_key
 from .calls import Call, Outcome, ResultCallback, SampleProgress, done_callback, read_response, report_to
 from .credentials import resolve_api_key
 from .images import EncodedImage, EncodedImageCache, encode_image, estimated_image_tokens, pixel_digest, request_body
-from .loop import BackgroundLoop
+from .loop import BackgroundLoop, event_loop_factory
 from .protocol import DIMENSIONS, JudgeRequest, JudgeResult
 from .transport import (
     OUTAGE_REASON,
@@ -99,7 +99,7 @@ class OpenAIJudge:
                 self.cache = JudgeCache(cfg.cache_dir)
             else:
                 logger.warning("judge cache disabled: temperature %s > 0 without probability scoring", cfg.temperature)
-        self._loop = BackgroundLoop()
+        self._loop = BackgroundLoop(loop_factory=event_loop_factory(cfg.event_loop))
         # Image encoding and cache I/O, overlapping the HTTP calls. Pillow's JPEG encoder runs without the GIL, so
         # two threads encode on two cores (issue 21, 2 shared cores: medians 0-10 % lower than one thread; an
         # earlier four-thread pool was far slower than one); the encoding cache makes them wait for, not repeat,
