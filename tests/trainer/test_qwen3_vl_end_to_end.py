@@ -23,6 +23,7 @@ SMALL = (
     "data.max_response_length=24",
     "trainer.val_freq=-1",
     "trainer.val_before_train=false",
+    "worker.rollout.sync_probe_interval=1",  # probe after every sync (the preset probes every 10th)
 )
 
 
