@@ -4,27 +4,16 @@ line carries every key. Behaviour only: a benchmark is not a timed test."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).parents[2] / "benchmarks" / "judge_throughput.py"
+from benchmark_testkit import load_benchmark
 
 
 def _bench():
-    if "judge_throughput_bench" in sys.modules:
-        return sys.modules["judge_throughput_bench"]
-    spec = importlib.util.spec_from_file_location("judge_throughput_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["judge_throughput_bench"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("judge_throughput")
 
 
 def _burn(seconds: float) -> None:

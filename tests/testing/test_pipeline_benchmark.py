@@ -4,25 +4,15 @@ available is null, never a number. Behaviour only: a benchmark is not a timed te
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).parents[2] / "benchmarks" / "pipeline.py"
+from benchmark_testkit import load_benchmark
 
 
 def _bench():
-    if "pipeline_bench" in sys.modules:
-        return sys.modules["pipeline_bench"]
-    spec = importlib.util.spec_from_file_location("pipeline_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["pipeline_bench"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("pipeline")
 
 
 def test_bounds_follow_the_formulas() -> None:
